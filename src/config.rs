@@ -1,0 +1,279 @@
+//! `ringshard serve` flags, validated into one [`ServeConfig`] in one place.
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::http::conn::MAX_HEADERS_CAP;
+use crate::http::limits::{Limits, DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD, DEFAULT_MAX_HEADERS};
+
+/// Task-running mode of each ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TaskRunFlag {
+    /// The best the kernel has: defer, else coop, else plain.
+    Auto,
+    /// SINGLE_ISSUER + DEFER_TASKRUN (6.1+).
+    Defer,
+    /// COOP_TASKRUN (5.19+).
+    Coop,
+    /// No task-running flags.
+    Plain,
+}
+
+/// How connections receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RecvMode {
+    /// Multishot recv where the kernel has it, else single-shot.
+    Auto,
+    /// One multishot recv per connection (6.0+).
+    Multishot,
+    /// One recv per read, re-armed after each.
+    Single,
+}
+
+/// Flags of `ringshard serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (IPv4 or IPv6, e.g. 127.0.0.1:8080 or [::1]:8080).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Number of shards (threads, each pinned to its own CPU); default: the CPUs this process may use.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Largest request head (request line and headers); 431 above it, 414 when the request line alone is longer.
+    #[arg(long, default_value_t = DEFAULT_MAX_HEAD, value_parser = parse_size)]
+    pub max_head_size: usize,
+    /// Most header fields in a request; 431 above it.
+    #[arg(long, default_value_t = DEFAULT_MAX_HEADERS)]
+    pub max_headers: usize,
+    /// Largest request body; 413 above it.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY, value_parser = parse_size)]
+    pub max_body_size: usize,
+    /// Time for a request head to arrive whole (from its first byte, or from accept); then 408.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Longest pause while a request body arrives; then 408.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Idle keep-alive connections are closed after this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+    /// A peer that reads nothing of a response for this long is dropped.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// On SIGINT/SIGTERM, time allowed for requests in flight before exiting anyway.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Listen backlog of each shard's socket.
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: i32,
+    /// Do not pin shards to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Submission queue entries per ring (the completion queue is four times larger).
+    #[arg(long, default_value_t = 1024)]
+    pub ring_entries: u32,
+    /// Ring task-running mode.
+    #[arg(long, value_enum, default_value_t = TaskRunFlag::Auto)]
+    pub taskrun: TaskRunFlag,
+    /// Receive mode.
+    #[arg(long, value_enum, default_value_t = RecvMode::Auto)]
+    pub recv: RecvMode,
+    /// Receive buffers per shard in the provided-buffer ring (a power of two).
+    #[arg(long, default_value_t = 512)]
+    pub buf_count: u32,
+    /// Size of each receive buffer.
+    #[arg(long, default_value_t = 4096, value_parser = parse_size)]
+    pub buf_size: usize,
+    /// Turn off the built-in routes (/, /plaintext, /json, /echo, /health).
+    #[arg(long)]
+    pub no_builtin: bool,
+}
+
+/// A validated server configuration.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub shards: usize,
+    pub pin: bool,
+    pub limits: Limits,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub write_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub backlog: i32,
+    pub ring_entries: u32,
+    pub taskrun: TaskRunFlag,
+    pub recv: RecvMode,
+    pub buf_count: u16,
+    pub buf_size: usize,
+    pub builtin: bool,
+    /// Inherited listening descriptors, used instead of binding (one per shard, or one shared).
+    pub inherited: Vec<i32>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            shards: crate::sys::cpus::allowed().len().max(1),
+            pin: true,
+            limits: Limits::default(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            backlog: 4096,
+            ring_entries: 1024,
+            taskrun: TaskRunFlag::Auto,
+            recv: RecvMode::Auto,
+            buf_count: 512,
+            buf_size: 4096,
+            builtin: true,
+            inherited: Vec::new(),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Checks every flag and resolves the address; the message names the flag at fault.
+    pub fn validate(&self) -> Result<ServeConfig, String> {
+        let listen = resolve(&self.listen)?;
+        let shards = match self.shards {
+            Some(0) => return Err("--shards must be at least 1".into()),
+            Some(n) if n > 1024 => return Err(format!("--shards {n} is more than 1024")),
+            Some(n) => n,
+            None => crate::sys::cpus::allowed().len().max(1),
+        };
+        if self.max_head_size < 64 {
+            return Err("--max-head-size must be at least 64 bytes".into());
+        }
+        if self.max_headers == 0 || self.max_headers > MAX_HEADERS_CAP {
+            return Err(format!(
+                "--max-headers must be between 1 and {MAX_HEADERS_CAP}"
+            ));
+        }
+        for (name, d) in [
+            ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--keepalive-timeout", self.keepalive_timeout),
+            ("--write-timeout", self.write_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be more than zero"));
+            }
+        }
+        if !(2..=32768).contains(&self.buf_count) || !self.buf_count.is_power_of_two() {
+            return Err("--buf-count must be a power of two between 2 and 32768".into());
+        }
+        if !(512..=1 << 20).contains(&self.buf_size) {
+            return Err("--buf-size must be between 512 bytes and 1 MiB".into());
+        }
+        if !(2..=32768).contains(&self.ring_entries) {
+            return Err("--ring-entries must be between 2 and 32768".into());
+        }
+        if self.backlog < 1 {
+            return Err("--backlog must be at least 1".into());
+        }
+        Ok(ServeConfig {
+            listen,
+            shards,
+            pin: !self.no_pin,
+            limits: Limits {
+                max_head: self.max_head_size,
+                max_headers: self.max_headers,
+                max_body: self.max_body_size,
+            },
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            keepalive_timeout: self.keepalive_timeout,
+            write_timeout: self.write_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            backlog: self.backlog,
+            ring_entries: self.ring_entries,
+            taskrun: self.taskrun,
+            recv: self.recv,
+            buf_count: self.buf_count as u16,
+            buf_size: self.buf_size,
+            builtin: !self.no_builtin,
+            inherited: Vec::new(),
+        })
+    }
+}
+
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("--listen {s}: the name has no address")),
+        Err(e) => Err(format!(
+            "--listen {s}: not an address like 127.0.0.1:8080 or [::1]:8080 ({e})"
+        )),
+    }
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 10s, 500ms or 2m"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "ms" => v / 1000.0,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `4096`, `16k`, `16KiB`, `1m`, `1MiB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: usize = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 4096, 16k or 1m"))?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use k, m or g)")),
+    };
+    v.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+        assert_eq!(parse_size("16k"), Ok(16384));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999g").is_err());
+    }
+}

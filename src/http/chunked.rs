@@ -1,0 +1,224 @@
+//! Incremental decoder for `Transfer-Encoding: chunked` request bodies (RFC 9112 §7.1).
+//!
+//! Strict by design: line ends must be CRLF and sizes plain hex, because leniency here is
+//! what request smuggling feeds on.
+
+/// Why a chunked body was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkedError {
+    /// Malformed framing: 400.
+    Invalid,
+    /// The decoded body would exceed the body limit: 413.
+    TooLarge,
+    /// The trailer section exceeds the head limit: 431.
+    TrailersTooLarge,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Size { digits: u8 },
+    Ext,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    TrailerLf { empty: bool },
+    Done,
+}
+
+/// Decoder state carried between reads.
+#[derive(Clone, Debug)]
+pub struct ChunkedDecoder {
+    state: State,
+    size: u64,
+    remaining: u64,
+    ext_len: usize,
+    trailer_len: usize,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            size: 0,
+            remaining: 0,
+            ext_len: 0,
+            trailer_len: 0,
+        }
+    }
+}
+
+/// Longest chunk extension accepted (extensions are ignored, but must not be unbounded).
+const MAX_EXT: usize = 1024;
+
+impl ChunkedDecoder {
+    /// Decodes from `input`, appending data to `body`. Returns how many bytes were consumed and
+    /// whether the body (with its trailers) is complete; bytes after the end are not consumed.
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        body: &mut Vec<u8>,
+        max_body: usize,
+        max_trailers: usize,
+    ) -> Result<(usize, bool), ChunkedError> {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                State::Size { digits } => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if digits >= 15 {
+                            return Err(ChunkedError::TooLarge);
+                        }
+                        let v = (b as char).to_digit(16).unwrap_or(0) as u64;
+                        self.size = self.size * 16 + v;
+                        self.state = State::Size { digits: digits + 1 };
+                    }
+                    b';' | b' ' | b'\t' if digits > 0 => {
+                        self.ext_len = 0;
+                        self.state = State::Ext;
+                    }
+                    b'\r' if digits > 0 => self.state = State::SizeLf,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                State::Ext => match b {
+                    b'\r' => self.state = State::SizeLf,
+                    b'\n' => return Err(ChunkedError::Invalid),
+                    _ => {
+                        self.ext_len += 1;
+                        if self.ext_len > MAX_EXT {
+                            return Err(ChunkedError::Invalid);
+                        }
+                    }
+                },
+                State::SizeLf => {
+                    if b != b'\n' {
+                        return Err(ChunkedError::Invalid);
+                    }
+                    if self.size == 0 {
+                        self.state = State::TrailerStart;
+                    } else {
+                        if body.len() as u64 + self.size > max_body as u64 {
+                            return Err(ChunkedError::TooLarge);
+                        }
+                        self.remaining = self.size;
+                        self.state = State::Data;
+                    }
+                    self.size = 0;
+                }
+                State::Data => {
+                    let n = (self.remaining as usize).min(input.len() - i);
+                    body.extend_from_slice(&input[i..i + n]);
+                    self.remaining -= n as u64;
+                    i += n;
+                    if self.remaining == 0 {
+                        self.state = State::DataCr;
+                    }
+                    continue;
+                }
+                State::DataCr => {
+                    if b != b'\r' {
+                        return Err(ChunkedError::Invalid);
+                    }
+                    self.state = State::DataLf;
+                }
+                State::DataLf => {
+                    if b != b'\n' {
+                        return Err(ChunkedError::Invalid);
+                    }
+                    self.state = State::Size { digits: 0 };
+                }
+                State::TrailerStart => {
+                    self.trailer_len += 1;
+                    self.state = match b {
+                        b'\r' => State::TrailerLf { empty: true },
+                        b'\n' | b' ' | b'\t' | b':' => return Err(ChunkedError::Invalid),
+                        _ => State::TrailerLine,
+                    };
+                }
+                State::TrailerLine => {
+                    self.trailer_len += 1;
+                    if self.trailer_len > max_trailers {
+                        return Err(ChunkedError::TrailersTooLarge);
+                    }
+                    match b {
+                        b'\r' => self.state = State::TrailerLf { empty: false },
+                        b'\n' => return Err(ChunkedError::Invalid),
+                        _ => {}
+                    }
+                }
+                State::TrailerLf { empty } => {
+                    if b != b'\n' {
+                        return Err(ChunkedError::Invalid);
+                    }
+                    if empty {
+                        self.state = State::Done;
+                        return Ok((i + 1, true));
+                    }
+                    self.state = State::TrailerStart;
+                }
+                State::Done => return Ok((i, true)),
+            }
+            i += 1;
+        }
+        Ok((i, self.state == State::Done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &[u8], max: usize) -> Result<(usize, bool, Vec<u8>), ChunkedError> {
+        let mut d = ChunkedDecoder::default();
+        let mut body = Vec::new();
+        let (n, done) = d.decode(input, &mut body, max, 1024)?;
+        Ok((n, done, body))
+    }
+
+    #[test]
+    fn table() {
+        let cases: &[(&[u8], Result<(usize, bool, &[u8]), ChunkedError>)] = &[
+            (b"5\r\nhello\r\n0\r\n\r\n", Ok((15, true, b"hello"))),
+            (b"5\r\nhello\r\n0\r\n\r\nNEXT", Ok((15, true, b"hello"))),
+            (b"3;ext=1\r\nabc\r\n0\r\n\r\n", Ok((19, true, b"abc"))),
+            (
+                b"A\r\n0123456789\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n",
+                Ok((35, true, b"0123456789")),
+            ),
+            (b"5\r\nhel", Ok((6, false, b"hel"))),
+            (b"0\r\n\r", Ok((4, false, b""))),
+            (b"5\nhello\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"5\r\nhelloX\r\n", Err(ChunkedError::Invalid)),
+            (b"g\r\n", Err(ChunkedError::Invalid)),
+            (b"\r\n", Err(ChunkedError::Invalid)),
+            (b"-1\r\n", Err(ChunkedError::Invalid)),
+            (b"0\r\nbad\nline\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"ffffffffffffffffff\r\n", Err(ChunkedError::TooLarge)),
+            (b"11\r\n", Err(ChunkedError::TooLarge)),
+        ];
+        for (input, want) in cases {
+            let got = run(input, 16);
+            let want = want.map(|(n, d, b)| (n, d, b.to_vec()));
+            assert_eq!(got, want, "input {:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn any_split_gives_the_same_body() {
+        let input = b"4\r\nWiki\r\n5;a=b\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nT: v\r\n\r\n";
+        for cut in 0..input.len() {
+            let mut d = ChunkedDecoder::default();
+            let mut body = Vec::new();
+            let (n1, done1) = d.decode(&input[..cut], &mut body, 1 << 20, 1024).unwrap();
+            assert_eq!(n1, cut);
+            assert!(!done1 || cut == input.len());
+            let (n2, done2) = d.decode(&input[cut..], &mut body, 1 << 20, 1024).unwrap();
+            assert_eq!(n1 + n2, input.len());
+            assert!(done2);
+            assert_eq!(body, b"Wikipedia in\r\n\r\nchunks.");
+        }
+    }
+}

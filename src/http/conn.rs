@@ -1,0 +1,634 @@
+//! The HTTP/1.1 connection core, sans-IO: bytes in, requests to the handler, response bytes out.
+//!
+//! Both engines, the unit tests and the fuzzer drive this same code. It never touches a socket:
+//! the engine hands it what the kernel received and sends what it appends to `out`.
+//!
+//! Requests whose head and body are whole in the received bytes are parsed and answered without
+//! a copy. Only a request split across reads is copied: its unparsed bytes into `buf`, or, while
+//! its body arrives, its head and decoded body into `body`. Both are freed once used, so an idle
+//! connection holds no buffer.
+use std::mem::MaybeUninit;
+use std::task::{Context, Poll};
+
+use crate::handler::Handler;
+use crate::http::chunked::{ChunkedDecoder, ChunkedError};
+use crate::http::limits::Limits;
+use crate::http::request::{Request, Version};
+use crate::http::response::{
+    put_chunk, put_head, Body, BodyStream, Framing, LaterResponse, Reply, Response,
+};
+
+/// Most header fields httparse is given room for; `--max-headers` is capped here.
+pub const MAX_HEADERS_CAP: usize = 1024;
+
+/// Output held back before a streaming body waits for the peer to read.
+const STREAM_HIGH_WATER: usize = 256 * 1024;
+
+/// Per-call context from the shard.
+pub struct Ctx<'a> {
+    pub limits: &'a Limits,
+    pub date: &'a [u8; 29],
+    /// Shutting down: answer what is in flight with `Connection: close`.
+    pub draining: bool,
+}
+
+/// What the engine should do next with this connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// All input was used; send `out` and keep reading.
+    ReadMore,
+    /// A handler's future or a streaming body is running: drive it with [`Conn::poll_task`].
+    Pending,
+    /// Send `out`, then close: the connection is done (error, `Connection: close`, HTTP/1.0).
+    Close,
+}
+
+/// Where a connection stands, for timeouts and shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Between requests, nothing buffered.
+    Idle,
+    /// Part of a request head has arrived.
+    Head,
+    /// The head is in; the body is arriving.
+    Body,
+    /// A handler is working on a request.
+    Handler,
+    /// The last response is written; no more requests are read.
+    Closed,
+}
+
+/// Result of [`Conn::poll_task`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum TaskPoll {
+    /// The response is complete; call [`Conn::on_data`] with no bytes to go on with buffered input.
+    Done,
+    /// Waiting for a wake-up.
+    Pending,
+    /// The stream has produced more than the peer has read; poll again after a send completes.
+    OutputFull,
+}
+
+enum BodyKind {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+enum State {
+    Head,
+    /// `body` holds the head's bytes (`head_len` of them) followed by the decoded body so far.
+    Body {
+        head_len: usize,
+        kind: BodyKind,
+    },
+    Waiting,
+    Closed,
+}
+
+/// How the response to a request is written, decided from its head.
+#[derive(Clone, Copy)]
+struct Reply1 {
+    version: Version,
+    keep_alive: bool,
+    head: bool,
+}
+
+enum Task {
+    Later(LaterResponse, Reply1),
+    Stream(Box<dyn BodyStream>, Framing),
+}
+
+/// One HTTP/1.1 connection's protocol state.
+pub struct Conn {
+    buf: Vec<u8>,
+    body: Vec<u8>,
+    state: State,
+    task: Option<Task>,
+    /// Stop after the response being produced (set while a task runs).
+    close_after: bool,
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Conn::new()
+    }
+}
+
+/// A head that was parsed and checked.
+struct HeadInfo {
+    reply: Reply1,
+    framing: BodyFraming,
+    expect_continue: bool,
+}
+
+#[derive(PartialEq, Eq)]
+enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+impl Conn {
+    pub fn new() -> Conn {
+        Conn {
+            buf: Vec::new(),
+            body: Vec::new(),
+            state: State::Head,
+            task: None,
+            close_after: false,
+        }
+    }
+
+    /// Where the connection stands.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Head if self.buf.is_empty() => Phase::Idle,
+            State::Head => Phase::Head,
+            State::Body { .. } => Phase::Body,
+            State::Waiting => Phase::Handler,
+            State::Closed => Phase::Closed,
+        }
+    }
+
+    /// Bytes received but not yet parsed (pipelined behind a running handler, or a partial head).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Takes received bytes, answers every complete request in them, appends responses to `out`.
+    pub fn on_data<H: Handler + ?Sized>(
+        &mut self,
+        input: &[u8],
+        handler: &H,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Progress {
+        match self.state {
+            State::Closed => return Progress::Close,
+            State::Waiting => {
+                self.buf.extend_from_slice(input);
+                return Progress::Pending;
+            }
+            _ => {}
+        }
+        if self.buf.is_empty() {
+            let (used, progress) = self.process(input, handler, cx, out);
+            if used < input.len() && !matches!(self.state, State::Closed) {
+                self.buf.extend_from_slice(&input[used..]);
+            }
+            progress
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(input);
+            let (used, progress) = self.process(&buf, handler, cx, out);
+            if matches!(self.state, State::Closed) || used == buf.len() {
+                // Dropped, not kept: an idle connection holds no buffer.
+            } else {
+                buf.drain(..used);
+                self.buf = buf;
+            }
+            progress
+        }
+    }
+
+    /// The peer closed its side. Returns what to send before closing, if anything.
+    pub fn on_eof(&mut self) {
+        if !matches!(self.state, State::Waiting) {
+            self.state = State::Closed;
+        }
+        self.close_after = true;
+        self.buf = Vec::new();
+    }
+
+    /// A deadline passed while a request was arriving: answer 408 and close. Returns whether a
+    /// response was written (an idle connection is just closed).
+    pub fn on_timeout(&mut self, cx: &Ctx<'_>, out: &mut Vec<u8>) -> bool {
+        let answer = matches!(self.phase(), Phase::Head | Phase::Body);
+        if answer {
+            self.reject(408, cx, out);
+        }
+        self.state = State::Closed;
+        answer
+    }
+
+    /// Drives a running handler future or streaming body.
+    pub fn poll_task(
+        &mut self,
+        task_cx: &mut Context<'_>,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> TaskPoll {
+        loop {
+            match self.task.take() {
+                None => return TaskPoll::Done,
+                Some(Task::Later(mut fut, reply)) => match fut.as_mut().poll(task_cx) {
+                    Poll::Ready(resp) => {
+                        self.write_response(resp, reply, cx, out);
+                        if self.task.is_none() {
+                            self.finish_task();
+                            return TaskPoll::Done;
+                        }
+                    }
+                    Poll::Pending => {
+                        self.task = Some(Task::Later(fut, reply));
+                        return TaskPoll::Pending;
+                    }
+                },
+                Some(Task::Stream(mut stream, framing)) => loop {
+                    if out.len() >= STREAM_HIGH_WATER {
+                        self.task = Some(Task::Stream(stream, framing));
+                        return TaskPoll::OutputFull;
+                    }
+                    match stream.poll_chunk(task_cx) {
+                        Poll::Ready(Some(chunk)) => match framing {
+                            Framing::Chunked => put_chunk(out, &chunk),
+                            _ => out.extend_from_slice(&chunk),
+                        },
+                        Poll::Ready(None) => {
+                            if framing == Framing::Chunked {
+                                out.extend_from_slice(b"0\r\n\r\n");
+                            }
+                            self.finish_task();
+                            return TaskPoll::Done;
+                        }
+                        Poll::Pending => {
+                            self.task = Some(Task::Stream(stream, framing));
+                            return TaskPoll::Pending;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn finish_task(&mut self) {
+        self.state = if self.close_after {
+            State::Closed
+        } else {
+            State::Head
+        };
+    }
+
+    /// Parses and answers requests in `data`; returns how many bytes were used.
+    fn process<H: Handler + ?Sized>(
+        &mut self,
+        data: &[u8],
+        handler: &H,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> (usize, Progress) {
+        let limits = cx.limits;
+        let mut pos = 0;
+        loop {
+            if let State::Body { head_len, kind } = &mut self.state {
+                let head_len = *head_len;
+                let input = &data[pos..];
+                let done = match kind {
+                    BodyKind::Length(rem) => {
+                        let n = (*rem).min(input.len() as u64) as usize;
+                        self.body.extend_from_slice(&input[..n]);
+                        *rem -= n as u64;
+                        pos += n;
+                        *rem == 0
+                    }
+                    BodyKind::Chunked(dec) => {
+                        let max = limits.max_body + head_len;
+                        match dec.decode(input, &mut self.body, max, limits.max_head) {
+                            Ok((n, done)) => {
+                                pos += n;
+                                done
+                            }
+                            Err(e) => {
+                                let status = match e {
+                                    ChunkedError::Invalid => 400,
+                                    ChunkedError::TooLarge => 413,
+                                    ChunkedError::TrailersTooLarge => 431,
+                                };
+                                return (pos, self.reject(status, cx, out));
+                            }
+                        }
+                    }
+                };
+                if !done {
+                    return (pos, Progress::ReadMore);
+                }
+                let body = std::mem::take(&mut self.body);
+                self.state = State::Head;
+                let progress = self.dispatch_buffered(&body, head_len, handler, cx, out);
+                if progress != Progress::ReadMore {
+                    return (pos, progress);
+                }
+                continue;
+            }
+            if !matches!(self.state, State::Head) || pos == data.len() {
+                return (pos, Progress::ReadMore);
+            }
+
+            let input = &data[pos..];
+            let mut slots =
+                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+            let mut req = httparse::Request::new(&mut []);
+            let max_headers = limits.max_headers.min(MAX_HEADERS_CAP);
+            match req.parse_with_uninit_headers(input, &mut slots[..max_headers]) {
+                Ok(httparse::Status::Complete(n)) => {
+                    if n > limits.max_head {
+                        return (pos, self.reject(431, cx, out));
+                    }
+                    let info = match check_head(&req) {
+                        Ok(info) => info,
+                        Err(status) => return (pos, self.reject(status, cx, out)),
+                    };
+                    let after = &input[n..];
+                    let body_len = match info.framing {
+                        BodyFraming::None => 0,
+                        BodyFraming::Length(len) if len > limits.max_body as u64 => {
+                            return (pos, self.reject(413, cx, out));
+                        }
+                        BodyFraming::Length(len) => len,
+                        BodyFraming::Chunked => u64::MAX,
+                    };
+                    if body_len <= after.len() as u64 {
+                        // Head and body are whole in this read: answer without a copy.
+                        let body = &after[..body_len as usize];
+                        pos += n + body.len();
+                        let request = view(&req, body);
+                        let reply = handler.call(&request);
+                        let progress = self.respond(reply, info.reply, cx, out);
+                        if progress != Progress::ReadMore {
+                            return (pos, progress);
+                        }
+                        continue;
+                    }
+                    // The body arrives over several reads: keep the head, decode into `body`.
+                    if info.expect_continue && after.is_empty() && !cx.draining {
+                        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    self.body.clear();
+                    self.body.extend_from_slice(&input[..n]);
+                    let kind = match info.framing {
+                        BodyFraming::Chunked => BodyKind::Chunked(ChunkedDecoder::default()),
+                        _ => BodyKind::Length(body_len),
+                    };
+                    self.state = State::Body { head_len: n, kind };
+                    pos += n;
+                }
+                Ok(httparse::Status::Partial) => {
+                    if input.len() > limits.max_head {
+                        let line_done = input[..limits.max_head].contains(&b'\n');
+                        return (pos, self.reject(if line_done { 431 } else { 414 }, cx, out));
+                    }
+                    return (pos, Progress::ReadMore);
+                }
+                Err(httparse::Error::TooManyHeaders) => return (pos, self.reject(431, cx, out)),
+                Err(httparse::Error::Version) => {
+                    let status = if is_newer_version(input) { 505 } else { 400 };
+                    return (pos, self.reject(status, cx, out));
+                }
+                Err(_) => return (pos, self.reject(400, cx, out)),
+            }
+        }
+    }
+
+    /// Answers a request whose head and body were gathered in `buf` over several reads.
+    fn dispatch_buffered<H: Handler + ?Sized>(
+        &mut self,
+        buf: &[u8],
+        head_len: usize,
+        handler: &H,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Progress {
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+        let mut req = httparse::Request::new(&mut []);
+        let max_headers = cx.limits.max_headers.min(MAX_HEADERS_CAP);
+        // The head parsed once already; parsing the same bytes again cannot fail.
+        let info = match req.parse_with_uninit_headers(&buf[..head_len], &mut slots[..max_headers])
+        {
+            Ok(httparse::Status::Complete(_)) => check_head(&req),
+            _ => Err(400),
+        };
+        match info {
+            Ok(info) => {
+                let reply = handler.call(&view(&req, &buf[head_len..]));
+                self.respond(reply, info.reply, cx, out)
+            }
+            Err(status) => self.reject(status, cx, out),
+        }
+    }
+
+    /// Writes a handler's reply, or parks its future.
+    fn respond(&mut self, reply: Reply, r: Reply1, cx: &Ctx<'_>, out: &mut Vec<u8>) -> Progress {
+        match reply {
+            Reply::Ready(resp) => {
+                self.write_response(resp, r, cx, out);
+                if self.task.is_some() {
+                    self.state = State::Waiting;
+                    Progress::Pending
+                } else if self.close_after {
+                    self.state = State::Closed;
+                    Progress::Close
+                } else {
+                    Progress::ReadMore
+                }
+            }
+            Reply::Later(fut) => {
+                self.task = Some(Task::Later(fut, r));
+                self.state = State::Waiting;
+                Progress::Pending
+            }
+        }
+    }
+
+    /// Encodes a response; a streaming body becomes this connection's task.
+    fn write_response(&mut self, resp: Response, r: Reply1, cx: &Ctx<'_>, out: &mut Vec<u8>) {
+        let mut keep_alive = r.keep_alive && !cx.draining && !self.close_after;
+        let Response {
+            status,
+            content_type,
+            headers,
+            body,
+        } = resp;
+        let (framing, bytes): (Framing, &[u8]) = match &body {
+            Body::Empty => (Framing::Length(0), &[]),
+            Body::Static(s) => (Framing::Length(s.len() as u64), s),
+            Body::Bytes(b) => (Framing::Length(b.len() as u64), b),
+            Body::Stream(_) if r.version == Version::Http10 => {
+                keep_alive = false;
+                (Framing::UntilClose, &[])
+            }
+            Body::Stream(_) => (Framing::Chunked, &[]),
+        };
+        let connection: Option<&'static [u8]> = match (keep_alive, r.version) {
+            (false, _) => Some(b"close"),
+            (true, Version::Http10) => Some(b"keep-alive"),
+            (true, Version::Http11) => None,
+        };
+        put_head(
+            out,
+            status,
+            content_type,
+            &headers,
+            framing,
+            connection,
+            cx.date,
+        );
+        let no_body = r.head || status == 204 || status == 304 || status < 200;
+        if !no_body {
+            out.extend_from_slice(bytes);
+            if let Body::Stream(stream) = body {
+                self.task = Some(Task::Stream(stream, framing));
+            }
+        }
+        self.close_after = !keep_alive;
+    }
+
+    /// Answers a request the server refuses, and stops reading: the rest of the input cannot be
+    /// trusted to start at a request boundary.
+    fn reject(&mut self, status: u16, cx: &Ctx<'_>, out: &mut Vec<u8>) -> Progress {
+        let body = crate::http::response::reason(status).as_bytes();
+        let framing = Framing::Length(body.len() as u64 + 1);
+        put_head(
+            out,
+            status,
+            Some("text/plain"),
+            &[],
+            framing,
+            Some(b"close"),
+            cx.date,
+        );
+        out.extend_from_slice(body);
+        out.push(b'\n');
+        self.state = State::Closed;
+        self.close_after = true;
+        self.buf = Vec::new();
+        self.body = Vec::new();
+        Progress::Close
+    }
+}
+
+fn view<'x>(req: &'x httparse::Request<'_, '_>, body: &'x [u8]) -> Request<'x> {
+    Request {
+        method: req.method.unwrap_or(""),
+        target: req.path.unwrap_or(""),
+        version: if req.version == Some(0) {
+            Version::Http10
+        } else {
+            Version::Http11
+        },
+        headers: req.headers,
+        body,
+    }
+}
+
+/// Checks a parsed head for what HTTP/1.1 forbids or ringshard refuses; decides the framing.
+fn check_head(req: &httparse::Request<'_, '_>) -> Result<HeadInfo, u16> {
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        Some(1) => Version::Http11,
+        _ => return Err(505),
+    };
+    let mut content_length: Option<u64> = None;
+    let mut chunked = 0u32;
+    let mut te_seen = false;
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut hosts = 0u32;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                for part in h.value.split(|&b| b == b',') {
+                    let n = parse_length(trim(part)).ok_or(400u16)?;
+                    if content_length.is_some_and(|c| c != n) {
+                        return Err(400);
+                    }
+                    content_length = Some(n);
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                te_seen = true;
+                for coding in h.value.split(|&b| b == b',').map(trim) {
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        chunked += 1;
+                    } else if !coding.is_empty() {
+                        return Err(501);
+                    }
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in h.value.split(|&b| b == b',').map(trim) {
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if !trim(h.value).eq_ignore_ascii_case(b"100-continue") {
+                    return Err(417);
+                }
+                expect_continue = version == Version::Http11;
+            }
+            _ => {}
+        }
+    }
+    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
+        return Err(400);
+    }
+    let framing = if te_seen {
+        // Both framings at once is the classic smuggling vector; HTTP/1.0 has no chunked.
+        if content_length.is_some() || chunked != 1 || version == Version::Http10 {
+            return Err(400);
+        }
+        BodyFraming::Chunked
+    } else {
+        match content_length {
+            None | Some(0) => BodyFraming::None,
+            Some(n) => BodyFraming::Length(n),
+        }
+    };
+    let keep_alive = match version {
+        Version::Http11 => !close,
+        Version::Http10 => keep_alive && !close,
+    };
+    let head = req.method == Some("HEAD");
+    Ok(HeadInfo {
+        reply: Reply1 {
+            version,
+            keep_alive,
+            head,
+        },
+        framing,
+        expect_continue,
+    })
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn parse_length(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 18 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Whether a request line that httparse refused names HTTP/2 or later (505, not 400).
+fn is_newer_version(input: &[u8]) -> bool {
+    let line_end = input
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(input.len());
+    let line = &input[..line_end];
+    match line.windows(5).rposition(|w| w == b"HTTP/") {
+        Some(i) => matches!(line.get(i + 5), Some(b'2'..=b'9')),
+        None => false,
+    }
+}

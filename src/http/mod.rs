@@ -1,0 +1,7 @@
+//! HTTP/1.1, sans-IO: parsing, framing and encoding, with no socket in sight.
+pub mod chunked;
+pub mod conn;
+pub mod date;
+pub mod limits;
+pub mod request;
+pub mod response;

@@ -1,0 +1,65 @@
+//! The request a handler sees: a view borrowing the connection's buffers, no copies.
+
+/// HTTP version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// A parsed request: method, target, headers and the whole (decoded) body.
+pub struct Request<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) version: Version,
+    pub(crate) headers: &'a [httparse::Header<'a>],
+    pub(crate) body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// The method, e.g. `GET`.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The request target as sent, e.g. `/search?q=1`.
+    pub fn target(&self) -> &'a str {
+        self.target
+    }
+
+    /// The path part of the target, without the query.
+    pub fn path(&self) -> &'a str {
+        match self.target.find('?') {
+            Some(i) => &self.target[..i],
+            None => self.target,
+        }
+    }
+
+    /// The query part of the target, without the `?`.
+    pub fn query(&self) -> Option<&'a str> {
+        self.target.find('?').map(|i| &self.target[i + 1..])
+    }
+
+    /// HTTP/1.0 or HTTP/1.1.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// All header fields in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+        self.headers.iter().map(|h| (h.name, h.value))
+    }
+
+    /// The body: `Content-Length` bytes, or the decoded chunks.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+}

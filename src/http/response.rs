@@ -1,0 +1,315 @@
+//! Responses and their encoding to bytes.
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+/// A response body.
+pub enum Body {
+    Empty,
+    Static(&'static [u8]),
+    Bytes(Bytes),
+    /// Sent with chunked framing as the stream yields; for handlers that produce a body over time.
+    Stream(Box<dyn BodyStream>),
+}
+
+/// A body produced over time. `Ready(None)` ends it.
+pub trait BodyStream {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>>;
+}
+
+/// A stream from an iterator of chunks that are all ready now.
+pub struct IterStream<I>(pub I);
+
+impl<I: Iterator<Item = Bytes>> BodyStream for IterStream<I> {
+    fn poll_chunk(&mut self, _cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        Poll::Ready(self.0.next())
+    }
+}
+
+/// A header value: borrowed for the constant ones, owned otherwise.
+pub type HeaderValue = Cow<'static, str>;
+
+/// A response a handler returns.
+pub struct Response {
+    pub(crate) status: u16,
+    pub(crate) content_type: Option<&'static str>,
+    pub(crate) headers: Vec<(HeaderValue, HeaderValue)>,
+    pub(crate) body: Body,
+}
+
+impl Response {
+    /// An empty response with this status.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            content_type: None,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<Body>) -> Response {
+        Response::new(status).content_type("text/plain").body(body)
+    }
+
+    /// An `application/json` response.
+    pub fn json(status: u16, body: impl Into<Body>) -> Response {
+        Response::new(status)
+            .content_type("application/json")
+            .body(body)
+    }
+
+    /// Sets `Content-Type`.
+    pub fn content_type(mut self, value: &'static str) -> Response {
+        self.content_type = Some(value);
+        self
+    }
+
+    /// Adds a header. Framing headers (`Content-Length`, `Transfer-Encoding`, `Connection`) are
+    /// the server's to write and are ignored here.
+    pub fn header(
+        mut self,
+        name: impl Into<HeaderValue>,
+        value: impl Into<HeaderValue>,
+    ) -> Response {
+        let (name, value) = (name.into(), value.into());
+        let framing = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "date",
+            "server",
+        ];
+        let valid = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+            && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+        if valid && !framing.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Body>) -> Response {
+        self.body = body.into();
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Body {
+        Body::Static(s.as_bytes())
+    }
+}
+impl From<&'static [u8]> for Body {
+    fn from(s: &'static [u8]) -> Body {
+        Body::Static(s)
+    }
+}
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Body {
+        Body::Bytes(b)
+    }
+}
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Body {
+        Body::Bytes(Bytes::from(v))
+    }
+}
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::Bytes(Bytes::from(s))
+    }
+}
+
+/// A response that is not ready yet: the handler waits on I/O without blocking its shard.
+pub type LaterResponse = Pin<Box<dyn Future<Output = Response>>>;
+
+/// What a handler returns: a response now (the fast path) or a future of one.
+pub enum Reply {
+    Ready(Response),
+    Later(LaterResponse),
+}
+
+impl From<Response> for Reply {
+    fn from(r: Response) -> Reply {
+        Reply::Ready(r)
+    }
+}
+
+/// The reason phrase for a status code.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// Appends `v` in decimal.
+pub(crate) fn put_dec(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// Appends `v` in lower-case hex (chunk sizes).
+pub(crate) fn put_hex(out: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 16];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b"0123456789abcdef"[(v & 15) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// Appends one chunk of a chunked body.
+pub(crate) fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return; // an empty chunk would end the body
+    }
+    put_hex(out, data.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the head should frame the body.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Framing {
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 client and a streamed body: the end of the body is the close of the connection.
+    UntilClose,
+}
+
+/// Appends a response head.
+pub(crate) fn put_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: Option<&str>,
+    headers: &[(HeaderValue, HeaderValue)],
+    framing: Framing,
+    connection: Option<&'static [u8]>,
+    date: &[u8; 29],
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    put_dec(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\nServer: ringshard\r\nDate: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n");
+    if let Some(ct) = content_type {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(ct.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(c) = connection {
+        out.extend_from_slice(b"Connection: ");
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            // 1xx and 204 carry no body and no Content-Length (RFC 9110 §8.6).
+            if status >= 200 && status != 204 {
+                out.extend_from_slice(b"Content-Length: ");
+                put_dec(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::UntilClose => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        for (v, d, h) in [
+            (0u64, "0", "0"),
+            (9, "9", "9"),
+            (255, "255", "ff"),
+            (65536, "65536", "10000"),
+        ] {
+            let mut out = Vec::new();
+            put_dec(&mut out, v);
+            assert_eq!(out, d.as_bytes());
+            out.clear();
+            put_hex(&mut out, v);
+            assert_eq!(out, h.as_bytes());
+        }
+    }
+
+    #[test]
+    fn header_rejects_injection_and_framing() {
+        let r = Response::new(200)
+            .header("X-Ok", "1")
+            .header("X-Bad", "a\r\nInjected: 1")
+            .header("Content-Length", "5")
+            .header("Bad Name", "v");
+        assert_eq!(r.headers.len(), 1);
+    }
+}

@@ -1,0 +1,20 @@
+//! ringshard: a thread-per-core HTTP/1.1 server on io_uring, and the tool that measures it.
+//!
+//! Read `src/uring/shard.rs` top to bottom to follow one request from accept to send.
+pub mod config;
+pub mod handler;
+pub mod http;
+pub mod load;
+pub mod routes;
+pub mod server;
+pub mod stats;
+mod sys;
+mod timer;
+mod uring;
+mod wake;
+
+pub use config::ServeConfig;
+pub use handler::{Handler, Router};
+pub use http::request::Request;
+pub use http::response::{Body, BodyStream, Reply, Response};
+pub use server::Running;

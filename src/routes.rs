@@ -1,0 +1,25 @@
+//! The built-in routes, on by default: enough to benchmark and health-check a fresh server.
+use crate::handler::Router;
+use crate::http::request::Request;
+use crate::http::response::Response;
+
+const HELLO: &str = "Hello, World!";
+const HELLO_JSON: &str = r#"{"message":"Hello, World!"}"#;
+
+/// Adds `GET /`, `/plaintext`, `/json`, `/health` and `POST /echo` to a router.
+pub fn builtin(router: Router) -> Router {
+    router
+        .get("/", |_: &Request<'_>| Response::text(200, HELLO))
+        .get("/plaintext", |_: &Request<'_>| Response::text(200, HELLO))
+        .get("/json", |_: &Request<'_>| Response::json(200, HELLO_JSON))
+        .get("/health", |_: &Request<'_>| Response::text(200, "ok\n"))
+        .post("/echo", |req: &Request<'_>| {
+            let ct = match req.header("content-type") {
+                Some(v) => String::from_utf8_lossy(v).into_owned(),
+                None => "application/octet-stream".to_string(),
+            };
+            Response::new(200)
+                .header("Content-Type", ct)
+                .body(req.body().to_vec())
+        })
+}

@@ -1,0 +1,244 @@
+//! Starting shards, waiting for signals, and shutting down.
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{ServeArgs, ServeConfig};
+use crate::handler::{Handler, Router};
+use crate::stats::ShardStats;
+use crate::sys::{cpus, signals, socket};
+use crate::uring::shard::Shard;
+use crate::wake::Wakeup;
+
+/// A running server: its shards and how to stop them.
+pub struct Running {
+    addr: SocketAddr,
+    wakeups: Vec<Wakeup>,
+    done: mpsc::Receiver<ShardStats>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Binds one listener per shard (all on the same port, even when asked for port 0).
+fn listeners(cfg: &ServeConfig) -> Result<Vec<OwnedFd>, String> {
+    if !cfg.inherited.is_empty() {
+        return cfg
+            .inherited
+            .iter()
+            .map(|&fd| {
+                socket::from_inherited(fd).map_err(|e| format!("inherited listener {fd}: {e}"))
+            })
+            .collect();
+    }
+    let bind = |addr| {
+        socket::bind_reuseport(addr, cfg.backlog).map_err(|e| match e.raw_os_error() {
+            Some(libc::EADDRINUSE) => {
+                format!("cannot listen on {addr}: the address is in use by another program")
+            }
+            Some(libc::EACCES) => format!(
+                "cannot listen on {addr}: permission denied (ports below 1024 need privileges)"
+            ),
+            Some(libc::EADDRNOTAVAIL) => format!("cannot listen on {addr}: no such local address"),
+            _ => format!("cannot listen on {addr}: {e}"),
+        })
+    };
+    let first = bind(cfg.listen)?;
+    let addr = socket::local_addr(&first).map_err(|e| e.to_string())?;
+    let mut all = vec![first];
+    for _ in 1..cfg.shards {
+        all.push(bind(addr)?);
+    }
+    Ok(all)
+}
+
+impl Running {
+    /// Starts `cfg.shards` shards, each with its own handler from `factory`; returns once every
+    /// shard has its ring set up and is accepting, or with the first shard's error.
+    pub fn start<F, H>(cfg: ServeConfig, factory: F) -> Result<Running, String>
+    where
+        F: Fn() -> H + Send + Sync + 'static,
+        H: Handler,
+    {
+        let fds = listeners(&cfg)?;
+        let addr = socket::local_addr(&fds[0]).map_err(|e| e.to_string())?;
+        let cpus = cpus::allowed();
+        let factory = Arc::new(factory);
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
+        let (done_tx, done) = mpsc::channel();
+        let mut wakeups = Vec::new();
+        let mut threads = Vec::new();
+        let n = fds.len();
+        for (id, fd) in fds.into_iter().enumerate() {
+            let wakeup = Wakeup::new().map_err(|e| format!("eventfd: {e}"))?;
+            wakeups.push(wakeup.clone());
+            let cpu = (cfg.pin && !cpus.is_empty()).then(|| cpus[id % cpus.len()]);
+            let (cfg, factory, ready, done) = (
+                cfg.clone(),
+                factory.clone(),
+                ready_tx.clone(),
+                done_tx.clone(),
+            );
+            let t = std::thread::Builder::new()
+                .name(format!("ringshard-{id}"))
+                .spawn(move || {
+                    let pinned = cpu.map(cpus::pin);
+                    let shard = match Shard::new(id, fd, &cfg, factory(), wakeup) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            let _ = done.send(ShardStats::default());
+                            return;
+                        }
+                    };
+                    let place = match (cpu, pinned) {
+                        (Some(c), Some(true)) => format!("on cpu {c}"),
+                        (Some(c), _) => format!("not pinned (cpu {c} refused)"),
+                        _ => "not pinned".to_string(),
+                    };
+                    let _ = ready.send(Ok(format!("shard {id} {place}: {}", shard.describe())));
+                    let stats = shard.run();
+                    let _ = done.send(stats);
+                })
+                .map_err(|e| format!("cannot start shard thread: {e}"))?;
+            threads.push(t);
+        }
+        let running = Running {
+            addr,
+            wakeups,
+            done,
+            threads,
+        };
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok(Ok(line)) => eprintln!("ringshard: {line}"),
+                Ok(Err(e)) => {
+                    running.shutdown();
+                    return Err(e);
+                }
+                Err(_) => return Err("a shard thread died during start-up".into()),
+            }
+        }
+        Ok(running)
+    }
+
+    /// The address the shards listen on (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Asks every shard to drain and stop.
+    pub fn shutdown(&self) {
+        for w in &self.wakeups {
+            w.request_shutdown();
+        }
+    }
+
+    /// Waits for every shard to stop, up to `timeout`; returns the merged counters, or how many
+    /// shards were still running.
+    pub fn wait(self, timeout: Option<Duration>) -> Result<ShardStats, usize> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut total = ShardStats::default();
+        let mut left = self.threads.len();
+        while left > 0 {
+            let got = match deadline {
+                Some(d) => self
+                    .done
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                    .ok(),
+                None => self.done.recv().ok(),
+            };
+            match got {
+                Some(s) => {
+                    total.merge(&s);
+                    left -= 1;
+                }
+                None => return Err(left),
+            }
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+        Ok(total)
+    }
+
+    /// Whether any shard has stopped (a running server's shards stop only on shutdown).
+    fn any_stopped(&self) -> bool {
+        self.threads.iter().any(|t| t.is_finished())
+    }
+}
+
+/// `ringshard serve`: the built-in routes.
+pub fn run_cli(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let cfg = args.validate()?;
+    let builtin = cfg.builtin;
+    serve(cfg, move || {
+        if builtin {
+            crate::routes::builtin(Router::new())
+        } else {
+            Router::new()
+        }
+    })
+}
+
+/// Serves until SIGINT or SIGTERM, then drains: exit 0 when every request in flight finished
+/// within the shutdown timeout, 1 when some were cut off; a second signal exits at once (130).
+pub fn serve<F, H>(cfg: ServeConfig, factory: F) -> Result<ExitCode, Box<dyn std::error::Error>>
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: Handler,
+{
+    signals::block_shutdown_signals()?;
+    let shutdown_timeout = cfg.shutdown_timeout;
+    let shards = cfg.shards;
+    let running = Running::start(cfg, factory)?;
+    eprintln!(
+        "ringshard: listening on http://{} ({shards} shards)",
+        running.local_addr()
+    );
+    let sig = loop {
+        if let Some(sig) = signals::wait(Duration::from_millis(500)) {
+            break sig;
+        }
+        if running.any_stopped() {
+            running.shutdown();
+            let _ = running.wait(Some(Duration::from_secs(1)));
+            return Err("a shard stopped unexpectedly".into());
+        }
+    };
+    let name = if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    eprintln!("ringshard: {name}: shutting down, finishing requests in flight (a second signal exits now)");
+    running.shutdown();
+    // A second signal while draining exits at once.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(running.wait(Some(shutdown_timeout)));
+    });
+    let started = Instant::now();
+    loop {
+        if let Ok(result) = rx.try_recv() {
+            return Ok(match result {
+                Ok(_) => {
+                    eprintln!("ringshard: stopped cleanly");
+                    ExitCode::SUCCESS
+                }
+                Err(left) => {
+                    eprintln!("ringshard: shutdown timeout reached with {left} shard(s) still serving; exiting");
+                    ExitCode::from(1)
+                }
+            });
+        }
+        if signals::wait(Duration::from_millis(20)).is_some() {
+            eprintln!("ringshard: second signal: exiting now");
+            std::process::exit(130);
+        }
+        if started.elapsed() > shutdown_timeout + Duration::from_secs(5) {
+            return Ok(ExitCode::from(1));
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The io_uring engine: one ring per shard.
+pub mod bufring;
+pub mod probe;
+pub mod ring;
+pub mod shard;
+pub mod token;

@@ -1,0 +1,338 @@
+//! The shard's io_uring: set-up with feature fallback, operation builders, submit and reap.
+//!
+//! The ring owns every buffer it hands the kernel for a send or a read: the caller gives a
+//! `Vec` away with the operation and gets it back only with the completion, so no buffer can be
+//! freed or moved while the kernel may still touch it, whatever the connection does meanwhile.
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
+
+/// How the ring is set up: which task-running mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskRun {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN`: completions are processed only when the shard waits.
+    Defer,
+    /// `COOP_TASKRUN`: no inter-processor interrupts to run completions.
+    Coop,
+    /// No task-running hints (oldest kernels).
+    Plain,
+}
+
+impl TaskRun {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskRun::Defer => "SINGLE_ISSUER|DEFER_TASKRUN",
+            TaskRun::Coop => "COOP_TASKRUN",
+            TaskRun::Plain => "plain",
+        }
+    }
+}
+
+/// Ring set-up knobs.
+#[derive(Clone, Copy, Debug)]
+pub struct RingConfig {
+    pub entries: u32,
+    /// `None`: the best the kernel offers; `Some`: exactly this, or fail.
+    pub taskrun: Option<TaskRun>,
+}
+
+/// One completion, copied out of the queue so the loop can submit while handling it.
+#[derive(Clone, Copy, Debug)]
+pub struct Cqe {
+    pub user_data: u64,
+    pub result: i32,
+    pub flags: u32,
+}
+
+impl Cqe {
+    /// More completions will follow for this multishot operation.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// The provided buffer this completion filled, if any.
+    pub fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+}
+
+/// Why io_uring cannot be used at all, with what to do about it.
+#[derive(Debug)]
+pub struct Unavailable {
+    pub cause: String,
+    pub fix: String,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "io_uring is unavailable: {}. {}", self.cause, self.fix)
+    }
+}
+
+/// A shard's ring.
+pub struct Ring {
+    ring: IoUring,
+    pub taskrun: TaskRun,
+    /// `io_uring_enter` can wait with a timeout (5.11+); otherwise a timeout SQE is used.
+    ext_arg: bool,
+    timeout: Box<types::Timespec>,
+    timeout_armed: bool,
+    /// Send buffers the kernel holds, by key.
+    sends: Slab<Vec<u8>>,
+    /// Eight-byte buffers for eventfd reads, by key.
+    reads: Slab<Box<u64>>,
+    /// Counters for what the kernel was asked to do.
+    pub enters: u64,
+    pub submitted: u64,
+}
+
+impl Ring {
+    /// Sets up a ring, trying the fastest task-running mode first unless one is named.
+    pub fn new(cfg: RingConfig) -> Result<Ring, io::Error> {
+        let modes: &[TaskRun] = match cfg.taskrun {
+            Some(TaskRun::Defer) => &[TaskRun::Defer],
+            Some(TaskRun::Coop) => &[TaskRun::Coop],
+            Some(TaskRun::Plain) => &[TaskRun::Plain],
+            None => &[TaskRun::Defer, TaskRun::Coop, TaskRun::Plain],
+        };
+        let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+        for &mode in modes {
+            let mut b = IoUring::builder();
+            b.setup_cqsize(cfg.entries * 4);
+            match mode {
+                TaskRun::Defer => {
+                    b.setup_single_issuer().setup_defer_taskrun();
+                }
+                TaskRun::Coop => {
+                    b.setup_coop_taskrun();
+                }
+                TaskRun::Plain => {}
+            }
+            match b.build(cfg.entries) {
+                Ok(ring) => {
+                    let ext_arg = ring.params().is_feature_ext_arg();
+                    return Ok(Ring {
+                        ring,
+                        taskrun: mode,
+                        ext_arg,
+                        timeout: Box::new(types::Timespec::new()),
+                        timeout_armed: false,
+                        sends: Slab::new(),
+                        reads: Slab::new(),
+                        enters: 0,
+                        submitted: 0,
+                    });
+                }
+                // EINVAL: this kernel lacks the flags; try the next mode.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    pub(crate) fn inner(&self) -> &IoUring {
+        &self.ring
+    }
+
+    /// Queues an entry, submitting first if the submission queue is full.
+    fn push(&mut self, sqe: squeue::Entry) {
+        loop {
+            // SAFETY: every entry built in this module points only at memory the ring keeps
+            // alive until the completion (the `sends`/`reads` slabs, the boxed timespec) or at
+            // the provided-buffer ring, which outlives the ring's operations.
+            let pushed = unsafe { self.ring.submission().push(&sqe) };
+            if pushed.is_ok() {
+                self.submitted += 1;
+                return;
+            }
+            self.enters += 1;
+            if let Err(e) = self.ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    // Nothing sensible is left to do with a ring that refuses submissions.
+                    panic!("io_uring submit failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Arms a multishot accept on a listening socket.
+    pub fn accept_multi(&mut self, fd: RawFd, ud: u64) {
+        let e = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build();
+        self.push(e.user_data(ud));
+    }
+
+    /// A single accept (kernels without multishot accept).
+    pub fn accept(&mut self, fd: RawFd, ud: u64) {
+        let e = opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
+            .flags(libc::SOCK_CLOEXEC)
+            .build();
+        self.push(e.user_data(ud));
+    }
+
+    /// Arms a multishot receive into buffers from group `bgid`.
+    pub fn recv_multi(&mut self, fd: RawFd, bgid: u16, ud: u64) {
+        self.push(
+            opcode::RecvMulti::new(types::Fd(fd), bgid)
+                .build()
+                .user_data(ud),
+        );
+    }
+
+    /// One receive into a buffer the kernel picks from group `bgid`.
+    pub fn recv_select(&mut self, fd: RawFd, bgid: u16, ud: u64) {
+        let e = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), 0)
+            .buf_group(bgid)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT);
+        self.push(e.user_data(ud));
+    }
+
+    /// Sends `buf[from..]`. The ring keeps `buf` until [`Ring::send_done`] with the returned key.
+    pub fn send(&mut self, fd: RawFd, buf: Vec<u8>, from: usize, ud: u64) -> u32 {
+        let key = self.sends.insert(buf);
+        let buf = &self.sends[key];
+        let len = (buf.len() - from) as u32;
+        // MSG_NOSIGNAL: a peer that went away is an error result, not SIGPIPE.
+        let e = opcode::Send::new(types::Fd(fd), buf[from..].as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        self.push(e.user_data(ud));
+        key as u32
+    }
+
+    /// Returns a send buffer once its completion has arrived.
+    pub fn send_done(&mut self, key: u32) -> Vec<u8> {
+        self.sends.remove(key as usize)
+    }
+
+    /// Reads an eventfd's counter; its buffer is kept until [`Ring::read_done`].
+    pub fn read_eventfd(&mut self, fd: RawFd, ud: u64) -> u32 {
+        let key = self.reads.insert(Box::new(0));
+        let ptr: *mut u64 = &mut *self.reads[key];
+        self.push(
+            opcode::Read::new(types::Fd(fd), ptr.cast(), 8)
+                .build()
+                .user_data(ud),
+        );
+        key as u32
+    }
+
+    /// Releases an eventfd read buffer after its completion.
+    pub fn read_done(&mut self, key: u32) {
+        self.reads.remove(key as usize);
+    }
+
+    /// Asks the kernel to cancel the operation carrying `target`.
+    pub fn cancel(&mut self, target: u64, ud: u64) {
+        self.push(opcode::AsyncCancel::new(target).build().user_data(ud));
+    }
+
+    /// Closes a descriptor once nothing else in flight refers to it.
+    pub fn close(&mut self, fd: RawFd, ud: u64) {
+        self.push(opcode::Close::new(types::Fd(fd)).build().user_data(ud));
+    }
+
+    /// Half-closes a socket for writing (lingering close).
+    pub fn shutdown_write(&mut self, fd: RawFd, ud: u64) {
+        self.push(
+            opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR)
+                .build()
+                .user_data(ud),
+        );
+    }
+
+    /// Submits everything queued and waits for at least one completion or the timeout: the one
+    /// `io_uring_enter` of a loop turn.
+    pub fn submit_and_wait(
+        &mut self,
+        timeout: Option<Duration>,
+        timeout_ud: u64,
+    ) -> io::Result<()> {
+        self.enters += 1;
+        let res = match timeout {
+            Some(d) if self.ext_arg => {
+                let ts = types::Timespec::new()
+                    .sec(d.as_secs())
+                    .nsec(d.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            Some(d) => {
+                if !self.timeout_armed {
+                    *self.timeout = types::Timespec::new()
+                        .sec(d.as_secs())
+                        .nsec(d.subsec_nanos());
+                    let ptr: *const types::Timespec = &*self.timeout;
+                    self.push(opcode::Timeout::new(ptr).build().user_data(timeout_ud));
+                    self.timeout_armed = true;
+                }
+                self.ring.submit_and_wait(1)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// The fallback timeout SQE completed.
+    pub fn timeout_fired(&mut self) {
+        self.timeout_armed = false;
+    }
+
+    /// Copies up to `max` completions into `into`.
+    pub fn reap(&mut self, into: &mut Vec<Cqe>, max: usize) {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for c in cq.take(max) {
+            into.push(Cqe {
+                user_data: c.user_data(),
+                result: c.result(),
+                flags: c.flags(),
+            });
+        }
+    }
+}
+
+/// Turns a set-up failure into the cause and the fix.
+pub fn explain(err: &io::Error) -> Unavailable {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    match err.raw_os_error() {
+        Some(libc::ENOSYS) => Unavailable {
+            cause: "the kernel has no io_uring (ENOSYS: older than 5.1 or built without CONFIG_IO_URING)".into(),
+            fix: "Run on Linux 6.1 or later, or use --engine epoll.".into(),
+        },
+        Some(libc::EPERM) | Some(libc::EACCES) if disabled > 0 => Unavailable {
+            cause: format!("the sysctl kernel.io_uring_disabled is {disabled}"),
+            fix: "Set it to 0 (sysctl -w kernel.io_uring_disabled=0), or for 1 add this user to kernel.io_uring_group; or use --engine epoll.".into(),
+        },
+        Some(libc::EPERM) | Some(libc::EACCES) => Unavailable {
+            cause: "io_uring_setup was refused (EPERM), most likely by a seccomp filter such as Docker's default profile".into(),
+            fix: "Allow io_uring_setup, io_uring_enter and io_uring_register in the seccomp profile, or use --engine epoll.".into(),
+        },
+        Some(libc::ENOMEM) => Unavailable {
+            cause: "the ring could not be allocated (ENOMEM), usually the locked-memory limit (ulimit -l) on kernels before 5.12".into(),
+            fix: "Raise the memlock limit (ulimit -l unlimited, or LimitMEMLOCK= in systemd), or lower --ring-entries.".into(),
+        },
+        Some(libc::EINVAL) => Unavailable {
+            cause: "the kernel refused the ring parameters (EINVAL): it is too old for the requested features".into(),
+            fix: "Run on Linux 6.1 or later, or lower --ring-entries.".into(),
+        },
+        _ => Unavailable { cause: format!("io_uring_setup failed: {err}"), fix: "Use --engine epoll.".into() },
+    }
+}

@@ -1,0 +1,846 @@
+//! One shard's event loop, top to bottom: accept → recv → parse → handler → send → close.
+//!
+//! Each turn: wait in the ring once (submitting everything queued), handle every completion,
+//! run woken handler tasks, expire deadlines, then queue one send per connection that has
+//! output (all responses of a read coalesced) and re-arm what needs it. Nothing here is shared
+//! with another shard; the ring and the buffer ring are this thread's alone.
+use std::os::fd::{OwnedFd, RawFd};
+use std::task::Context;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::config::{RecvMode, ServeConfig, TaskRunFlag};
+use crate::handler::Handler;
+use crate::http::conn::{Conn, Ctx, Phase, Progress, TaskPoll};
+use crate::http::date::HttpDate;
+use crate::stats::ShardStats;
+use crate::timer::{Deadline, Millis, Timers};
+use crate::uring::bufring::BufRing;
+use crate::uring::probe;
+use crate::uring::ring::{Cqe, Ring, RingConfig, TaskRun};
+use crate::uring::token::{self, Op};
+use crate::wake::Wakeup;
+
+/// After the last response of a closing connection, how long to keep reading (and discarding)
+/// before closing, so that unread input does not turn the close into a reset that destroys the
+/// response on its way.
+const LINGER: Millis = 2_000;
+/// Pause reading from a connection whose unsent output or unparsed input exceeds this.
+const BACKPRESSURE: usize = 1 << 20;
+/// Output buffers kept for reuse, and the largest kept.
+const POOL_MAX: usize = 1024;
+const POOL_BUF_MAX: usize = 64 * 1024;
+/// Provided-buffer group id of the receive ring.
+const BGID: u16 = 0;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// Serving requests.
+    Open,
+    /// Send what is queued, then linger-close.
+    Finishing,
+    /// Write side shut down; discarding input until EOF or the linger deadline.
+    Lingering,
+    /// Cancelling what is in flight; the fd is closed when nothing is.
+    Closing,
+}
+
+struct Connection {
+    fd: RawFd,
+    gen: u32,
+    http: Conn,
+    /// Responses not yet handed to the kernel.
+    out: Vec<u8>,
+    /// Ring key of the send in flight, and how much of its buffer was sent before (short sends).
+    send: Option<(u32, usize)>,
+    send_since: Millis,
+    recv_armed: bool,
+    recv_paused: bool,
+    state: State,
+    deadline: Deadline,
+    phase: Phase,
+    since: Millis,
+    served: bool,
+    dirty: bool,
+    task_waiting_output: bool,
+}
+
+/// How this shard receives and accepts, decided at start-up.
+#[derive(Clone, Copy, Debug)]
+pub struct Features {
+    pub taskrun: TaskRun,
+    pub multishot_accept: bool,
+    pub multishot_recv: bool,
+}
+
+/// A shard ready to run: its ring is set up and its buffers registered.
+pub struct Shard<H: Handler> {
+    // Field order is drop order: the ring goes before the buffers it may refer to.
+    ring: Ring,
+    bufs: BufRing,
+    id: usize,
+    listener: Option<OwnedFd>,
+    listen_fd: RawFd,
+    conns: Slab<Connection>,
+    next_gen: u32,
+    handler: H,
+    cfg: ServeConfig,
+    pub features: Features,
+    wakeup: Wakeup,
+    wake_read: Option<u32>,
+    timers: Timers,
+    date: HttpDate,
+    start: Instant,
+    now: Millis,
+    accept_armed: bool,
+    accept_retry_at: Millis,
+    draining: bool,
+    cqes: Vec<Cqe>,
+    dirty: Vec<(u32, u32)>,
+    rearm: Vec<(u32, u32)>,
+    woken: Vec<u64>,
+    expired: Vec<(u32, u32)>,
+    pool: Vec<Vec<u8>>,
+    pub stats: ShardStats,
+}
+
+impl<H: Handler> Shard<H> {
+    /// Sets up the ring and buffer ring; errors say what the kernel refused and how to fix it.
+    pub fn new(
+        id: usize,
+        listener: OwnedFd,
+        cfg: &ServeConfig,
+        handler: H,
+        wakeup: Wakeup,
+    ) -> Result<Self, String> {
+        let taskrun = match cfg.taskrun {
+            TaskRunFlag::Auto => None,
+            TaskRunFlag::Defer => Some(TaskRun::Defer),
+            TaskRunFlag::Coop => Some(TaskRun::Coop),
+            TaskRunFlag::Plain => Some(TaskRun::Plain),
+        };
+        let ring = Ring::new(RingConfig {
+            entries: cfg.ring_entries,
+            taskrun,
+        })
+        .map_err(|e| {
+            if taskrun.is_some() && e.raw_os_error() == Some(libc::EINVAL) {
+                format!(
+                    "--taskrun {:?}: this kernel does not support it ({e})",
+                    cfg.taskrun
+                )
+                .to_lowercase()
+            } else {
+                crate::uring::ring::explain(&e).to_string()
+            }
+        })?;
+        let bufs = BufRing::new(&ring, cfg.buf_count, cfg.buf_size, BGID).map_err(|e| {
+            format!("cannot register the provided-buffer ring ({e}); it needs Linux 5.19 or later")
+        })?;
+        let kernel = probe::kernel_version();
+        let multishot_recv = match cfg.recv {
+            RecvMode::Auto => probe::has_multishot_recv(kernel),
+            RecvMode::Multishot if !probe::has_multishot_recv(kernel) => {
+                return Err(format!(
+                    "--recv multishot needs Linux 6.0 or later; this is {kernel}"
+                ));
+            }
+            RecvMode::Multishot => true,
+            RecvMode::Single => false,
+        };
+        let features = Features {
+            taskrun: ring.taskrun,
+            multishot_accept: probe::has_multishot_accept(kernel),
+            multishot_recv,
+        };
+        let listen_fd = crate::sys::socket::raw(&listener);
+        Ok(Shard {
+            ring,
+            bufs,
+            id,
+            listener: Some(listener),
+            listen_fd,
+            conns: Slab::with_capacity(1024),
+            next_gen: 1,
+            handler,
+            cfg: cfg.clone(),
+            features,
+            wakeup,
+            wake_read: None,
+            timers: Timers::default(),
+            date: HttpDate::default(),
+            start: Instant::now(),
+            now: 1,
+            accept_armed: false,
+            accept_retry_at: 0,
+            draining: false,
+            cqes: Vec::with_capacity(4096),
+            dirty: Vec::with_capacity(1024),
+            rearm: Vec::new(),
+            woken: Vec::new(),
+            expired: Vec::new(),
+            pool: Vec::new(),
+            stats: ShardStats::default(),
+        })
+    }
+
+    /// The start-up line: what this shard uses.
+    pub fn describe(&self) -> String {
+        format!(
+            "io_uring {}, accept {}, recv {}, {} x {} B receive buffers",
+            self.features.taskrun.name(),
+            if self.features.multishot_accept {
+                "multishot"
+            } else {
+                "single-shot"
+            },
+            if self.features.multishot_recv {
+                "multishot"
+            } else {
+                "single-shot"
+            },
+            self.cfg.buf_count,
+            self.bufs.size(),
+        )
+    }
+
+    /// Runs until shutdown has drained every connection.
+    pub fn run(mut self) -> ShardStats {
+        self.arm_wake();
+        self.arm_accept();
+        loop {
+            // Wait once: submit everything queued last turn, sleep until a completion or the
+            // nearest deadline.
+            let timeout = self
+                .timers
+                .next()
+                .map(|at| Duration::from_millis(at.saturating_sub(self.now).max(1)));
+            let timeout = match (timeout, self.accept_retry_at) {
+                (t, 0) => t,
+                (None, _) => Some(Duration::from_millis(100)),
+                (t, _) => t.map(|t| t.min(Duration::from_millis(100))),
+            };
+            if let Err(e) = self
+                .ring
+                .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0))
+            {
+                eprintln!(
+                    "ringshard: shard {}: io_uring_enter failed: {e}; stopping this shard",
+                    self.id
+                );
+                break;
+            }
+            self.now = self.start.elapsed().as_millis() as Millis + 1;
+            self.date.refresh();
+
+            self.ring.reap(&mut self.cqes, usize::MAX);
+            self.stats.cqes += self.cqes.len() as u64;
+            let mut cqes = std::mem::take(&mut self.cqes);
+            for cqe in cqes.drain(..) {
+                self.complete(cqe);
+            }
+            self.cqes = cqes;
+
+            self.run_woken();
+            self.expire();
+            self.flush();
+
+            if self.draining && self.conns.is_empty() && !self.accept_armed {
+                break;
+            }
+        }
+        self.stop_wake();
+        self.stats.enters = self.ring.enters;
+        self.stats.sqes = self.ring.submitted;
+        self.stats
+    }
+
+    fn complete(&mut self, cqe: Cqe) {
+        let Some((op, slot, gen)) = token::decode(cqe.user_data) else {
+            return;
+        };
+        match op {
+            Op::Accept => self.on_accept(cqe),
+            Op::Recv => self.on_recv(slot, gen, cqe),
+            Op::Send => self.on_send(slot, gen, cqe),
+            Op::Wake => self.on_wake(slot),
+            Op::Timeout => self.ring.timeout_fired(),
+            Op::Cancel | Op::Close | Op::Shutdown => {}
+        }
+    }
+
+    // ---- accept ----
+
+    fn arm_accept(&mut self) {
+        if self.accept_armed || self.draining || self.listener.is_none() {
+            return;
+        }
+        let ud = token::encode(Op::Accept, 0, 0);
+        if self.features.multishot_accept {
+            self.ring.accept_multi(self.listen_fd, ud);
+        } else {
+            self.ring.accept(self.listen_fd, ud);
+        }
+        self.accept_armed = true;
+    }
+
+    fn on_accept(&mut self, cqe: Cqe) {
+        if !cqe.more() {
+            self.accept_armed = false;
+            if self.draining {
+                self.listener = None; // no accept refers to it any more: close it
+            }
+        }
+        if cqe.result < 0 {
+            match -cqe.result {
+                libc::ECANCELED => {}
+                // Out of descriptors or memory: back off instead of spinning on the error.
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                    self.stats.accept_errors += 1;
+                    self.accept_retry_at = self.now + 100;
+                }
+                _ => self.stats.accept_errors += 1,
+            }
+            return;
+        }
+        let fd = cqe.result;
+        if self.draining {
+            self.ring.close(fd, token::encode(Op::Close, 0, 0));
+            return;
+        }
+        let gen = self.next_gen;
+        self.next_gen = token::next_gen(gen);
+        let slot = self.conns.insert(Connection {
+            fd,
+            gen,
+            http: Conn::new(),
+            out: Vec::new(),
+            send: None,
+            send_since: 0,
+            recv_armed: false,
+            recv_paused: false,
+            state: State::Open,
+            deadline: Deadline::default(),
+            phase: Phase::Idle,
+            since: self.now,
+            served: false,
+            dirty: false,
+            task_waiting_output: false,
+        }) as u32;
+        self.stats.accepted += 1;
+        self.arm_recv(slot);
+        self.refresh_deadline(slot);
+    }
+
+    // ---- receive ----
+
+    fn arm_recv(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if c.recv_armed {
+            return;
+        }
+        let ud = token::encode(Op::Recv, slot, c.gen);
+        if self.features.multishot_recv {
+            self.ring.recv_multi(c.fd, BGID, ud);
+        } else {
+            self.ring.recv_select(c.fd, BGID, ud);
+        }
+        c.recv_armed = true;
+    }
+
+    fn on_recv(&mut self, slot: u32, gen: u32, cqe: Cqe) {
+        let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
+            // A connection that is gone cannot hold a recv, but a buffer must never leak.
+            if let Some(bid) = cqe.buffer() {
+                self.bufs.recycle(bid);
+            }
+            return;
+        };
+        if !cqe.more() {
+            c.recv_armed = false;
+        }
+        if cqe.result > 0 {
+            let Some(bid) = cqe.buffer() else { return };
+            self.stats.bytes_in += cqe.result as u64;
+            if c.state == State::Open {
+                if c.out.capacity() == 0 {
+                    c.out = self.pool.pop().unwrap_or_default();
+                }
+                let data = self.bufs.get(bid, cqe.result as usize);
+                let ctx = Ctx {
+                    limits: &self.cfg.limits,
+                    date: self.date.as_bytes(),
+                    draining: self.draining,
+                };
+                let progress = c.http.on_data(data, &self.handler, &ctx, &mut c.out);
+                self.bufs.recycle(bid);
+                if c.http.phase() == Phase::Body {
+                    c.since = self.now; // a body that progresses is not stalled
+                }
+                self.after_progress(slot, progress);
+            } else {
+                self.bufs.recycle(bid); // lingering: input is read and dropped
+            }
+        } else if cqe.result == 0 {
+            self.on_peer_closed(slot);
+            return;
+        } else {
+            match -cqe.result {
+                libc::ENOBUFS => {
+                    // The buffer ring ran dry; re-arm once this turn's buffers are back.
+                    self.stats.enobufs += 1;
+                    self.rearm.push((slot, gen));
+                }
+                libc::ECANCELED => {}
+                _ => {
+                    self.stats.recv_errors += 1;
+                    self.abort(slot);
+                    return;
+                }
+            }
+        }
+        let c = &mut self.conns[slot as usize];
+        if !c.recv_armed
+            && !c.recv_paused
+            && matches!(c.state, State::Open | State::Lingering)
+            && cqe.result > 0
+        {
+            self.arm_recv(slot);
+        }
+        self.release_if_done(slot);
+    }
+
+    /// Acts on what the connection core said after taking input or finishing a task.
+    fn after_progress(&mut self, slot: u32, progress: Progress) {
+        match progress {
+            Progress::ReadMore => {}
+            Progress::Pending => return self.poll_task(slot),
+            Progress::Close => self.conns[slot as usize].state = State::Finishing,
+        }
+        let c = &mut self.conns[slot as usize];
+        if !c.out.is_empty() && !c.dirty {
+            c.dirty = true;
+            self.dirty.push((slot, c.gen));
+        }
+        c.served |= c.http.phase() != Phase::Head;
+        self.backpressure(slot);
+        self.refresh_deadline(slot);
+    }
+
+    /// The peer sent FIN: answer what is in flight, then close.
+    fn on_peer_closed(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        c.recv_armed = false;
+        match c.state {
+            State::Open => {
+                c.http.on_eof();
+                let busy =
+                    c.send.is_some() || !c.out.is_empty() || c.http.phase() == Phase::Handler;
+                if busy {
+                    c.state = State::Finishing;
+                    self.refresh_deadline(slot);
+                } else {
+                    self.abort(slot);
+                }
+            }
+            State::Lingering => self.abort(slot),
+            State::Finishing | State::Closing => {}
+        }
+        self.release_if_done(slot);
+    }
+
+    /// Stops reading from a connection that is not keeping up, and resumes when it has.
+    fn backpressure(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        let pending = c.out.len() + c.http.buffered();
+        if !c.recv_paused && c.state == State::Open && pending > BACKPRESSURE {
+            c.recv_paused = true;
+            if c.recv_armed {
+                self.ring.cancel(
+                    token::encode(Op::Recv, slot, c.gen),
+                    token::encode(Op::Cancel, slot, c.gen),
+                );
+            }
+        } else if c.recv_paused && pending <= BACKPRESSURE / 2 && c.send.is_none() {
+            c.recv_paused = false;
+            if c.state == State::Open {
+                self.arm_recv(slot);
+            }
+        }
+    }
+
+    // ---- handler tasks (the async path) ----
+
+    fn poll_task(&mut self, slot: u32) {
+        loop {
+            let c = &mut self.conns[slot as usize];
+            if c.out.capacity() == 0 {
+                c.out = self.pool.pop().unwrap_or_default();
+            }
+            let waker = self.wakeup.waker(u64::from(slot) << 32 | u64::from(c.gen));
+            let mut task_cx = Context::from_waker(&waker);
+            let ctx = Ctx {
+                limits: &self.cfg.limits,
+                date: self.date.as_bytes(),
+                draining: self.draining,
+            };
+            match c.http.poll_task(&mut task_cx, &ctx, &mut c.out) {
+                TaskPoll::Done => {
+                    c.task_waiting_output = false;
+                    let progress = if c.state == State::Open {
+                        c.http.on_data(&[], &self.handler, &ctx, &mut c.out)
+                    } else {
+                        Progress::Close
+                    };
+                    if progress == Progress::Pending {
+                        continue;
+                    }
+                    return self.after_progress(slot, progress);
+                }
+                TaskPoll::Pending => {}
+                TaskPoll::OutputFull => c.task_waiting_output = true,
+            }
+            if !c.out.is_empty() && !c.dirty {
+                c.dirty = true;
+                self.dirty.push((slot, c.gen));
+            }
+            return self.refresh_deadline(slot);
+        }
+    }
+
+    fn run_woken(&mut self) {
+        self.wakeup.take_woken(&mut self.woken);
+        let mut woken = std::mem::take(&mut self.woken);
+        for t in woken.drain(..) {
+            let (slot, gen) = ((t >> 32) as u32, t as u32);
+            let live = self
+                .conns
+                .get(slot as usize)
+                .is_some_and(|c| c.gen == gen && c.http.phase() == Phase::Handler);
+            if live {
+                self.poll_task(slot);
+            }
+        }
+        self.woken = woken;
+    }
+
+    // ---- send ----
+
+    fn start_send(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if c.send.is_some() || c.out.is_empty() || c.state == State::Closing {
+            return;
+        }
+        let buf = std::mem::take(&mut c.out);
+        self.stats.bytes_out += buf.len() as u64;
+        let key = self
+            .ring
+            .send(c.fd, buf, 0, token::encode(Op::Send, slot, c.gen));
+        c.send = Some((key, 0));
+        c.send_since = self.now;
+        self.refresh_deadline(slot);
+    }
+
+    fn on_send(&mut self, slot: u32, gen: u32, cqe: Cqe) {
+        let c = &mut self.conns[slot as usize];
+        debug_assert_eq!(
+            c.gen, gen,
+            "a slot is never freed while its send is in flight"
+        );
+        let Some((key, from)) = c.send.take() else {
+            return;
+        };
+        let mut buf = self.ring.send_done(key);
+        if cqe.result < 0 {
+            self.stats.send_errors += u64::from(cqe.result != -libc::ECANCELED);
+            self.recycle(buf);
+            self.abort(slot);
+            self.release_if_done(slot);
+            return;
+        }
+        let sent = from + cqe.result as usize;
+        if sent < buf.len() && c.state != State::Closing {
+            // Short send: the socket buffer filled. Send the rest from where it stopped.
+            self.stats.short_sends += 1;
+            let key = self
+                .ring
+                .send(c.fd, buf, sent, token::encode(Op::Send, slot, c.gen));
+            c.send = Some((key, sent));
+            c.send_since = self.now;
+            return self.refresh_deadline(slot);
+        }
+        buf.clear();
+        if c.out.is_empty() {
+            std::mem::swap(&mut c.out, &mut buf);
+        }
+        self.recycle(buf);
+        let c = &mut self.conns[slot as usize];
+        if c.task_waiting_output && c.state == State::Open {
+            self.poll_task(slot);
+        }
+        let c = &mut self.conns[slot as usize];
+        if !c.out.is_empty() {
+            self.start_send(slot);
+        } else if c.state == State::Open {
+            // Idle connections give their output buffer back.
+            let out = std::mem::take(&mut c.out);
+            self.recycle(out);
+        }
+        self.backpressure(slot);
+        self.release_if_done(slot);
+        if self.conns.get(slot as usize).is_some_and(|c| c.gen == gen) {
+            self.refresh_deadline(slot);
+        }
+    }
+
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 0 && buf.capacity() <= POOL_BUF_MAX && self.pool.len() < POOL_MAX {
+            buf.clear();
+            self.pool.push(buf);
+        }
+    }
+
+    /// End of turn: one send per connection with output; lingering closes; re-arms.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for (slot, gen) in dirty.drain(..) {
+            let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
+                continue;
+            };
+            c.dirty = false;
+            self.start_send(slot);
+            self.finish_if_sent(slot);
+        }
+        self.dirty = dirty;
+        let mut rearm = std::mem::take(&mut self.rearm);
+        for (slot, gen) in rearm.drain(..) {
+            let ok = self.conns.get(slot as usize).is_some_and(|c| {
+                c.gen == gen && !c.recv_paused && matches!(c.state, State::Open | State::Lingering)
+            });
+            if ok {
+                self.arm_recv(slot);
+            }
+        }
+        self.rearm = rearm;
+        if self.accept_retry_at != 0 && self.now >= self.accept_retry_at {
+            self.accept_retry_at = 0;
+        }
+        if self.accept_retry_at == 0 {
+            self.arm_accept();
+        }
+    }
+
+    /// A finishing connection whose output is all sent starts its lingering close.
+    fn finish_if_sent(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if c.state != State::Finishing || c.send.is_some() || !c.out.is_empty() {
+            return;
+        }
+        if c.http.phase() == Phase::Handler {
+            return; // the peer half-closed while its request is still being answered
+        }
+        if !c.recv_armed {
+            return self.abort(slot); // nothing left to read: close at once
+        }
+        self.ring
+            .shutdown_write(c.fd, token::encode(Op::Shutdown, slot, c.gen));
+        c.state = State::Lingering;
+        c.since = self.now;
+        self.refresh_deadline(slot);
+    }
+
+    // ---- close ----
+
+    /// Closes now: cancels what is in flight; the fd is closed once the kernel let go of it.
+    fn abort(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if c.state == State::Closing {
+            return;
+        }
+        c.state = State::Closing;
+        let cancel = token::encode(Op::Cancel, slot, c.gen);
+        if c.recv_armed {
+            self.ring
+                .cancel(token::encode(Op::Recv, slot, c.gen), cancel);
+        }
+        if c.send.is_some() {
+            self.ring
+                .cancel(token::encode(Op::Send, slot, c.gen), cancel);
+        }
+        self.timers.set(&mut c.deadline, 0, slot, c.gen);
+        self.release_if_done(slot);
+    }
+
+    /// Frees a closing connection's slot once no operation refers to it.
+    fn release_if_done(&mut self, slot: u32) {
+        let Some(c) = self.conns.get(slot as usize) else {
+            return;
+        };
+        if c.state != State::Closing || c.recv_armed || c.send.is_some() {
+            if c.state == State::Finishing {
+                self.finish_if_sent(slot);
+            }
+            return;
+        }
+        let c = self.conns.remove(slot as usize);
+        self.ring.close(c.fd, token::encode(Op::Close, slot, c.gen));
+        self.recycle(c.out);
+        self.stats.closed += 1;
+    }
+
+    // ---- deadlines ----
+
+    fn refresh_deadline(&mut self, slot: u32) {
+        let cfg = &self.cfg;
+        let c = &mut self.conns[slot as usize];
+        let phase = c.http.phase();
+        if phase != c.phase {
+            c.phase = phase;
+            c.since = self.now;
+        }
+        let ms = |d: Duration| d.as_millis() as Millis;
+        let at = if c.send.is_some() {
+            c.send_since + ms(cfg.write_timeout)
+        } else {
+            match (c.state, phase) {
+                (State::Closing, _) => 0,
+                (State::Lingering, _) => c.since + LINGER,
+                (State::Finishing, _) => self.now + ms(cfg.write_timeout),
+                (State::Open, Phase::Idle) if c.served => c.since + ms(cfg.keepalive_timeout),
+                (State::Open, Phase::Idle | Phase::Head) => c.since + ms(cfg.header_timeout),
+                (State::Open, Phase::Body) => c.since + ms(cfg.body_timeout),
+                (State::Open, Phase::Handler | Phase::Closed) => 0,
+            }
+        };
+        self.timers.set(&mut c.deadline, at, slot, c.gen);
+    }
+
+    fn expire(&mut self) {
+        while let Some(entry) = self.timers.pop_due(self.now) {
+            let (_, slot, gen) = entry;
+            let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
+                continue;
+            };
+            if self.timers.settle(entry, &mut c.deadline, self.now) {
+                self.expired.push((slot, gen));
+            }
+        }
+        let mut expired = std::mem::take(&mut self.expired);
+        for (slot, _) in expired.drain(..) {
+            self.on_deadline(slot);
+        }
+        self.expired = expired;
+    }
+
+    fn on_deadline(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if c.send.is_some() || c.state != State::Open {
+            self.stats.write_timeouts += u64::from(c.send.is_some());
+            return self.abort(slot);
+        }
+        match c.http.phase() {
+            Phase::Head | Phase::Body => {
+                self.stats.request_timeouts += 1;
+                if c.out.capacity() == 0 {
+                    c.out = self.pool.pop().unwrap_or_default();
+                }
+                let ctx = Ctx {
+                    limits: &self.cfg.limits,
+                    date: self.date.as_bytes(),
+                    draining: self.draining,
+                };
+                c.http.on_timeout(&ctx, &mut c.out);
+                self.after_progress(slot, Progress::Close);
+            }
+            Phase::Idle if !c.served => {
+                // Connected and sent nothing within the header timeout.
+                self.stats.request_timeouts += 1;
+                self.abort(slot);
+            }
+            _ => {
+                self.stats.idle_closes += 1;
+                self.abort(slot);
+            }
+        }
+    }
+
+    // ---- wake-ups and shutdown ----
+
+    fn arm_wake(&mut self) {
+        let fd = self.wakeup.eventfd().raw();
+        self.wake_read = Some(self.ring.read_eventfd(fd, token::encode(Op::Wake, 0, 0)));
+    }
+
+    fn on_wake(&mut self, _slot: u32) {
+        if let Some(key) = self.wake_read.take() {
+            self.ring.read_done(key);
+        }
+        if self.wakeup.shutdown_requested() && !self.draining {
+            self.begin_drain();
+        }
+        self.arm_wake();
+    }
+
+    /// Graceful shutdown: stop accepting, close idle connections, let requests in flight
+    /// finish (their responses say `Connection: close`).
+    fn begin_drain(&mut self) {
+        self.draining = true;
+        if self.accept_armed {
+            self.ring.cancel(
+                token::encode(Op::Accept, 0, 0),
+                token::encode(Op::Cancel, 0, 0),
+            );
+        } else {
+            self.listener = None;
+        }
+        let idle: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.state == State::Open
+                    && c.http.phase() == Phase::Idle
+                    && c.send.is_none()
+                    && c.out.is_empty()
+            })
+            .map(|(k, _)| k as u32)
+            .collect();
+        for slot in idle {
+            self.abort(slot);
+        }
+    }
+
+    /// Cancels the eventfd read and waits for it, so its buffer is not freed under the kernel.
+    fn stop_wake(&mut self) {
+        if self.wake_read.is_none() {
+            return;
+        }
+        self.ring.cancel(
+            token::encode(Op::Wake, 0, 0),
+            token::encode(Op::Cancel, 0, 0),
+        );
+        for _ in 0..100 {
+            if self
+                .ring
+                .submit_and_wait(
+                    Some(Duration::from_millis(10)),
+                    token::encode(Op::Timeout, 0, 0),
+                )
+                .is_err()
+            {
+                break;
+            }
+            self.ring.reap(&mut self.cqes, usize::MAX);
+            for cqe in std::mem::take(&mut self.cqes) {
+                if let Some((Op::Wake, _, _)) = token::decode(cqe.user_data) {
+                    if let Some(key) = self.wake_read.take() {
+                        self.ring.read_done(key);
+                    }
+                }
+            }
+            if self.wake_read.is_none() {
+                break;
+            }
+        }
+    }
+}

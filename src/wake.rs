@@ -1,0 +1,85 @@
+//! Waking a shard from outside its loop: handler futures that became ready, and shutdown.
+//!
+//! Not on the fast path: a handler that answers at once never creates a waker. A future's
+//! waker records the connection's token and pokes the shard's eventfd, whose read the ring
+//! keeps armed, so a wake from any thread ends the shard's wait.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
+
+use crate::sys::eventfd::EventFd;
+
+struct Shared {
+    woken: Mutex<Vec<u64>>,
+    pending: AtomicBool,
+    shutdown: AtomicBool,
+    efd: EventFd,
+}
+
+/// A shard's wake-up channel. Cloning shares it (the main thread keeps one to stop the shard).
+#[derive(Clone)]
+pub struct Wakeup(Arc<Shared>);
+
+struct TaskWaker {
+    token: u64,
+    shared: Arc<Shared>,
+}
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.shared
+            .woken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.token);
+        if !self.shared.pending.swap(true, Ordering::AcqRel) {
+            self.shared.efd.notify();
+        }
+    }
+}
+
+impl Wakeup {
+    pub fn new() -> std::io::Result<Wakeup> {
+        Ok(Wakeup(Arc::new(Shared {
+            woken: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            efd: EventFd::new()?,
+        })))
+    }
+
+    /// The eventfd the shard keeps a read armed on.
+    pub fn eventfd(&self) -> &EventFd {
+        &self.0.efd
+    }
+
+    /// A waker that reports `token` when woken.
+    pub fn waker(&self, token: u64) -> Waker {
+        Waker::from(Arc::new(TaskWaker {
+            token,
+            shared: self.0.clone(),
+        }))
+    }
+
+    /// Moves the tokens woken since the last call into `into` (cheap when none were).
+    pub fn take_woken(&self, into: &mut Vec<u64>) {
+        if self.0.pending.load(Ordering::Acquire) {
+            self.0.pending.store(false, Ordering::Release);
+            into.append(&mut self.0.woken.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    /// Asks the shard to shut down gracefully.
+    pub fn request_shutdown(&self) {
+        self.0.shutdown.store(true, Ordering::Release);
+        self.0.efd.notify();
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.0.shutdown.load(Ordering::Acquire)
+    }
+}
