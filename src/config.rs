@@ -20,6 +20,17 @@ pub enum TaskRunFlag {
     Plain,
 }
 
+/// Which I/O engine runs the shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineFlag {
+    /// io_uring when the kernel allows it, else epoll (with a line saying why).
+    Auto,
+    /// io_uring, or fail at start-up saying why not.
+    Uring,
+    /// epoll with non-blocking sockets: same HTTP core and handlers.
+    Epoll,
+}
+
 /// How connections receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RecvMode {
@@ -37,6 +48,9 @@ pub struct ServeArgs {
     /// Address to listen on (IPv4 or IPv6, e.g. 127.0.0.1:8080 or [::1]:8080).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// I/O engine.
+    #[arg(long, value_enum, default_value_t = EngineFlag::Auto)]
+    pub engine: EngineFlag,
     /// Number of shards (threads, each pinned to its own CPU); default: the CPUs this process may use.
     #[arg(long)]
     pub shards: Option<usize>,
@@ -76,6 +90,12 @@ pub struct ServeArgs {
     /// Ring task-running mode.
     #[arg(long, value_enum, default_value_t = TaskRunFlag::Auto)]
     pub taskrun: TaskRunFlag,
+    /// Completions a loop turn waits to gather before --wait-usec runs out (1: wake at the first; needs Linux 6.12).
+    #[arg(long, default_value_t = 1)]
+    pub wait_batch: u32,
+    /// Longest a loop turn waits to gather --wait-batch completions, in microseconds.
+    #[arg(long, default_value_t = 0)]
+    pub wait_usec: u32,
     /// Receive mode.
     #[arg(long, value_enum, default_value_t = RecvMode::Auto)]
     pub recv: RecvMode,
@@ -94,6 +114,7 @@ pub struct ServeArgs {
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    pub engine: EngineFlag,
     pub shards: usize,
     pub pin: bool,
     pub limits: Limits,
@@ -105,6 +126,8 @@ pub struct ServeConfig {
     pub backlog: i32,
     pub ring_entries: u32,
     pub taskrun: TaskRunFlag,
+    pub wait_batch: u32,
+    pub wait_usec: u32,
     pub recv: RecvMode,
     pub buf_count: u16,
     pub buf_size: usize,
@@ -117,6 +140,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            engine: EngineFlag::Auto,
             shards: crate::sys::cpus::allowed().len().max(1),
             pin: true,
             limits: Limits::default(),
@@ -128,6 +152,8 @@ impl Default for ServeConfig {
             backlog: 4096,
             ring_entries: 1024,
             taskrun: TaskRunFlag::Auto,
+            wait_batch: 1,
+            wait_usec: 0,
             recv: RecvMode::Auto,
             buf_count: 512,
             buf_size: 4096,
@@ -174,11 +200,18 @@ impl ServeArgs {
         if !(2..=32768).contains(&self.ring_entries) {
             return Err("--ring-entries must be between 2 and 32768".into());
         }
+        if self.wait_batch == 0 || self.wait_batch > self.ring_entries {
+            return Err("--wait-batch must be between 1 and --ring-entries".into());
+        }
+        if self.wait_usec > 1_000_000 {
+            return Err("--wait-usec must be at most 1000000 (one second)".into());
+        }
         if self.backlog < 1 {
             return Err("--backlog must be at least 1".into());
         }
         Ok(ServeConfig {
             listen,
+            engine: self.engine,
             shards,
             pin: !self.no_pin,
             limits: Limits {
@@ -194,6 +227,8 @@ impl ServeArgs {
             backlog: self.backlog,
             ring_entries: self.ring_entries,
             taskrun: self.taskrun,
+            wait_batch: self.wait_batch,
+            wait_usec: self.wait_usec,
             recv: self.recv,
             buf_count: self.buf_count as u16,
             buf_size: self.buf_size,

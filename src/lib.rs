@@ -2,6 +2,7 @@
 //!
 //! Read `src/uring/shard.rs` top to bottom to follow one request from accept to send.
 pub mod config;
+mod epoll;
 pub mod handler;
 pub mod http;
 pub mod load;

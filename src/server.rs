@@ -6,11 +6,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{ServeArgs, ServeConfig};
+use crate::config::{EngineFlag, ServeArgs, ServeConfig};
 use crate::handler::{Handler, Router};
 use crate::stats::ShardStats;
 use crate::sys::{cpus, signals, socket};
-use crate::uring::shard::Shard;
 use crate::wake::Wakeup;
 
 /// A running server: its shards and how to stop them.
@@ -61,6 +60,7 @@ impl Running {
         F: Fn() -> H + Send + Sync + 'static,
         H: Handler,
     {
+        let engine = choose_engine(cfg.engine)?;
         let fds = listeners(&cfg)?;
         let addr = socket::local_addr(&fds[0]).map_err(|e| e.to_string())?;
         let cpus = cpus::allowed();
@@ -84,21 +84,34 @@ impl Running {
                 .name(format!("ringshard-{id}"))
                 .spawn(move || {
                     let pinned = cpu.map(cpus::pin);
-                    let shard = match Shard::new(id, fd, &cfg, factory(), wakeup) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            let _ = done.send(ShardStats::default());
-                            return;
-                        }
-                    };
                     let place = match (cpu, pinned) {
                         (Some(c), Some(true)) => format!("on cpu {c}"),
                         (Some(c), _) => format!("not pinned (cpu {c} refused)"),
                         _ => "not pinned".to_string(),
                     };
-                    let _ = ready.send(Ok(format!("shard {id} {place}: {}", shard.describe())));
-                    let stats = shard.run();
+                    // Each engine's shard is built and run on its own thread: rings are
+                    // single-issuer, and the handler never leaves the core it was made on.
+                    macro_rules! run_shard {
+                        ($shard:ty) => {
+                            match <$shard>::new(id, fd, &cfg, factory(), wakeup) {
+                                Ok(shard) => {
+                                    let _ = ready.send(Ok(format!(
+                                        "shard {id} {place}: {}",
+                                        shard.describe()
+                                    )));
+                                    shard.run()
+                                }
+                                Err(e) => {
+                                    let _ = ready.send(Err(e));
+                                    ShardStats::default()
+                                }
+                            }
+                        };
+                    }
+                    let stats = match engine {
+                        EngineFlag::Epoll => run_shard!(crate::epoll::shard::Shard<H>),
+                        _ => run_shard!(crate::uring::shard::Shard<H>),
+                    };
                     let _ = done.send(stats);
                 })
                 .map_err(|e| format!("cannot start shard thread: {e}"))?;
@@ -166,6 +179,21 @@ impl Running {
     /// Whether any shard has stopped (a running server's shards stop only on shutdown).
     fn any_stopped(&self) -> bool {
         self.threads.iter().any(|t| t.is_finished())
+    }
+}
+
+/// Resolves `--engine auto`: io_uring if a ring can be set up here, else epoll, saying why.
+fn choose_engine(flag: EngineFlag) -> Result<EngineFlag, String> {
+    if flag == EngineFlag::Epoll {
+        return Ok(flag);
+    }
+    match crate::uring::ring::usable() {
+        Ok(()) => Ok(EngineFlag::Uring),
+        Err(why) if flag == EngineFlag::Auto => {
+            eprintln!("ringshard: {why}; using the epoll engine");
+            Ok(EngineFlag::Epoll)
+        }
+        Err(why) => Err(why.to_string()),
     }
 }
 

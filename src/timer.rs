@@ -84,7 +84,7 @@ mod tests {
         t.set(&mut ds[1], 200, 1, 1);
         t.set(&mut ds[1], 50, 1, 1); // moved earlier: pushed
         assert_eq!(t.next(), Some(50));
-        let mut run = |t: &mut Timers, ds: &mut [Deadline; 2], now| {
+        let run = |t: &mut Timers, ds: &mut [Deadline; 2], now| {
             let mut fired = Vec::new();
             while let Some(e) = t.pop_due(now) {
                 if t.settle(e, &mut ds[e.1 as usize], now) {

@@ -332,7 +332,8 @@ impl Conn {
             match req.parse_with_uninit_headers(input, &mut slots[..max_headers]) {
                 Ok(httparse::Status::Complete(n)) => {
                     if n > limits.max_head {
-                        return (pos, self.reject(431, cx, out));
+                        let status = head_too_large(input, limits.max_head);
+                        return (pos, self.reject(status, cx, out));
                     }
                     let info = match check_head(&req) {
                         Ok(info) => info,
@@ -374,8 +375,8 @@ impl Conn {
                 }
                 Ok(httparse::Status::Partial) => {
                     if input.len() > limits.max_head {
-                        let line_done = input[..limits.max_head].contains(&b'\n');
-                        return (pos, self.reject(if line_done { 431 } else { 414 }, cx, out));
+                        let status = head_too_large(input, limits.max_head);
+                        return (pos, self.reject(status, cx, out));
                     }
                     return (pos, Progress::ReadMore);
                 }
@@ -601,6 +602,16 @@ fn check_head(req: &httparse::Request<'_, '_>) -> Result<HeadInfo, u16> {
         framing,
         expect_continue,
     })
+}
+
+/// The status for a head longer than `max_head`: 414 when the request line alone does not fit,
+/// else 431. The same whether the head arrived whole or in pieces.
+fn head_too_large(input: &[u8], max_head: usize) -> u16 {
+    if input[..max_head.min(input.len())].contains(&b'\n') {
+        431
+    } else {
+        414
+    }
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {

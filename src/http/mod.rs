@@ -1,6 +1,8 @@
 //! HTTP/1.1, sans-IO: parsing, framing and encoding, with no socket in sight.
 pub mod chunked;
 pub mod conn;
+#[cfg(test)]
+mod conn_tests;
 pub mod date;
 pub mod limits;
 pub mod request;

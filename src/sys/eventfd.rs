@@ -22,13 +22,6 @@ impl EventFd {
         unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 
-    /// Resets the counter without blocking (the epoll engine).
-    pub fn drain(&self) {
-        let mut v: u64 = 0;
-        // SAFETY: reads 8 bytes into a live u64; EAGAIN on an empty counter is fine.
-        unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-    }
-
     pub fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
     }

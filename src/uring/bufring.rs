@@ -20,7 +20,6 @@ pub struct BufRing {
     count: u16,
     size: usize,
     tail: u16,
-    pub bgid: u16,
 }
 
 fn mmap_anon(len: usize) -> io::Result<*mut u8> {
@@ -69,7 +68,6 @@ impl BufRing {
             count,
             size,
             tail: 0,
-            bgid,
         };
         // SAFETY: the entries array is page-aligned, `count` entries long, and stays mapped
         // until `drop`, after the ring (declared before this in the shard) is gone.

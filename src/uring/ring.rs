@@ -37,6 +37,10 @@ pub struct RingConfig {
     pub entries: u32,
     /// `None`: the best the kernel offers; `Some`: exactly this, or fail.
     pub taskrun: Option<TaskRun>,
+    /// Completions to wait for per turn before `min_wait_usec` runs out (1: return at the first).
+    pub wait_batch: u32,
+    /// How long a turn may wait to gather `wait_batch` completions (needs 6.12's min-timeout).
+    pub min_wait_usec: u32,
 }
 
 /// One completion, copied out of the queue so the loop can submit while handling it.
@@ -78,6 +82,9 @@ pub struct Ring {
     pub taskrun: TaskRun,
     /// `io_uring_enter` can wait with a timeout (5.11+); otherwise a timeout SQE is used.
     ext_arg: bool,
+    /// Batched waiting: wait for this many completions, for at most `min_wait_usec`.
+    wait_batch: u32,
+    min_wait_usec: u32,
     timeout: Box<types::Timespec>,
     timeout_armed: bool,
     /// Send buffers the kernel holds, by key.
@@ -114,10 +121,15 @@ impl Ring {
             match b.build(cfg.entries) {
                 Ok(ring) => {
                     let ext_arg = ring.params().is_feature_ext_arg();
+                    let min_timeout = ring.params().is_feature_min_timeout();
+                    let batch =
+                        ext_arg && min_timeout && cfg.wait_batch > 1 && cfg.min_wait_usec > 0;
                     return Ok(Ring {
                         ring,
                         taskrun: mode,
                         ext_arg,
+                        wait_batch: if batch { cfg.wait_batch } else { 1 },
+                        min_wait_usec: if batch { cfg.min_wait_usec } else { 0 },
                         timeout: Box::new(types::Timespec::new()),
                         timeout_armed: false,
                         sends: Slab::new(),
@@ -132,6 +144,11 @@ impl Ring {
             }
         }
         Err(last)
+    }
+
+    /// Completions a turn waits to gather, and for how long (1 and 0 when not batching).
+    pub fn wait_batching(&self) -> (u32, u32) {
+        (self.wait_batch, self.min_wait_usec)
     }
 
     pub(crate) fn inner(&self) -> &IoUring {
@@ -303,6 +320,14 @@ impl Ring {
                 flags: c.flags(),
             });
         }
+    }
+}
+
+/// Whether io_uring can be used here at all: sets up and drops a tiny ring.
+pub fn usable() -> Result<(), Unavailable> {
+    match IoUring::new(2) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(explain(&e)),
     }
 }
 

@@ -123,6 +123,8 @@ impl<H: Handler> Shard<H> {
         let ring = Ring::new(RingConfig {
             entries: cfg.ring_entries,
             taskrun,
+            wait_batch: cfg.wait_batch,
+            min_wait_usec: cfg.wait_usec,
         })
         .map_err(|e| {
             if taskrun.is_some() && e.raw_os_error() == Some(libc::EINVAL) {
@@ -138,6 +140,9 @@ impl<H: Handler> Shard<H> {
         let bufs = BufRing::new(&ring, cfg.buf_count, cfg.buf_size, BGID).map_err(|e| {
             format!("cannot register the provided-buffer ring ({e}); it needs Linux 5.19 or later")
         })?;
+        if cfg.wait_batch > 1 && ring.wait_batching().0 == 1 {
+            return Err("--wait-batch needs io_uring's min-timeout wait (Linux 6.12 or later) and --wait-usec above 0".into());
+        }
         let kernel = probe::kernel_version();
         let multishot_recv = match cfg.recv {
             RecvMode::Auto => probe::has_multishot_recv(kernel),
@@ -187,22 +192,25 @@ impl<H: Handler> Shard<H> {
 
     /// The start-up line: what this shard uses.
     pub fn describe(&self) -> String {
-        format!(
+        let kind = |multishot| {
+            if multishot {
+                "multishot"
+            } else {
+                "single-shot"
+            }
+        };
+        let mut line = format!(
             "io_uring {}, accept {}, recv {}, {} x {} B receive buffers",
             self.features.taskrun.name(),
-            if self.features.multishot_accept {
-                "multishot"
-            } else {
-                "single-shot"
-            },
-            if self.features.multishot_recv {
-                "multishot"
-            } else {
-                "single-shot"
-            },
+            kind(self.features.multishot_accept),
+            kind(self.features.multishot_recv),
             self.cfg.buf_count,
             self.bufs.size(),
-        )
+        );
+        if let (batch @ 2.., usec) = self.ring.wait_batching() {
+            line += &format!(", waits gather up to {batch} completions for {usec} us");
+        }
+        line
     }
 
     /// Runs until shutdown has drained every connection.
