@@ -8,6 +8,7 @@ pub mod http;
 pub mod load;
 pub mod routes;
 pub mod server;
+mod session;
 pub mod stats;
 mod sys;
 mod timer;

@@ -4,66 +4,41 @@
 //! run woken handler tasks, expire deadlines, then queue one send per connection that has
 //! output (all responses of a read coalesced) and re-arm what needs it. Nothing here is shared
 //! with another shard; the ring and the buffer ring are this thread's alone.
+//!
+//! What to do with a connection (HTTP, deadlines, the close sequence) is the engine-independent
+//! [`Session`]'s; this file does the I/O and keeps what the kernel holds until it lets go.
 use std::os::fd::{OwnedFd, RawFd};
-use std::task::Context;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
 
 use crate::config::{RecvMode, ServeConfig, TaskRunFlag};
 use crate::handler::Handler;
-use crate::http::conn::{Conn, Ctx, Phase, Progress, TaskPoll};
+use crate::http::conn::Ctx;
 use crate::http::date::HttpDate;
+use crate::session::{Env, Expiry, Next, Pool, Session, State, Timeouts};
 use crate::stats::ShardStats;
-use crate::timer::{Deadline, Millis, Timers};
+use crate::timer::{Millis, Timers};
 use crate::uring::bufring::BufRing;
 use crate::uring::probe;
 use crate::uring::ring::{Cqe, Ring, RingConfig, TaskRun};
 use crate::uring::token::{self, Op};
 use crate::wake::Wakeup;
 
-/// After the last response of a closing connection, how long to keep reading (and discarding)
-/// before closing, so that unread input does not turn the close into a reset that destroys the
-/// response on its way.
-const LINGER: Millis = 2_000;
-/// Pause reading from a connection whose unsent output or unparsed input exceeds this.
-const BACKPRESSURE: usize = 1 << 20;
-/// Output buffers kept for reuse, and the largest kept.
-const POOL_MAX: usize = 1024;
-const POOL_BUF_MAX: usize = 64 * 1024;
 /// Provided-buffer group id of the receive ring.
 const BGID: u16 = 0;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
-    /// Serving requests.
-    Open,
-    /// Send what is queued, then linger-close.
-    Finishing,
-    /// Write side shut down; discarding input until EOF or the linger deadline.
-    Lingering,
-    /// Cancelling what is in flight; the fd is closed when nothing is.
-    Closing,
-}
-
+/// A connection: its socket, what the kernel holds of it, and its session.
 struct Connection {
     fd: RawFd,
     gen: u32,
-    http: Conn,
-    /// Responses not yet handed to the kernel.
-    out: Vec<u8>,
     /// Ring key of the send in flight, and how much of its buffer was sent before (short sends).
     send: Option<(u32, usize)>,
     send_since: Millis,
     recv_armed: bool,
-    recv_paused: bool,
-    state: State,
-    deadline: Deadline,
-    phase: Phase,
-    since: Millis,
-    served: bool,
+    /// Queued for a send at the end of this turn.
     dirty: bool,
-    task_waiting_output: bool,
+    s: Session,
 }
 
 /// How this shard receives and accepts, decided at start-up.
@@ -86,6 +61,7 @@ pub struct Shard<H: Handler> {
     next_gen: u32,
     handler: H,
     cfg: ServeConfig,
+    timeouts: Timeouts,
     pub features: Features,
     wakeup: Wakeup,
     wake_read: Option<u32>,
@@ -101,7 +77,7 @@ pub struct Shard<H: Handler> {
     rearm: Vec<(u32, u32)>,
     woken: Vec<u64>,
     expired: Vec<(u32, u32)>,
-    pool: Vec<Vec<u8>>,
+    pool: Pool,
     pub stats: ShardStats,
 }
 
@@ -185,7 +161,8 @@ impl<H: Handler> Shard<H> {
             rearm: Vec::new(),
             woken: Vec::new(),
             expired: Vec::new(),
-            pool: Vec::new(),
+            pool: Pool::default(),
+            timeouts: Timeouts::from_config(cfg),
             stats: ShardStats::default(),
         })
     }
@@ -218,17 +195,17 @@ impl<H: Handler> Shard<H> {
         self.arm_wake();
         self.arm_accept();
         loop {
-            // Wait once: submit everything queued last turn, sleep until a completion or the
-            // nearest deadline.
-            let timeout = self
+            // 1. Wait once: submit everything queued last turn, sleep until completions arrive
+            //    or the nearest deadline.
+            let mut timeout = self
                 .timers
                 .next()
                 .map(|at| Duration::from_millis(at.saturating_sub(self.now).max(1)));
-            let timeout = match (timeout, self.accept_retry_at) {
-                (t, 0) => t,
-                (None, _) => Some(Duration::from_millis(100)),
-                (t, _) => t.map(|t| t.min(Duration::from_millis(100))),
-            };
+            if self.accept_retry_at != 0 {
+                timeout = Some(timeout.map_or(Duration::from_millis(100), |t| {
+                    t.min(Duration::from_millis(100))
+                }));
+            }
             if let Err(e) = self
                 .ring
                 .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0))
@@ -242,6 +219,7 @@ impl<H: Handler> Shard<H> {
             self.now = self.start.elapsed().as_millis() as Millis + 1;
             self.date.refresh();
 
+            // 2. Every completion: accepts, received bytes (parsed and answered here), sends.
             self.ring.reap(&mut self.cqes, usize::MAX);
             self.stats.cqes += self.cqes.len() as u64;
             let mut cqes = std::mem::take(&mut self.cqes);
@@ -250,6 +228,7 @@ impl<H: Handler> Shard<H> {
             }
             self.cqes = cqes;
 
+            // 3. Handler futures that were woken; 4. deadlines; 5. one send per connection.
             self.run_woken();
             self.expire();
             self.flush();
@@ -272,10 +251,28 @@ impl<H: Handler> Shard<H> {
             Op::Accept => self.on_accept(cqe),
             Op::Recv => self.on_recv(slot, gen, cqe),
             Op::Send => self.on_send(slot, gen, cqe),
-            Op::Wake => self.on_wake(slot),
+            Op::Wake => self.on_wake(),
             Op::Timeout => self.ring.timeout_fired(),
             Op::Cancel | Op::Close | Op::Shutdown => {}
         }
+    }
+
+    /// Splits the borrows a session call needs from the rest of the shard.
+    fn env(&mut self) -> (&mut Slab<Connection>, Env<'_, H>) {
+        let ctx = Ctx {
+            limits: &self.cfg.limits,
+            date: self.date.as_bytes(),
+            draining: self.draining,
+        };
+        (
+            &mut self.conns,
+            Env {
+                handler: &self.handler,
+                ctx,
+                pool: &mut self.pool,
+                now: self.now,
+            },
+        )
     }
 
     // ---- accept ----
@@ -322,19 +319,11 @@ impl<H: Handler> Shard<H> {
         let slot = self.conns.insert(Connection {
             fd,
             gen,
-            http: Conn::new(),
-            out: Vec::new(),
             send: None,
             send_since: 0,
             recv_armed: false,
-            recv_paused: false,
-            state: State::Open,
-            deadline: Deadline::default(),
-            phase: Phase::Idle,
-            since: self.now,
-            served: false,
             dirty: false,
-            task_waiting_output: false,
+            s: Session::new(self.now),
         }) as u32;
         self.stats.accepted += 1;
         self.arm_recv(slot);
@@ -358,163 +347,96 @@ impl<H: Handler> Shard<H> {
     }
 
     fn on_recv(&mut self, slot: u32, gen: u32, cqe: Cqe) {
-        let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
+        let live = self.conns.get(slot as usize).is_some_and(|c| c.gen == gen);
+        if !live {
             // A connection that is gone cannot hold a recv, but a buffer must never leak.
             if let Some(bid) = cqe.buffer() {
                 self.bufs.recycle(bid);
             }
             return;
-        };
+        }
+        let c = &mut self.conns[slot as usize];
         if !cqe.more() {
             c.recv_armed = false;
         }
-        if cqe.result > 0 {
-            let Some(bid) = cqe.buffer() else { return };
-            self.stats.bytes_in += cqe.result as u64;
-            if c.state == State::Open {
-                if c.out.capacity() == 0 {
-                    c.out = self.pool.pop().unwrap_or_default();
-                }
-                let data = self.bufs.get(bid, cqe.result as usize);
+        match cqe.result {
+            n if n > 0 => {
+                let Some(bid) = cqe.buffer() else { return };
+                self.stats.bytes_in += n as u64;
+                // The buffer goes back to the kernel as soon as the HTTP core has read it.
+                let data = self.bufs.get(bid, n as usize);
                 let ctx = Ctx {
                     limits: &self.cfg.limits,
                     date: self.date.as_bytes(),
                     draining: self.draining,
                 };
-                let progress = c.http.on_data(data, &self.handler, &ctx, &mut c.out);
+                let mut env = Env {
+                    handler: &self.handler,
+                    ctx,
+                    pool: &mut self.pool,
+                    now: self.now,
+                };
+                let pending = c.s.receive(data, &mut env);
                 self.bufs.recycle(bid);
-                if c.http.phase() == Phase::Body {
-                    c.since = self.now; // a body that progresses is not stalled
+                if pending {
+                    self.poll_task(slot);
                 }
-                self.after_progress(slot, progress);
-            } else {
-                self.bufs.recycle(bid); // lingering: input is read and dropped
-            }
-        } else if cqe.result == 0 {
-            self.on_peer_closed(slot);
-            return;
-        } else {
-            match -cqe.result {
-                libc::ENOBUFS => {
-                    // The buffer ring ran dry; re-arm once this turn's buffers are back.
-                    self.stats.enobufs += 1;
-                    self.rearm.push((slot, gen));
-                }
-                libc::ECANCELED => {}
-                _ => {
-                    self.stats.recv_errors += 1;
-                    self.abort(slot);
-                    return;
+                self.after_output(slot);
+                let c = &mut self.conns[slot as usize];
+                let reading = matches!(c.s.state, State::Open | State::Lingering);
+                if !c.recv_armed && !c.s.recv_paused && reading {
+                    self.arm_recv(slot);
                 }
             }
-        }
-        let c = &mut self.conns[slot as usize];
-        if !c.recv_armed
-            && !c.recv_paused
-            && matches!(c.state, State::Open | State::Lingering)
-            && cqe.result > 0
-        {
-            self.arm_recv(slot);
+            0 => {
+                let sending = c.send.is_some();
+                match c.s.on_peer_closed(sending) {
+                    Next::Close => self.abort(slot),
+                    Next::Finish => self.after_output(slot),
+                    Next::Stay => {}
+                }
+            }
+            e if -e == libc::ENOBUFS => {
+                // The buffer ring ran dry; re-arm once this turn's buffers are back.
+                self.stats.enobufs += 1;
+                self.rearm.push((slot, gen));
+            }
+            e if -e == libc::ECANCELED => {}
+            _ => {
+                self.stats.recv_errors += 1;
+                self.abort(slot);
+            }
         }
         self.release_if_done(slot);
     }
 
-    /// Acts on what the connection core said after taking input or finishing a task.
-    fn after_progress(&mut self, slot: u32, progress: Progress) {
-        match progress {
-            Progress::ReadMore => {}
-            Progress::Pending => return self.poll_task(slot),
-            Progress::Close => self.conns[slot as usize].state = State::Finishing,
-        }
+    /// After a session produced output or changed state: queue the send, apply backpressure,
+    /// move the deadline.
+    fn after_output(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
-        if !c.out.is_empty() && !c.dirty {
+        if !c.s.out.is_empty() && !c.dirty {
             c.dirty = true;
             self.dirty.push((slot, c.gen));
         }
-        c.served |= c.http.phase() != Phase::Head;
-        self.backpressure(slot);
+        match c.s.backpressure(c.send.is_some()) {
+            Some(true) if c.recv_armed => {
+                let cancel = token::encode(Op::Cancel, slot, c.gen);
+                self.ring
+                    .cancel(token::encode(Op::Recv, slot, c.gen), cancel);
+            }
+            Some(false) if c.s.state == State::Open => self.arm_recv(slot),
+            _ => {}
+        }
         self.refresh_deadline(slot);
-    }
-
-    /// The peer sent FIN: answer what is in flight, then close.
-    fn on_peer_closed(&mut self, slot: u32) {
-        let c = &mut self.conns[slot as usize];
-        c.recv_armed = false;
-        match c.state {
-            State::Open => {
-                c.http.on_eof();
-                let busy =
-                    c.send.is_some() || !c.out.is_empty() || c.http.phase() == Phase::Handler;
-                if busy {
-                    c.state = State::Finishing;
-                    self.refresh_deadline(slot);
-                } else {
-                    self.abort(slot);
-                }
-            }
-            State::Lingering => self.abort(slot),
-            State::Finishing | State::Closing => {}
-        }
-        self.release_if_done(slot);
-    }
-
-    /// Stops reading from a connection that is not keeping up, and resumes when it has.
-    fn backpressure(&mut self, slot: u32) {
-        let c = &mut self.conns[slot as usize];
-        let pending = c.out.len() + c.http.buffered();
-        if !c.recv_paused && c.state == State::Open && pending > BACKPRESSURE {
-            c.recv_paused = true;
-            if c.recv_armed {
-                self.ring.cancel(
-                    token::encode(Op::Recv, slot, c.gen),
-                    token::encode(Op::Cancel, slot, c.gen),
-                );
-            }
-        } else if c.recv_paused && pending <= BACKPRESSURE / 2 && c.send.is_none() {
-            c.recv_paused = false;
-            if c.state == State::Open {
-                self.arm_recv(slot);
-            }
-        }
     }
 
     // ---- handler tasks (the async path) ----
 
     fn poll_task(&mut self, slot: u32) {
-        loop {
-            let c = &mut self.conns[slot as usize];
-            if c.out.capacity() == 0 {
-                c.out = self.pool.pop().unwrap_or_default();
-            }
-            let waker = self.wakeup.waker(u64::from(slot) << 32 | u64::from(c.gen));
-            let mut task_cx = Context::from_waker(&waker);
-            let ctx = Ctx {
-                limits: &self.cfg.limits,
-                date: self.date.as_bytes(),
-                draining: self.draining,
-            };
-            match c.http.poll_task(&mut task_cx, &ctx, &mut c.out) {
-                TaskPoll::Done => {
-                    c.task_waiting_output = false;
-                    let progress = if c.state == State::Open {
-                        c.http.on_data(&[], &self.handler, &ctx, &mut c.out)
-                    } else {
-                        Progress::Close
-                    };
-                    if progress == Progress::Pending {
-                        continue;
-                    }
-                    return self.after_progress(slot, progress);
-                }
-                TaskPoll::Pending => {}
-                TaskPoll::OutputFull => c.task_waiting_output = true,
-            }
-            if !c.out.is_empty() && !c.dirty {
-                c.dirty = true;
-                self.dirty.push((slot, c.gen));
-            }
-            return self.refresh_deadline(slot);
-        }
+        let token = u64::from(slot) << 32 | u64::from(self.conns[slot as usize].gen);
+        let waker = self.wakeup.waker(token);
+        let (conns, mut env) = self.env();
+        conns[slot as usize].s.poll_task(&waker, &mut env);
     }
 
     fn run_woken(&mut self) {
@@ -522,12 +444,13 @@ impl<H: Handler> Shard<H> {
         let mut woken = std::mem::take(&mut self.woken);
         for t in woken.drain(..) {
             let (slot, gen) = ((t >> 32) as u32, t as u32);
-            let live = self
+            if self
                 .conns
                 .get(slot as usize)
-                .is_some_and(|c| c.gen == gen && c.http.phase() == Phase::Handler);
-            if live {
+                .is_some_and(|c| c.gen == gen && c.s.state != State::Closing)
+            {
                 self.poll_task(slot);
+                self.after_output(slot);
             }
         }
         self.woken = woken;
@@ -537,10 +460,10 @@ impl<H: Handler> Shard<H> {
 
     fn start_send(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
-        if c.send.is_some() || c.out.is_empty() || c.state == State::Closing {
+        if c.send.is_some() || c.s.out.is_empty() || c.s.state == State::Closing {
             return;
         }
-        let buf = std::mem::take(&mut c.out);
+        let buf = std::mem::take(&mut c.s.out);
         self.stats.bytes_out += buf.len() as u64;
         let key = self
             .ring
@@ -562,13 +485,12 @@ impl<H: Handler> Shard<H> {
         let mut buf = self.ring.send_done(key);
         if cqe.result < 0 {
             self.stats.send_errors += u64::from(cqe.result != -libc::ECANCELED);
-            self.recycle(buf);
+            self.pool.give(buf);
             self.abort(slot);
-            self.release_if_done(slot);
-            return;
+            return self.release_if_done(slot);
         }
         let sent = from + cqe.result as usize;
-        if sent < buf.len() && c.state != State::Closing {
+        if sent < buf.len() && c.s.state != State::Closing {
             // Short send: the socket buffer filled. Send the rest from where it stopped.
             self.stats.short_sends += 1;
             let key = self
@@ -578,35 +500,24 @@ impl<H: Handler> Shard<H> {
             c.send_since = self.now;
             return self.refresh_deadline(slot);
         }
+        // Keep the buffer if nothing is queued; an idle connection gives it back below.
         buf.clear();
-        if c.out.is_empty() {
-            std::mem::swap(&mut c.out, &mut buf);
+        if c.s.out.is_empty() {
+            std::mem::swap(&mut c.s.out, &mut buf);
         }
-        self.recycle(buf);
-        let c = &mut self.conns[slot as usize];
-        if c.task_waiting_output && c.state == State::Open {
+        self.pool.give(buf);
+        if c.s.task_waiting_output && c.s.state == State::Open {
             self.poll_task(slot);
         }
         let c = &mut self.conns[slot as usize];
-        if !c.out.is_empty() {
+        if !c.s.out.is_empty() {
             self.start_send(slot);
-        } else if c.state == State::Open {
-            // Idle connections give their output buffer back.
-            let out = std::mem::take(&mut c.out);
-            self.recycle(out);
+        } else if c.s.state == State::Open {
+            let out = std::mem::take(&mut c.s.out);
+            self.pool.give(out);
         }
-        self.backpressure(slot);
+        self.after_output(slot);
         self.release_if_done(slot);
-        if self.conns.get(slot as usize).is_some_and(|c| c.gen == gen) {
-            self.refresh_deadline(slot);
-        }
-    }
-
-    fn recycle(&mut self, mut buf: Vec<u8>) {
-        if buf.capacity() > 0 && buf.capacity() <= POOL_BUF_MAX && self.pool.len() < POOL_MAX {
-            buf.clear();
-            self.pool.push(buf);
-        }
     }
 
     /// End of turn: one send per connection with output; lingering closes; re-arms.
@@ -618,13 +529,15 @@ impl<H: Handler> Shard<H> {
             };
             c.dirty = false;
             self.start_send(slot);
-            self.finish_if_sent(slot);
+            self.release_if_done(slot);
         }
         self.dirty = dirty;
         let mut rearm = std::mem::take(&mut self.rearm);
         for (slot, gen) in rearm.drain(..) {
             let ok = self.conns.get(slot as usize).is_some_and(|c| {
-                c.gen == gen && !c.recv_paused && matches!(c.state, State::Open | State::Lingering)
+                c.gen == gen
+                    && !c.s.recv_paused
+                    && matches!(c.s.state, State::Open | State::Lingering)
             });
             if ok {
                 self.arm_recv(slot);
@@ -639,34 +552,15 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    /// A finishing connection whose output is all sent starts its lingering close.
-    fn finish_if_sent(&mut self, slot: u32) {
-        let c = &mut self.conns[slot as usize];
-        if c.state != State::Finishing || c.send.is_some() || !c.out.is_empty() {
-            return;
-        }
-        if c.http.phase() == Phase::Handler {
-            return; // the peer half-closed while its request is still being answered
-        }
-        if !c.recv_armed {
-            return self.abort(slot); // nothing left to read: close at once
-        }
-        self.ring
-            .shutdown_write(c.fd, token::encode(Op::Shutdown, slot, c.gen));
-        c.state = State::Lingering;
-        c.since = self.now;
-        self.refresh_deadline(slot);
-    }
-
     // ---- close ----
 
     /// Closes now: cancels what is in flight; the fd is closed once the kernel let go of it.
     fn abort(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
-        if c.state == State::Closing {
+        if c.s.state == State::Closing {
             return;
         }
-        c.state = State::Closing;
+        c.s.state = State::Closing;
         let cancel = token::encode(Op::Cancel, slot, c.gen);
         if c.recv_armed {
             self.ring
@@ -676,52 +570,41 @@ impl<H: Handler> Shard<H> {
             self.ring
                 .cancel(token::encode(Op::Send, slot, c.gen), cancel);
         }
-        self.timers.set(&mut c.deadline, 0, slot, c.gen);
+        self.timers.set(&mut c.s.deadline, 0, slot, c.gen);
         self.release_if_done(slot);
     }
 
-    /// Frees a closing connection's slot once no operation refers to it.
+    /// Moves a connection along its close: a finishing one whose output is all sent shuts its
+    /// write side and lingers; a closing one is freed once no operation refers to it.
     fn release_if_done(&mut self, slot: u32) {
-        let Some(c) = self.conns.get(slot as usize) else {
+        let Some(c) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        if c.state != State::Closing || c.recv_armed || c.send.is_some() {
-            if c.state == State::Finishing {
-                self.finish_if_sent(slot);
+        if c.s.ready_to_linger(c.send.is_some()) {
+            if !c.recv_armed {
+                return self.abort(slot); // nothing more can be read: close at once
             }
+            self.ring
+                .shutdown_write(c.fd, token::encode(Op::Shutdown, slot, c.gen));
+            c.s.start_linger(self.now);
+            return self.refresh_deadline(slot);
+        }
+        if c.s.state != State::Closing || c.recv_armed || c.send.is_some() {
             return;
         }
         let c = self.conns.remove(slot as usize);
         self.ring.close(c.fd, token::encode(Op::Close, slot, c.gen));
-        self.recycle(c.out);
+        self.pool.give(c.s.out);
         self.stats.closed += 1;
     }
 
     // ---- deadlines ----
 
     fn refresh_deadline(&mut self, slot: u32) {
-        let cfg = &self.cfg;
         let c = &mut self.conns[slot as usize];
-        let phase = c.http.phase();
-        if phase != c.phase {
-            c.phase = phase;
-            c.since = self.now;
-        }
-        let ms = |d: Duration| d.as_millis() as Millis;
-        let at = if c.send.is_some() {
-            c.send_since + ms(cfg.write_timeout)
-        } else {
-            match (c.state, phase) {
-                (State::Closing, _) => 0,
-                (State::Lingering, _) => c.since + LINGER,
-                (State::Finishing, _) => self.now + ms(cfg.write_timeout),
-                (State::Open, Phase::Idle) if c.served => c.since + ms(cfg.keepalive_timeout),
-                (State::Open, Phase::Idle | Phase::Head) => c.since + ms(cfg.header_timeout),
-                (State::Open, Phase::Body) => c.since + ms(cfg.body_timeout),
-                (State::Open, Phase::Handler | Phase::Closed) => 0,
-            }
-        };
-        self.timers.set(&mut c.deadline, at, slot, c.gen);
+        let sending = c.send.map(|_| c.send_since);
+        let at = c.s.deadline_at(sending, self.now, &self.timeouts);
+        self.timers.set(&mut c.s.deadline, at, slot, c.gen);
     }
 
     fn expire(&mut self) {
@@ -730,47 +613,28 @@ impl<H: Handler> Shard<H> {
             let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
                 continue;
             };
-            if self.timers.settle(entry, &mut c.deadline, self.now) {
+            if self.timers.settle(entry, &mut c.s.deadline, self.now) {
                 self.expired.push((slot, gen));
             }
         }
         let mut expired = std::mem::take(&mut self.expired);
         for (slot, _) in expired.drain(..) {
-            self.on_deadline(slot);
+            let (conns, mut env) = self.env();
+            let c = &mut conns[slot as usize];
+            let (next, kind) = c.s.on_deadline(c.send.is_some(), &mut env);
+            match kind {
+                Expiry::Request => self.stats.request_timeouts += 1,
+                Expiry::Write => self.stats.write_timeouts += 1,
+                Expiry::Idle => self.stats.idle_closes += 1,
+                Expiry::Linger => {}
+            }
+            match next {
+                Next::Close => self.abort(slot),
+                Next::Finish => self.after_output(slot),
+                Next::Stay => {}
+            }
         }
         self.expired = expired;
-    }
-
-    fn on_deadline(&mut self, slot: u32) {
-        let c = &mut self.conns[slot as usize];
-        if c.send.is_some() || c.state != State::Open {
-            self.stats.write_timeouts += u64::from(c.send.is_some());
-            return self.abort(slot);
-        }
-        match c.http.phase() {
-            Phase::Head | Phase::Body => {
-                self.stats.request_timeouts += 1;
-                if c.out.capacity() == 0 {
-                    c.out = self.pool.pop().unwrap_or_default();
-                }
-                let ctx = Ctx {
-                    limits: &self.cfg.limits,
-                    date: self.date.as_bytes(),
-                    draining: self.draining,
-                };
-                c.http.on_timeout(&ctx, &mut c.out);
-                self.after_progress(slot, Progress::Close);
-            }
-            Phase::Idle if !c.served => {
-                // Connected and sent nothing within the header timeout.
-                self.stats.request_timeouts += 1;
-                self.abort(slot);
-            }
-            _ => {
-                self.stats.idle_closes += 1;
-                self.abort(slot);
-            }
-        }
     }
 
     // ---- wake-ups and shutdown ----
@@ -780,7 +644,7 @@ impl<H: Handler> Shard<H> {
         self.wake_read = Some(self.ring.read_eventfd(fd, token::encode(Op::Wake, 0, 0)));
     }
 
-    fn on_wake(&mut self, _slot: u32) {
+    fn on_wake(&mut self) {
         if let Some(key) = self.wake_read.take() {
             self.ring.read_done(key);
         }
@@ -805,12 +669,7 @@ impl<H: Handler> Shard<H> {
         let idle: Vec<u32> = self
             .conns
             .iter()
-            .filter(|(_, c)| {
-                c.state == State::Open
-                    && c.http.phase() == Phase::Idle
-                    && c.send.is_none()
-                    && c.out.is_empty()
-            })
+            .filter(|(_, c)| c.s.is_idle(c.send.is_some()))
             .map(|(k, _)| k as u32)
             .collect();
         for slot in idle {
@@ -828,12 +687,10 @@ impl<H: Handler> Shard<H> {
             token::encode(Op::Cancel, 0, 0),
         );
         for _ in 0..100 {
+            let timeout = Some(Duration::from_millis(10));
             if self
                 .ring
-                .submit_and_wait(
-                    Some(Duration::from_millis(10)),
-                    token::encode(Op::Timeout, 0, 0),
-                )
+                .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0))
                 .is_err()
             {
                 break;

@@ -1,0 +1,295 @@
+//! What every engine does with a connection apart from the I/O itself: feeding the HTTP core,
+//! driving handler tasks, the close sequence, deadlines and backpressure.
+//!
+//! An engine owns the socket and the operations in flight; it asks its `Session` what to do.
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use crate::config::ServeConfig;
+use crate::handler::Handler;
+use crate::http::conn::{Conn, Ctx, Phase, Progress, TaskPoll};
+use crate::timer::{Deadline, Millis};
+
+/// After the last response of a closing connection, how long to keep reading (and discarding)
+/// before closing, so that unread input does not turn the close into a reset that destroys the
+/// response on its way.
+pub const LINGER: Millis = 2_000;
+/// Stop reading from a connection whose unsent output and unparsed input exceed this; resume
+/// below half of it.
+pub const BACKPRESSURE: usize = 1 << 20;
+/// Output buffers kept for reuse, and the largest kept.
+const POOL_MAX: usize = 1024;
+const POOL_BUF_MAX: usize = 64 * 1024;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum State {
+    /// Serving requests.
+    Open,
+    /// Send what is queued, then close lingering.
+    Finishing,
+    /// Write side shut down; input is read and dropped until EOF or the linger deadline.
+    Lingering,
+    /// Closing now: the engine releases it once no operation refers to it.
+    Closing,
+}
+
+/// The timeouts, in shard milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub header: Millis,
+    pub body: Millis,
+    pub keepalive: Millis,
+    pub write: Millis,
+}
+
+impl Timeouts {
+    pub fn from_config(cfg: &ServeConfig) -> Timeouts {
+        let ms = |d: Duration| d.as_millis() as Millis;
+        Timeouts {
+            header: ms(cfg.header_timeout),
+            body: ms(cfg.body_timeout),
+            keepalive: ms(cfg.keepalive_timeout),
+            write: ms(cfg.write_timeout),
+        }
+    }
+}
+
+/// Output buffers for reuse, so that a connection holds one only while it has output.
+#[derive(Default)]
+pub struct Pool(Vec<Vec<u8>>);
+
+impl Pool {
+    pub fn take(&mut self) -> Vec<u8> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    pub fn give(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 0 && buf.capacity() <= POOL_BUF_MAX && self.0.len() < POOL_MAX {
+            buf.clear();
+            self.0.push(buf);
+        }
+    }
+}
+
+/// What a deadline or an end of input means for the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing to do.
+    Stay,
+    /// Send what is queued, then close lingering.
+    Finish,
+    /// Close now, cancelling what is in flight.
+    Close,
+}
+
+/// One connection's engine-independent state.
+pub struct Session {
+    pub http: Conn,
+    /// Responses not yet handed to the kernel.
+    pub out: Vec<u8>,
+    pub state: State,
+    pub deadline: Deadline,
+    /// Reading is paused for backpressure.
+    pub recv_paused: bool,
+    /// A streaming body waits for the peer to read before producing more.
+    pub task_waiting_output: bool,
+    phase: Phase,
+    since: Millis,
+    served: bool,
+}
+
+/// What a session needs from its shard for one call.
+pub struct Env<'a, H: ?Sized> {
+    pub handler: &'a H,
+    pub ctx: Ctx<'a>,
+    pub pool: &'a mut Pool,
+    pub now: Millis,
+}
+
+impl Session {
+    pub fn new(now: Millis) -> Session {
+        Session {
+            http: Conn::new(),
+            out: Vec::new(),
+            state: State::Open,
+            deadline: Deadline::default(),
+            recv_paused: false,
+            task_waiting_output: false,
+            phase: Phase::Idle,
+            since: now,
+            served: false,
+        }
+    }
+
+    /// Feeds received bytes to the HTTP core. Returns true when a handler task is pending and
+    /// must be polled with [`Session::poll_task`].
+    pub fn receive<H: Handler + ?Sized>(&mut self, data: &[u8], env: &mut Env<'_, H>) -> bool {
+        if self.state != State::Open {
+            return false; // finishing or lingering: input is dropped
+        }
+        if self.out.capacity() == 0 {
+            self.out = env.pool.take();
+        }
+        let progress = self
+            .http
+            .on_data(data, env.handler, &env.ctx, &mut self.out);
+        if self.http.phase() == Phase::Body {
+            self.since = env.now; // a body that progresses is not stalled
+        }
+        self.settle(progress)
+    }
+
+    fn settle(&mut self, progress: Progress) -> bool {
+        match progress {
+            Progress::ReadMore => {}
+            Progress::Pending => return true,
+            Progress::Close => self.state = State::Finishing,
+        }
+        self.served |= self.http.phase() != Phase::Head;
+        false
+    }
+
+    /// Drives a pending handler future or streaming body, and the requests queued behind it.
+    pub fn poll_task<H: Handler + ?Sized>(&mut self, waker: &Waker, env: &mut Env<'_, H>) {
+        let mut task_cx = Context::from_waker(waker);
+        loop {
+            if self.out.capacity() == 0 {
+                self.out = env.pool.take();
+            }
+            match self.http.poll_task(&mut task_cx, &env.ctx, &mut self.out) {
+                TaskPoll::Done => {
+                    self.task_waiting_output = false;
+                    let progress = if self.state == State::Open {
+                        self.http.on_data(&[], env.handler, &env.ctx, &mut self.out)
+                    } else {
+                        Progress::Close
+                    };
+                    if !self.settle(progress) {
+                        return;
+                    }
+                }
+                TaskPoll::Pending => return,
+                TaskPoll::OutputFull => {
+                    self.task_waiting_output = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether the engine should stop reading (Some(true)) or resume (Some(false)).
+    pub fn backpressure(&mut self, sending: bool) -> Option<bool> {
+        let pending = self.out.len() + self.http.buffered();
+        if !self.recv_paused && self.state == State::Open && pending > BACKPRESSURE {
+            self.recv_paused = true;
+            Some(true)
+        } else if self.recv_paused && pending <= BACKPRESSURE / 2 && !sending {
+            self.recv_paused = false;
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// The peer sent FIN: answer what is in flight, then close.
+    pub fn on_peer_closed(&mut self, sending: bool) -> Next {
+        match self.state {
+            State::Open => {
+                self.http.on_eof();
+                if sending || !self.out.is_empty() || self.http.phase() == Phase::Handler {
+                    self.state = State::Finishing;
+                    Next::Finish
+                } else {
+                    Next::Close
+                }
+            }
+            State::Lingering => Next::Close,
+            State::Finishing | State::Closing => Next::Stay,
+        }
+    }
+
+    /// Whether a finishing connection has sent everything and may start its lingering close.
+    pub fn ready_to_linger(&self, sending: bool) -> bool {
+        self.state == State::Finishing
+            && !sending
+            && self.out.is_empty()
+            && self.http.phase() != Phase::Handler
+    }
+
+    /// The write side is shut down; input is now drained until EOF or [`LINGER`].
+    pub fn start_linger(&mut self, now: Millis) {
+        self.state = State::Lingering;
+        self.since = now;
+    }
+
+    /// A connection with nothing in flight that shutdown may close at once.
+    pub fn is_idle(&self, sending: bool) -> bool {
+        self.state == State::Open
+            && self.http.phase() == Phase::Idle
+            && !sending
+            && self.out.is_empty()
+    }
+
+    /// The connection's deadline now, given the send in flight (started at `sending_since`).
+    pub fn deadline_at(
+        &mut self,
+        sending_since: Option<Millis>,
+        now: Millis,
+        t: &Timeouts,
+    ) -> Millis {
+        let phase = self.http.phase();
+        if phase != self.phase {
+            self.phase = phase;
+            self.since = now;
+        }
+        if let Some(since) = sending_since {
+            return since + t.write;
+        }
+        match (self.state, phase) {
+            (State::Closing, _) => 0,
+            (State::Lingering, _) => self.since + LINGER,
+            (State::Finishing, _) => now + t.write,
+            (State::Open, Phase::Idle) if self.served => self.since + t.keepalive,
+            (State::Open, Phase::Idle | Phase::Head) => self.since + t.header,
+            (State::Open, Phase::Body) => self.since + t.body,
+            (State::Open, Phase::Handler | Phase::Closed) => 0,
+        }
+    }
+
+    /// The deadline passed: a request still arriving gets 408; anything else closes.
+    /// Returns the timeout's kind for the counters along with what to do.
+    pub fn on_deadline<H: Handler + ?Sized>(
+        &mut self,
+        sending: bool,
+        env: &mut Env<'_, H>,
+    ) -> (Next, Expiry) {
+        if sending {
+            return (Next::Close, Expiry::Write);
+        }
+        if self.state != State::Open {
+            return (Next::Close, Expiry::Linger);
+        }
+        match self.http.phase() {
+            Phase::Head | Phase::Body => {
+                if self.out.capacity() == 0 {
+                    self.out = env.pool.take();
+                }
+                self.http.on_timeout(&env.ctx, &mut self.out);
+                self.state = State::Finishing;
+                (Next::Finish, Expiry::Request)
+            }
+            Phase::Idle if !self.served => (Next::Close, Expiry::Request),
+            _ => (Next::Close, Expiry::Idle),
+        }
+    }
+}
+
+/// Which timeout fired, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    Request,
+    Idle,
+    Write,
+    Linger,
+}
