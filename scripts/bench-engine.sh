@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench-engine.sh: ringshard against the reference servers of ../shared/anchors on a small machine.
 #
-# Each server runs alone in its own session on SERVER_CPUS (`setsid taskset -c 0 ...`); wrk runs on LOAD_CPUS.
+# Each server runs in its own session on SERVER_CPUS (`setsid taskset -c 0 ...`), one at a time (all at once with
+# ROUNDS); wrk runs on LOAD_CPUS.
 # Per server, mode (keep-alive, 16-deep pipelining) and connection count it reports the median of RUNS runs of
 # DUR seconds: req/s, p99 latency and requests per server CPU-second (CPU ticks of every process in the server's
 # session, from /proc, as ../shared/anchors/bench.sh measures). It prints a Markdown table, ringshard's ratios to
@@ -28,6 +29,10 @@
 #   BUILD [missing]          missing: build what is missing; always: also `cargo build --release` ringshard and
 #                            the anchors (no-ops when up to date); never: build nothing
 #   OUT_DIR [<repo>/scripts/out]; NO_SAVE=1 writes no file
+#
+# The last table column, "other work on server CPU", is the median share of the server CPU's time that went to
+# processes other than the server during the runs (user + system ticks from /proc/stat): above a few percent, other
+# work is disturbing the figures; use ROUNDS or wait for a quiet machine.
 #
 # Installs nothing. Needs wrk, taskset, setsid, pgrep/pkill, ss, awk; nginx (Debian nginx-light) and gcc optional:
 #   apt-get install -y wrk nginx-light
@@ -167,7 +172,7 @@ start_server() { # name -> sets started_sid, started_port; 1 if it did not answe
   log=$tmp/$name.log
   port=$(pick_port "$(base_port "$name")")
   case $name in
-    ringshard) cmd=("$RINGSHARD_BIN" serve --shards 1 --listen "127.0.0.1:$port") ;;
+    ringshard) cmd=("$RS_EXEC" serve --shards 1 --listen "127.0.0.1:$port") ;;
     epoll) cmd=("$ANCHORS_TARGET/limit_epoll" "$port" 1) ;;
     nginx)
       mkdir -p "$tmp/nginx"
@@ -224,23 +229,31 @@ tck=$(getconf CLK_TCK)
 cpu_ticks() { # SID -> user+system ticks of every process in the session
   { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v s="$1" '{sub(/^.*\) /, ""); if ($4 == s) t += $12 + $13} END{print t+0}'
 }
+cpu_list=$(awk -v l="$SERVER_CPUS" 'BEGIN { n = split(l, p, ","); for (i = 1; i <= n; i++) { if (split(p[i], r, "-") == 2) for (c = r[1]; c <= r[2]; c++) printf "cpu%d ", c; else printf "cpu%d ", p[i] } }')
+cpu_busy() { # -> "busy total" ticks of SERVER_CPUS from /proc/stat (busy: user + nice + system, as per-process ticks count)
+  awk -v l=" $cpu_list" 'index(l, " " $1 " ") { b += $2 + $3 + $4; for (i = 2; i <= 9; i++) t += $i } END { print b + 0, t + 0 }' /proc/stat
+}
 raw=$tmp/raw
 : >"$raw"
-one_run() { # name port sid mode conns [record] -> appends "name mode c rps p99_ms req_per_cpu_s errors" to $raw
-  local name=$1 port=$2 sid=$3 mode=$4 c=$5 record=${6:-1} dur=$DUR extra=() a b out
+one_run() { # name port sid mode conns [record] -> appends "name mode c rps p99_ms req_per_cpu_s errors other%" to $raw
+  # other%: share of SERVER_CPUS' time that went to processes other than the server during the run (noise)
+  local name=$1 port=$2 sid=$3 mode=$4 c=$5 record=${6:-1} dur=$DUR extra=() a b out s0 s1
   [[ $record == 1 ]] || dur=$WARMUP
   [[ $mode == pipe* ]] && extra=(-s "$tmp/pipeline.lua")
+  s0=$(cpu_busy)
   a=$(cpu_ticks "$sid")
   out=$(DEPTH=$DEPTH taskset -c "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$c" -d"${dur}s" --latency "${extra[@]+"${extra[@]}"}" \
     "http://127.0.0.1:$port$URL_PATH" 2>&1) || true
   b=$(cpu_ticks "$sid")
+  s1=$(cpu_busy)
   [[ $record == 1 ]] || return 0
-  echo "$out" | awk -v n="$name" -v m="$mode" -v c="$c" -v t=$((b - a)) -v tck="$tck" '
+  echo "$out" | awk -v n="$name" -v m="$mode" -v c="$c" -v t=$((b - a)) -v tck="$tck" -v s0="$s0" -v s1="$s1" '
     function ms(s) { if (s ~ /us$/) return s / 1000; if (s ~ /ms$/) return s + 0; if (s ~ /m$/) return s * 60000; if (s ~ /s$/) return s * 1000; return s + 0 }
     / requests in /{ total = $1 } /Requests\/sec/{ r = $2 } /^ +99%/{ p = ms($2) }
     /Socket errors/{ gsub(/,/, ""); e += $4 + $6 + $8 + $10 } /Non-2xx/{ e += $NF }
-    END { printf "%s %s %s %d %.3f %d %d\n", n, m, c, r, p, (t > 0 ? total / (t / tck) : 0), e + 0 }' >>"$raw"
-  tail -n 1 "$raw" | awk '{printf "  %-9s %-9s c=%-4s %9d req/s  p99 %8.3f ms  %9d req per server CPU-s%s\n", $1, $2, $3, $4, $5, $6, ($7 ? "  errors " $7 : "")}' >&2
+    END { split(s0, x, " "); split(s1, y, " "); tot = y[2] - x[2]; other = tot > 0 ? 100 * (y[1] - x[1] - t) / tot : 0
+          printf "%s %s %s %d %.3f %d %d %d\n", n, m, c, r, p, (t > 0 ? total / (t / tck) : 0), e + 0, (other > 0 ? other + 0.5 : 0) }' >>"$raw"
+  tail -n 1 "$raw" | awk '{printf "  %-9s %-9s c=%-4s %9d req/s  p99 %8.3f ms  %9d req per server CPU-s  other work on server CPU %2d%%%s\n", $1, $2, $3, $4, $5, $6, $8, ($7 ? "  errors " $7 : "")}' >&2
 }
 measure() { # name port sid runs
   local name=$1 port=$2 sid=$3 runs=$4 mode c i
@@ -261,7 +274,15 @@ main() {
 requested=("$@")
 ((${#requested[@]})) || read -r -a requested <<<"${SERVERS:-ringshard epoll may hyper monoio nginx ntex xitca}"
 want() { local s; for s in "${requested[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
-if want ringshard; then build_ringshard; fi
+RS_EXEC=$RINGSHARD_BIN rs_info=''
+if want ringshard; then
+  build_ringshard
+  if [[ -x $RINGSHARD_BIN ]]; then # run a copy: a rebuild during the run must not change what is measured
+    cp -p "$RINGSHARD_BIN" "$tmp/ringshard"
+    RS_EXEC=$tmp/ringshard
+    rs_info="$RINGSHARD_BIN, built $(date -u -r "$RS_EXEC" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$RS_EXEC" | cut -c1-12) (copied at start; the copy ran)"
+  fi
+fi
 build_anchors
 servers=()
 for s in "${requested[@]}"; do
@@ -313,7 +334,7 @@ report=$tmp/report.md
   echo "- machine: $(nproc) CPUs, $cpu_model; kernel $(uname -r); load average $load_start at start, $load_end at end"
   echo "- server on CPU $SERVER_CPUS (\`setsid taskset -c $SERVER_CPUS\`), \`$(wrk -v 2>&1 | awk 'NR==1{print $1, $2}')\` -t$WRK_THREADS on CPU $LOAD_CPUS, GET $URL_PATH; $how; each figure is the median of its own runs; pipelined = $DEPTH requests per write"
   if [[ " ${ran[*]} " == *" ringshard "* ]]; then
-    echo "- ringshard: $RINGSHARD_BIN, built $(date -u -r "$RINGSHARD_BIN" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$RINGSHARD_BIN" | cut -c1-12)"
+    echo "- ringshard: $rs_info"
   fi
   echo
   awk -v order="${ran[*]}" -v modes="$MODES" -v conns="$CONNS" -v labels="$labels" -v depth="$DEPTH" '
@@ -322,17 +343,22 @@ report=$tmp/report.md
       for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
       return v[int((n + 1) / 2)]
     }
+    function medo(s,   i, j, t, v, n) {
+      n = nother[s]; for (i = 1; i <= n; i++) v[i] = oth[s, i]
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+      return v[int((n + 1) / 2)] + 0
+    }
     function fmt(x,   s) { x = sprintf("%d", x + 0.5); s = ""; while (length(x) > 3) { s = "," substr(x, length(x) - 2) s; x = substr(x, 1, length(x) - 3) } return x s }
     function mname(m) { return m == "keepalive" ? "keep-alive" : (m ~ /^pipe/ ? "pipelined ×" depth : m) }
     function lat(p) { return p > 0 ? sprintf("%.2f ms", p) : "n/a" } # wrk -s pipelining often prints 99% as 0.00us
-    { seen[$1] = 1; key = $1 SUBSEP $2 SUBSEP $3; c = ++cnt[key]; val[key, c, 4] = $4; val[key, c, 5] = $5; val[key, c, 6] = $6; err[$1] += $7 }
+    { seen[$1] = 1; key = $1 SUBSEP $2 SUBSEP $3; c = ++cnt[key]; val[key, c, 4] = $4; val[key, c, 5] = $5; val[key, c, 6] = $6; err[$1] += $7; no = ++nother[$1]; oth[$1, no] = $8 }
     END {
       ns = split(order, S, " "); nm = split(modes, M, " "); nc = split(conns, C, " ")
       nl = split(labels, L, ";"); for (i = 1; i <= nl; i++) { split(L[i], kv, "="); lab[kv[1]] = substr(L[i], length(kv[1]) + 2) }
       hdr = "| server |"; sep = "|---|"
       for (a = 1; a <= nm; a++) for (b = 1; b <= nc; b++) {
         hdr = hdr " " mname(M[a]) " c=" C[b] " req/s | p99 | req per server CPU-s |"; sep = sep "---:|---:|---:|" }
-      print hdr " runs | errors |"; print sep "---:|---:|"
+      print hdr " runs | errors | other work on server CPU |"; print sep "---:|---:|---:|"
       for (i = 1; i <= ns; i++) {
         s = S[i]; line = "| " lab[s] " |"; runs = 0
         for (a = 1; a <= nm; a++) for (b = 1; b <= nc; b++) {
@@ -341,7 +367,7 @@ report=$tmp/report.md
                           E[s, M[a], C[b]] = med(key, 6); P[s, M[a], C[b]] = med(key, 5) }
           else line = line " – | – | – |"
         }
-        print line " " runs " | " err[s] + 0 " |"
+        print line " " runs " | " err[s] + 0 " | " medo(s) "% |"
       }
       has_rs = ("ringshard" in seen)
       print ""
@@ -399,4 +425,4 @@ if [[ -z $NO_SAVE ]]; then
   say "wrote $out"
 fi
 }
-main "$@"
+main "$@"; exit # on one line: bash must not read past it if this file changes while it runs

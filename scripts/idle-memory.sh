@@ -20,6 +20,7 @@
 #   BATCH [500]  connections opened at a time (capped at half the listen backlog)
 #   CLIENT_PROCS client processes (default: as few as the open-files limit allows)
 #   START_TIMEOUT [10] seconds the server has to answer 200
+#   OUT_DIR [<repo>/scripts/out]  the report is also written to OUT_DIR/idle-memory-<UTC date>.md; NO_SAVE=1: not
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,6 +28,7 @@ root=$(cd "$here/.." && pwd)
 CONNS=${CONNS:-10000} LIMIT_MIB=${LIMIT_MIB:-10} IDLE=${IDLE:-2} SERVER_CPUS=${SERVER_CPUS:-0} CLIENT_CPUS=${CLIENT_CPUS:-1}
 URL_PATH=${URL_PATH:-/plaintext} RINGSHARD_BIN=${RINGSHARD_BIN:-$root/target/release/ringshard} BUILD=${BUILD:-missing}
 SERVER_CMD=${SERVER_CMD:-} BATCH=${BATCH:-500} CLIENT_PROCS=${CLIENT_PROCS:-} START_TIMEOUT=${START_TIMEOUT:-10}
+OUT_DIR=${OUT_DIR:-$root/scripts/out} NO_SAVE=${NO_SAVE:-}
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "idle-memory: $*"; exit 2; }
@@ -51,20 +53,6 @@ say "net.ipv4.ip_local_port_range $lo-$hi ($((hi - lo + 1)) ports); net.core.som
 ((hi - lo + 1 >= CONNS + 1000)) || die "local port range $lo-$hi is too small for $CONNS connections (sysctl -w net.ipv4.ip_local_port_range='1024 65535')"
 
 # ---------------------------------------------------------------- server
-port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
-PORT=${PORT:-8095}
-while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
-if [[ -n $SERVER_CMD ]]; then
-  read -r -a cmd <<<"${SERVER_CMD//\{PORT\}/$PORT}"
-else
-  if [[ ! -x $RINGSHARD_BIN && $BUILD != never && $RINGSHARD_BIN == "$root/target/release/ringshard" ]]; then
-    say "building ringshard: cargo build --release"
-    (cd "$root" && cargo build --release) >&2 || die "ringshard does not build"
-  fi
-  [[ -x $RINGSHARD_BIN ]] || die "no ringshard binary at $RINGSHARD_BIN"
-  cmd=("$RINGSHARD_BIN" serve --shards 1 --listen "127.0.0.1:$PORT" --keepalive-timeout 300s)
-fi
-
 tmp=$(mktemp -d /tmp/idle-memory.XXXXXX)
 sid='' clients=()
 cleanup() {
@@ -82,6 +70,24 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
+PORT=${PORT:-8095}
+while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
+if [[ -n $SERVER_CMD ]]; then
+  read -r -a cmd <<<"${SERVER_CMD//\{PORT\}/$PORT}"
+  desc=${cmd[*]} info=''
+else
+  if [[ ! -x $RINGSHARD_BIN && $BUILD != never && $RINGSHARD_BIN == "$root/target/release/ringshard" ]]; then
+    say "building ringshard: cargo build --release"
+    (cd "$root" && cargo build --release) >&2 || die "ringshard does not build"
+  fi
+  [[ -x $RINGSHARD_BIN ]] || die "no ringshard binary at $RINGSHARD_BIN"
+  cp -p "$RINGSHARD_BIN" "$tmp/ringshard" # run a copy: a rebuild during the run must not change what is measured
+  say "ringshard: $RINGSHARD_BIN, built $(date -u -r "$tmp/ringshard" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$tmp/ringshard" | cut -c1-12)"
+  cmd=("$tmp/ringshard" serve --shards 1 --listen "127.0.0.1:$PORT" --keepalive-timeout 300s)
+  desc="$RINGSHARD_BIN ${cmd[*]:1}"
+  info=" (built $(date -u -r "$tmp/ringshard" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$tmp/ringshard" | cut -c1-12); a copy of it ran)"
+fi
 
 setsid taskset -c "$SERVER_CPUS" "${cmd[@]}" </dev/null >"$tmp/server.log" 2>&1 &
 sid=$!
@@ -214,9 +220,9 @@ held=$(ss -Htn state established "( sport = :$PORT )" | wc -l)
 delta=$((after - before))
 page=$(getconf PAGESIZE)
 awk -v b="$before" -v a="$after" -v d="$delta" -v ba="$before_anon" -v aa="$after_anon" -v hwm="$hwm" -v ok="$ok" -v n="$CONNS" \
-  -v held="$held" -v lim="$LIMIT_MIB" -v tb="$tcp_before" -v ta="$tcp_after" -v page="$page" -v idle="$IDLE" -v cmd="${cmd[*]}" -v now="$(date -u '+%Y-%m-%d %H:%M UTC')" 'BEGIN {
+  -v held="$held" -v lim="$LIMIT_MIB" -v tb="$tcp_before" -v ta="$tcp_after" -v page="$page" -v idle="$IDLE" -v cmd="$desc" -v info="$info" -v now="$(date -u '+%Y-%m-%d %H:%M UTC')" 'BEGIN {
   printf "## idle keep-alive memory, %s\n\n", now
-  printf "- server: `%s`\n", cmd
+  printf "- server: `%s`%s\n", cmd, info
   printf "- %d of %d connections served GET and stayed open; %d still established on the server side after %s s idle\n", ok, n, held, idle
   printf "- VmRSS before %.2f MiB, after %.2f MiB, delta %.2f MiB (RssAnon delta %.2f MiB); peak VmHWM %.2f MiB\n", b / 1024, a / 1024, d / 1024, (aa - ba) / 1024, hwm / 1024
   printf "- per connection: %d bytes of server RSS\n", (ok > 0 ? d * 1024 / ok : 0)
@@ -225,7 +231,14 @@ awk -v b="$before" -v a="$after" -v d="$delta" -v ba="$before_anon" -v aa="$afte
   why = ok < n ? " (not every connection was served)" : (held < n ? " (the server closed idle connections)" : "")
   printf "\n%s  %d idle keep-alive connections add %.2f MiB of resident memory (bar: at most %s MiB)%s\n", verdict, n, d / 1024, lim, why
   exit verdict == "PASS" ? 0 : 1
-}' && rc=0 || rc=$?
+}' >"$tmp/report.md" && rc=0 || rc=$?
+cat "$tmp/report.md"
+if [[ -z $NO_SAVE ]]; then
+  mkdir -p "$OUT_DIR"
+  out=$OUT_DIR/idle-memory-$(date -u '+%Y-%m-%dT%H%MZ').md
+  cp "$tmp/report.md" "$out"
+  say "wrote $out"
+fi
 exit "$rc"
 }
-main "$@"
+main "$@"; exit # on one line: bash must not read past it if this file changes while it runs

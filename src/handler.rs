@@ -84,13 +84,6 @@ impl Router {
         self.route("POST", path, handler)
     }
 
-    fn best(&self, path: &str) -> Option<usize> {
-        self.routes
-            .iter()
-            .filter_map(|r| r.pattern.score(path))
-            .max()
-    }
-
     fn allow(&self, path: &str, score: usize) -> String {
         let mut methods: Vec<&str> = Vec::new();
         for r in &self.routes {
@@ -107,21 +100,33 @@ impl Router {
 
 impl Handler for Router {
     fn call(&self, req: &Request<'_>) -> Reply {
-        let path = req.path();
-        let Some(score) = self.best(path) else {
-            return Response::text(404, "Not Found\n").into();
-        };
-        let method = req.method();
-        let at = |m: &str| {
-            self.routes
-                .iter()
-                .find(|r| r.method == m && r.pattern.score(path) == Some(score))
-        };
-        match at(method).or_else(|| if method == "HEAD" { at("GET") } else { None }) {
-            Some(route) => route.handler.call(req),
-            None => Response::text(405, "Method Not Allowed\n")
+        // One pass: the best-matching pattern wins; among its routes, the request's method,
+        // else GET for a HEAD request.
+        let (path, method) = (req.path(), req.method());
+        let mut best: Option<usize> = None;
+        let mut found: Option<(&Route, bool)> = None;
+        for r in &self.routes {
+            let Some(score) = r.pattern.score(path) else {
+                continue;
+            };
+            if best.is_none_or(|b| score > b) {
+                best = Some(score);
+                found = None;
+            } else if best != Some(score) {
+                continue;
+            }
+            if r.method == method {
+                found = Some((r, true));
+            } else if method == "HEAD" && r.method == "GET" && found.is_none() {
+                found = Some((r, false));
+            }
+        }
+        match (found, best) {
+            (Some((route, _)), _) => route.handler.call(req),
+            (None, Some(score)) => Response::text(405, "Method Not Allowed\n")
                 .header("Allow", self.allow(path, score))
                 .into(),
+            (None, None) => Response::text(404, "Not Found\n").into(),
         }
     }
 }

@@ -20,6 +20,8 @@ enum Command {
     Serve(ringshard::config::ServeArgs),
     /// Generate HTTP load against a server and report throughput and latency.
     Load(ringshard::load::LoadArgs),
+    /// Report what this kernel lets ringshard use: io_uring, its features, the limits that matter.
+    Probe(ringshard::probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => ringshard::server::run_cli(args),
         Command::Load(args) => ringshard::load::run(args),
+        Command::Probe(args) => ringshard::probe::run(args),
     };
     match result {
         Ok(code) => code,

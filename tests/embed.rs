@@ -8,9 +8,45 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use clap::ValueEnum;
+use ringshard::config::EngineFlag;
 use ringshard::{Body, BodyStream, Reply, Request, Response, Router, Running, ServeConfig};
 
 use common::*;
+
+/// The engines to embed: `--engine` names from `RINGSHARD_TEST_ENGINES` (entries that are flag
+/// sets name theirs with `--engine`), else the default.
+fn engine_flags() -> Vec<EngineFlag> {
+    let mut flags = Vec::new();
+    for args in engines() {
+        let name = match args.iter().position(|&a| a == "--engine") {
+            Some(i) => args.get(i + 1).copied().unwrap_or("auto"),
+            None => "auto",
+        };
+        let flag =
+            EngineFlag::from_str(name, true).unwrap_or_else(|e| panic!("engine {name}: {e}"));
+        if !flags.contains(&flag) {
+            flags.push(flag);
+        }
+    }
+    flags
+}
+
+/// One `#[test]` per body, run once per engine.
+macro_rules! per_engine {
+    ($($name:ident),* $(,)?) => {
+        mod per_engine {
+            $(
+                #[test]
+                fn $name() {
+                    for engine in super::engine_flags() {
+                        super::$name(engine);
+                    }
+                }
+            )*
+        }
+    };
+}
 
 /// A gate the test opens; closed gates hold the futures waiting on them.
 #[derive(Clone, Default)]
@@ -159,10 +195,11 @@ fn router(gate: Gate) -> Router {
         })
 }
 
-fn start(gate: &Gate) -> Running {
+fn start(gate: &Gate, engine: EngineFlag) -> Running {
     let cfg = ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         shards: 1,
+        engine,
         ..Default::default()
     };
     let g = gate.clone();
@@ -175,10 +212,9 @@ fn stop(srv: Running) {
         .unwrap_or_else(|left| panic!("{left} shard(s) did not stop"));
 }
 
-#[test]
-fn async_handler_does_not_block_the_shard() {
+fn async_handler_does_not_block_the_shard(engine: EngineFlag) {
     let gate = Gate::default();
-    let srv = start(&gate);
+    let srv = start(&gate, engine);
     let addr = srv.local_addr();
 
     let mut slow = Client::connect(addr);
@@ -210,10 +246,9 @@ fn async_handler_does_not_block_the_shard() {
     stop(srv);
 }
 
-#[test]
-fn pipelined_requests_behind_a_pending_handler_stay_in_order() {
+fn pipelined_requests_behind_a_pending_handler_stay_in_order(engine: EngineFlag) {
     let gate = Gate::default();
-    let srv = start(&gate);
+    let srv = start(&gate, engine);
     let mut c = Client::connect(srv.local_addr());
     let mut all = Vec::new();
     all.extend_from_slice(&get("/later?1"));
@@ -246,9 +281,8 @@ fn pipelined_requests_behind_a_pending_handler_stay_in_order() {
     stop(srv);
 }
 
-#[test]
-fn streaming_body_is_chunked_for_http11() {
-    let srv = start(&Gate::default());
+fn streaming_body_is_chunked_for_http11(engine: EngineFlag) {
+    let srv = start(&Gate::default(), engine);
     let mut c = Client::connect(srv.local_addr());
     c.send(&get("/stream"));
     let r = c.resp();
@@ -287,9 +321,8 @@ fn streaming_body_is_chunked_for_http11() {
     stop(srv);
 }
 
-#[test]
-fn streaming_body_is_close_delimited_for_http10() {
-    let srv = start(&Gate::default());
+fn streaming_body_is_close_delimited_for_http10(engine: EngineFlag) {
+    let srv = start(&Gate::default(), engine);
     for req in [
         &b"GET /stream HTTP/1.0\r\n\r\n"[..],
         b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
@@ -306,10 +339,9 @@ fn streaming_body_is_close_delimited_for_http10() {
     stop(srv);
 }
 
-#[test]
-fn shutdown_waits_for_a_pending_handler() {
+fn shutdown_waits_for_a_pending_handler(engine: EngineFlag) {
     let gate = Gate::default();
-    let srv = start(&gate);
+    let srv = start(&gate, engine);
     let mut c = Client::connect(srv.local_addr());
     c.send(&get("/gated"));
     c.expect_silence(Duration::from_millis(100));
@@ -323,3 +355,31 @@ fn shutdown_waits_for_a_pending_handler() {
     srv.wait(Some(Duration::from_secs(10)))
         .unwrap_or_else(|left| panic!("{left} shard(s) did not stop"));
 }
+
+fn half_close_behind_a_pending_handler(engine: EngineFlag) {
+    // The client sends two requests and half-closes; the first is answered asynchronously.
+    // With synchronous handlers every request read before the FIN is answered; the same is
+    // expected here.
+    let srv = start(&Gate::default(), engine);
+    let mut c = Client::connect(srv.local_addr());
+    c.send(&[get("/later?1"), get("/fast")].concat());
+    std::thread::sleep(Duration::from_millis(10));
+    c.s.shutdown(std::net::Shutdown::Write).unwrap();
+    let r = c.resp();
+    assert_eq!(r.text(), "later 1");
+    let second = c.try_resp(false);
+    stop(srv);
+    let r = second.unwrap_or_else(|e| {
+        panic!("the request pipelined behind a pending handler was dropped on FIN: {e}")
+    });
+    assert_eq!(r.text(), "fast");
+}
+
+per_engine!(
+    async_handler_does_not_block_the_shard,
+    pipelined_requests_behind_a_pending_handler_stay_in_order,
+    streaming_body_is_chunked_for_http11,
+    streaming_body_is_close_delimited_for_http10,
+    shutdown_waits_for_a_pending_handler,
+    half_close_behind_a_pending_handler,
+);

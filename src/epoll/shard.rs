@@ -1,32 +1,634 @@
-//! One epoll shard's event loop (being built).
-use std::os::fd::OwnedFd;
+//! One epoll shard's event loop, top to bottom: accept → read → parse → handler → write → close.
+//!
+//! Each turn: wait in epoll once, handle every readiness event (accepting and reading until the
+//! kernel has nothing more, answering what was read), run woken handler tasks, expire
+//! deadlines, then write once per connection that has output (all responses of a read
+//! coalesced). Sockets are registered once, edge-triggered for input, output and the peer's
+//! half-close, so a turn asks the kernel nothing but the reads and writes themselves.
+//!
+//! What to do with a connection (HTTP, deadlines, the close sequence) is the engine-independent
+//! [`Session`]'s, as in the io_uring shard; this file does the I/O. Reads go into one
+//! per-shard buffer, so an idle connection holds no receive buffer; writes go straight from
+//! `Session::out`, and a short one leaves the rest there until the socket is writable again.
+use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
+
+use slab::Slab;
 
 use crate::config::ServeConfig;
+use crate::epoll::sys::{self, Epoll};
 use crate::handler::Handler;
+use crate::http::conn::Ctx;
+use crate::http::date::HttpDate;
+use crate::session::{Env, Expiry, Next, Pool, Session, State, Timeouts};
 use crate::stats::ShardStats;
+use crate::timer::{Millis, Timers};
+use crate::uring::token::{self, Op};
 use crate::wake::Wakeup;
 
-/// An epoll shard.
+/// The per-shard read buffer every connection reads into.
+const READ_BUF: usize = 64 * 1024;
+/// Events one `epoll_wait` returns at most.
+const EVENTS: usize = 1024;
+/// What a connection is registered for, once: edge-triggered input, output and half-close.
+const CONN_EVENTS: u32 = sys::IN | sys::OUT | sys::RDHUP | sys::ET;
+
+// Tokens in the epoll data: `Op::Accept` for the listener, `Op::Wake` for the eventfd and
+// `Op::Recv` with slot and generation for a connection's readiness (reusing the ring's scheme,
+// so a stale event for a reused slot is recognised by its generation).
+
+/// A connection: its socket, what the kernel last said about it, and its session.
+struct Connection {
+    fd: OwnedFd,
+    gen: u32,
+    /// Input may be waiting: an input edge arrived and was not read to the end (reading paused).
+    readable: bool,
+    /// The input edge said the peer closed or failed: read to EOF, not just to a short read.
+    hup: bool,
+    /// The peer's FIN was read: nothing more will arrive.
+    eof: bool,
+    /// False from a short write until the output edge: output waits in `s.out` since `blocked`.
+    writable: bool,
+    blocked: Millis,
+    /// Queued for a write at the end of this turn.
+    dirty: bool,
+    s: Session,
+}
+
+impl Connection {
+    /// Whether output waits for the socket (the epoll form of "a send is in flight").
+    fn sending(&self) -> bool {
+        !self.writable
+    }
+
+    /// Whether input is read now: paused for backpressure, never while closing. A lingering
+    /// connection drains its input whatever its output did.
+    fn may_read(&self) -> bool {
+        match self.s.state {
+            State::Open | State::Finishing => !self.s.recv_paused,
+            State::Lingering => true,
+            State::Closing => false,
+        }
+    }
+}
+
+/// An epoll shard ready to run: its listener and eventfd are registered.
 pub struct Shard<H: Handler> {
-    _handler: H,
+    ep: Epoll,
+    id: usize,
+    listener: Option<OwnedFd>,
+    conns: Slab<Connection>,
+    next_gen: u32,
+    handler: H,
+    cfg: ServeConfig,
+    timeouts: Timeouts,
+    wakeup: Wakeup,
+    timers: Timers,
+    date: HttpDate,
+    start: Instant,
+    now: Millis,
+    accept_retry_at: Millis,
+    draining: bool,
+    rbuf: Box<[u8]>,
+    dirty: Vec<(u32, u32)>,
+    /// Connections to read again at the end of the turn (reading resumed, or lingering began).
+    rearm: Vec<(u32, u32)>,
+    woken: Vec<u64>,
+    expired: Vec<(u32, u32)>,
+    pool: Pool,
+    pub stats: ShardStats,
 }
 
 impl<H: Handler> Shard<H> {
+    /// Creates the epoll instance and registers the (now non-blocking) listener and eventfd.
     pub fn new(
-        _id: usize,
-        _listener: OwnedFd,
-        _cfg: &ServeConfig,
-        _handler: H,
-        _wakeup: Wakeup,
+        id: usize,
+        listener: OwnedFd,
+        cfg: &ServeConfig,
+        handler: H,
+        wakeup: Wakeup,
     ) -> Result<Self, String> {
-        Err("the epoll engine is not built yet".into())
+        let ep = Epoll::new(EVENTS).map_err(|e| format!("epoll_create1: {e}"))?;
+        let lfd = listener.as_raw_fd();
+        sys::set_nonblocking(lfd).map_err(|e| format!("listener {lfd}: fcntl: {e}"))?;
+        // Edge-triggered: every accept runs until EAGAIN (or backs off and retries on a timer).
+        ep.add(lfd, sys::IN | sys::ET, token::encode(Op::Accept, 0, 0))
+            .map_err(|e| format!("epoll_ctl (listener): {e}"))?;
+        // Level-triggered: each wake is drained with one read.
+        ep.add(
+            wakeup.eventfd().raw(),
+            sys::IN,
+            token::encode(Op::Wake, 0, 0),
+        )
+        .map_err(|e| format!("epoll_ctl (eventfd): {e}"))?;
+        Ok(Shard {
+            ep,
+            id,
+            listener: Some(listener),
+            conns: Slab::with_capacity(1024),
+            next_gen: 1,
+            handler,
+            cfg: cfg.clone(),
+            timeouts: Timeouts::from_config(cfg),
+            wakeup,
+            timers: Timers::default(),
+            date: HttpDate::default(),
+            start: Instant::now(),
+            now: 1,
+            accept_retry_at: 0,
+            draining: false,
+            rbuf: vec![0; READ_BUF].into_boxed_slice(),
+            dirty: Vec::with_capacity(1024),
+            rearm: Vec::new(),
+            woken: Vec::new(),
+            expired: Vec::new(),
+            pool: Pool::default(),
+            stats: ShardStats::default(),
+        })
     }
 
+    /// The start-up line: what this shard uses.
     pub fn describe(&self) -> String {
-        "epoll".into()
+        format!(
+            "epoll, edge-triggered, {} KiB read buffer",
+            self.rbuf.len() / 1024
+        )
     }
 
-    pub fn run(self) -> ShardStats {
-        ShardStats::default()
+    /// Runs until shutdown has drained every connection.
+    ///
+    /// `stats.enters` counts every system call the loop makes (epoll_wait, epoll_ctl, accept4,
+    /// recv, send, shutdown, eventfd reads; not the closes), `stats.cqes` the events returned.
+    pub fn run(mut self) -> ShardStats {
+        loop {
+            // 1. Wait once, until readiness or the nearest deadline; not at all when the last
+            //    turn left work queued for this one.
+            let timeout = if !self.dirty.is_empty() || !self.rearm.is_empty() {
+                0
+            } else {
+                let mut t = self
+                    .timers
+                    .next()
+                    .map(|at| at.saturating_sub(self.now).clamp(1, i32::MAX as u64) as i32);
+                if self.accept_retry_at != 0 {
+                    t = Some(t.map_or(100, |t| t.min(100)));
+                }
+                t.unwrap_or(-1)
+            };
+            self.stats.enters += 1;
+            let n = match self.ep.wait(timeout) {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!(
+                        "ringshard: shard {}: epoll_wait failed: {e}; stopping this shard",
+                        self.id
+                    );
+                    break;
+                }
+            };
+            self.now = self.start.elapsed().as_millis() as Millis + 1;
+            self.date.refresh();
+
+            // 2. Every event: accepts, input (parsed and answered here), output space, wakes.
+            self.stats.cqes += n as u64;
+            for i in 0..n {
+                let (events, data) = self.ep.event(i);
+                self.ready(events, data);
+            }
+
+            // 3. Handler futures that were woken; 4. deadlines; 5. one write per connection.
+            self.run_woken();
+            self.expire();
+            self.flush();
+
+            if self.draining && self.conns.is_empty() {
+                break;
+            }
+        }
+        self.stats
+    }
+
+    fn ready(&mut self, events: u32, data: u64) {
+        let Some((op, slot, gen)) = token::decode(data) else {
+            return;
+        };
+        match op {
+            Op::Accept => self.accept(),
+            Op::Wake => self.on_wake(),
+            Op::Recv => self.on_ready(slot, gen, events),
+            _ => {}
+        }
+    }
+
+    /// Splits the borrows a session call needs from the rest of the shard.
+    fn env(&mut self) -> (&mut Slab<Connection>, Env<'_, H>) {
+        let ctx = Ctx {
+            limits: &self.cfg.limits,
+            date: self.date.as_bytes(),
+            draining: self.draining,
+        };
+        (
+            &mut self.conns,
+            Env {
+                handler: &self.handler,
+                ctx,
+                pool: &mut self.pool,
+                now: self.now,
+            },
+        )
+    }
+
+    // ---- accept ----
+
+    /// Accepts until the backlog is empty.
+    fn accept(&mut self) {
+        if self.draining || self.accept_retry_at != 0 {
+            return;
+        }
+        let Some(lfd) = self.listener.as_ref().map(|l| l.as_raw_fd()) else {
+            return;
+        };
+        loop {
+            self.stats.enters += 1;
+            let fd = match sys::accept(lfd) {
+                Ok(fd) => fd,
+                Err(e) => match e.raw_os_error().unwrap_or(0) {
+                    libc::EAGAIN => return,
+                    libc::EINTR => continue,
+                    // Out of descriptors or memory: back off instead of spinning on the error.
+                    libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                        self.stats.accept_errors += 1;
+                        self.accept_retry_at = self.now + 100;
+                        return;
+                    }
+                    // A connection reset while in the backlog, or the like: take the next one.
+                    _ => {
+                        self.stats.accept_errors += 1;
+                        continue;
+                    }
+                },
+            };
+            let gen = self.next_gen;
+            self.next_gen = token::next_gen(gen);
+            let entry = self.conns.vacant_entry();
+            let slot = entry.key() as u32;
+            self.stats.enters += 1;
+            let raw = fd.as_raw_fd();
+            if self
+                .ep
+                .add(raw, CONN_EVENTS, token::encode(Op::Recv, slot, gen))
+                .is_err()
+            {
+                self.stats.accept_errors += 1;
+                continue; // `fd` is closed here
+            }
+            entry.insert(Connection {
+                fd,
+                gen,
+                readable: false,
+                hup: false,
+                eof: false,
+                writable: true,
+                blocked: 0,
+                dirty: false,
+                s: Session::new(self.now),
+            });
+            self.stats.accepted += 1;
+            self.refresh_deadline(slot);
+        }
+    }
+
+    // ---- readiness ----
+
+    fn on_ready(&mut self, slot: u32, gen: u32, events: u32) {
+        let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
+            return; // a connection already closed (its slot may be taken by a new one)
+        };
+        if events & (sys::OUT | sys::ERR | sys::HUP) != 0 && !c.writable {
+            // Output space again (or an error the write will report): write at the end of
+            // this turn.
+            c.writable = true;
+            if !c.s.out.is_empty() && !c.dirty {
+                c.dirty = true;
+                self.dirty.push((slot, gen));
+            }
+        }
+        if events & (sys::IN | sys::RDHUP | sys::ERR | sys::HUP) != 0 {
+            c.readable = true;
+            c.hup |= events & (sys::RDHUP | sys::ERR | sys::HUP) != 0;
+            self.read(slot);
+        }
+    }
+
+    // ---- read ----
+
+    /// Reads until the kernel has no more (EAGAIN or a short read), the peer's EOF, or the
+    /// session stops reading; feeds each read to the session.
+    fn read(&mut self, slot: u32) {
+        loop {
+            let Some(c) = self.conns.get_mut(slot as usize) else {
+                return;
+            };
+            if !c.readable || !c.may_read() {
+                return;
+            }
+            self.stats.enters += 1;
+            match sys::recv(c.fd.as_raw_fd(), &mut self.rbuf) {
+                Ok(0) => {
+                    c.readable = false;
+                    c.eof = true;
+                    match c.s.on_peer_closed(c.sending()) {
+                        Next::Close => return self.abort(slot),
+                        Next::Finish => self.after_output(slot),
+                        Next::Stay => {}
+                    }
+                    return self.release_if_done(slot);
+                }
+                Ok(n) => {
+                    self.stats.bytes_in += n as u64;
+                    if n < self.rbuf.len() && !c.hup {
+                        // A short read emptied the socket; new input brings a new edge.
+                        c.readable = false;
+                    }
+                    let mut env = Env {
+                        handler: &self.handler,
+                        ctx: Ctx {
+                            limits: &self.cfg.limits,
+                            date: self.date.as_bytes(),
+                            draining: self.draining,
+                        },
+                        pool: &mut self.pool,
+                        now: self.now,
+                    };
+                    if c.s.receive(&self.rbuf[..n], &mut env) {
+                        self.poll_task(slot);
+                    }
+                    self.after_output(slot);
+                    self.release_if_done(slot);
+                }
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock => {
+                        c.readable = false;
+                        return;
+                    }
+                    ErrorKind::Interrupted => {}
+                    _ => {
+                        self.stats.recv_errors += 1;
+                        return self.abort(slot);
+                    }
+                },
+            }
+        }
+    }
+
+    /// After a session produced output or changed state: queue the write, apply backpressure,
+    /// move the deadline.
+    fn after_output(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if !c.s.out.is_empty() && !c.dirty && c.writable {
+            c.dirty = true;
+            self.dirty.push((slot, c.gen));
+        }
+        // Pausing is the session's flag (`may_read`); resuming reads what waited meanwhile.
+        if c.s.backpressure(c.sending()) == Some(false) && c.readable {
+            self.rearm.push((slot, c.gen));
+        }
+        self.refresh_deadline(slot);
+    }
+
+    // ---- handler tasks (the async path) ----
+
+    fn poll_task(&mut self, slot: u32) {
+        let token = u64::from(slot) << 32 | u64::from(self.conns[slot as usize].gen);
+        let waker = self.wakeup.waker(token);
+        let (conns, mut env) = self.env();
+        conns[slot as usize].s.poll_task(&waker, &mut env);
+    }
+
+    fn run_woken(&mut self) {
+        self.wakeup.take_woken(&mut self.woken);
+        let mut woken = std::mem::take(&mut self.woken);
+        for t in woken.drain(..) {
+            let (slot, gen) = ((t >> 32) as u32, t as u32);
+            if self
+                .conns
+                .get(slot as usize)
+                .is_some_and(|c| c.gen == gen && c.s.state != State::Closing)
+            {
+                self.poll_task(slot);
+                self.after_output(slot);
+                self.release_if_done(slot);
+            }
+        }
+        self.woken = woken;
+    }
+
+    // ---- write ----
+
+    /// One write of everything queued; a short one keeps the rest for the output edge.
+    fn write(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if !c.writable || c.s.out.is_empty() || c.s.state == State::Closing {
+            return;
+        }
+        self.stats.enters += 1;
+        match sys::send(c.fd.as_raw_fd(), &c.s.out) {
+            Ok(n) if n == c.s.out.len() => {
+                self.stats.bytes_out += n as u64;
+                c.s.out.clear();
+            }
+            Ok(n) => {
+                // The socket buffer filled: keep the rest and wait for the output edge.
+                self.stats.bytes_out += n as u64;
+                self.stats.short_sends += 1;
+                c.s.out.drain(..n);
+                c.writable = false;
+                c.blocked = self.now;
+                return self.after_output(slot);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                self.stats.short_sends += 1;
+                c.writable = false;
+                c.blocked = self.now;
+                return self.after_output(slot);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {
+                c.dirty = true;
+                self.dirty.push((slot, c.gen));
+                return;
+            }
+            Err(_) => {
+                self.stats.send_errors += 1;
+                return self.abort(slot);
+            }
+        }
+        // All written: a streaming body waiting for the peer goes on; an idle connection gives
+        // its output buffer back.
+        if c.s.task_waiting_output && c.s.state == State::Open {
+            self.poll_task(slot);
+        }
+        let c = &mut self.conns[slot as usize];
+        if c.s.out.is_empty() && c.s.state == State::Open {
+            let out = std::mem::take(&mut c.s.out);
+            self.pool.give(out);
+        }
+        self.after_output(slot);
+        self.release_if_done(slot);
+    }
+
+    /// End of turn: reads that resumed, then one write per connection with output; accepts
+    /// after a back-off.
+    fn flush(&mut self) {
+        let mut rearm = std::mem::take(&mut self.rearm);
+        for (slot, gen) in rearm.drain(..) {
+            if self.conns.get(slot as usize).is_some_and(|c| c.gen == gen) {
+                self.read(slot);
+            }
+        }
+        if self.rearm.is_empty() {
+            self.rearm = rearm;
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for (slot, gen) in dirty.drain(..) {
+            let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
+                continue;
+            };
+            c.dirty = false;
+            self.write(slot);
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+        if self.accept_retry_at != 0 && self.now >= self.accept_retry_at {
+            self.accept_retry_at = 0;
+            self.accept();
+        }
+    }
+
+    // ---- close ----
+
+    /// Closes now. Nothing is in flight in the kernel, so the connection goes at once; closing
+    /// its descriptor also takes it out of the epoll set.
+    fn abort(&mut self, slot: u32) {
+        if !self.conns.contains(slot as usize) {
+            return;
+        }
+        // Its timer entries go stale: they carry this connection's generation.
+        let c = self.conns.remove(slot as usize);
+        self.pool.give(c.s.out);
+        self.stats.closed += 1;
+    }
+
+    /// Moves a connection along its close: a finishing one whose output is all written shuts
+    /// its write side and lingers, reading and dropping input until EOF or the deadline; while
+    /// draining, one that went idle closes.
+    fn release_if_done(&mut self, slot: u32) {
+        let Some(c) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if c.s.state == State::Closing {
+            return self.abort(slot);
+        }
+        if self.draining && c.s.is_idle(c.sending()) {
+            // Its last response (begun before shutdown) is written: nothing is left to finish.
+            return self.abort(slot);
+        }
+        if !c.s.ready_to_linger(c.sending()) {
+            return;
+        }
+        if c.eof {
+            return self.abort(slot); // the peer already closed: nothing to linger for
+        }
+        self.stats.enters += 1;
+        if sys::shutdown_write(c.fd.as_raw_fd()).is_err() {
+            return self.abort(slot);
+        }
+        c.s.start_linger(self.now);
+        if c.readable {
+            self.rearm.push((slot, c.gen));
+        }
+        self.refresh_deadline(slot);
+    }
+
+    // ---- deadlines ----
+
+    fn refresh_deadline(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        let sending = c.sending().then_some(c.blocked);
+        let at = c.s.deadline_at(sending, self.now, &self.timeouts);
+        self.timers.set(&mut c.s.deadline, at, slot, c.gen);
+    }
+
+    fn expire(&mut self) {
+        while let Some(entry) = self.timers.pop_due(self.now) {
+            let (_, slot, gen) = entry;
+            let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
+                continue;
+            };
+            if self.timers.settle(entry, &mut c.s.deadline, self.now) {
+                self.expired.push((slot, gen));
+            }
+        }
+        let mut expired = std::mem::take(&mut self.expired);
+        for (slot, gen) in expired.drain(..) {
+            if self
+                .conns
+                .get(slot as usize)
+                .filter(|c| c.gen == gen)
+                .is_none()
+            {
+                continue;
+            }
+            let (conns, mut env) = self.env();
+            let c = &mut conns[slot as usize];
+            let (next, kind) = c.s.on_deadline(c.sending(), &mut env);
+            match kind {
+                Expiry::Request => self.stats.request_timeouts += 1,
+                Expiry::Write => self.stats.write_timeouts += 1,
+                Expiry::Idle => self.stats.idle_closes += 1,
+                Expiry::Linger => {}
+            }
+            match next {
+                Next::Close => self.abort(slot),
+                Next::Finish => {
+                    self.after_output(slot);
+                    self.release_if_done(slot);
+                }
+                Next::Stay => {}
+            }
+        }
+        self.expired = expired;
+    }
+
+    // ---- wake-ups and shutdown ----
+
+    /// The eventfd is readable: drain it, then see whether shutdown was asked for. Woken
+    /// handler tasks are collected every turn by [`Shard::run_woken`].
+    fn on_wake(&mut self) {
+        self.stats.enters += 1;
+        let _ = sys::read_eventfd(self.wakeup.eventfd().raw());
+        if self.wakeup.shutdown_requested() && !self.draining {
+            self.begin_drain();
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, close idle connections, let requests in flight
+    /// finish (their responses say `Connection: close`).
+    fn begin_drain(&mut self) {
+        self.draining = true;
+        if let Some(l) = self.listener.take() {
+            self.stats.enters += 1;
+            let _ = self.ep.delete(l.as_raw_fd());
+        }
+        let idle: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.s.is_idle(c.sending()))
+            .map(|(k, _)| k as u32)
+            .collect();
+        for slot in idle {
+            self.abort(slot);
+        }
     }
 }

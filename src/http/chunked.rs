@@ -186,7 +186,7 @@ mod tests {
             (b"3;ext=1\r\nabc\r\n0\r\n\r\n", Ok((19, true, b"abc"))),
             (
                 b"A\r\n0123456789\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n",
-                Ok((35, true, b"0123456789")),
+                Ok((34, true, b"0123456789")),
             ),
             (b"5\r\nhel", Ok((6, false, b"hel"))),
             (b"0\r\n\r", Ok((4, false, b""))),

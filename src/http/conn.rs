@@ -320,6 +320,18 @@ impl Conn {
                 }
                 continue;
             }
+            if matches!(self.state, State::Head) {
+                // Empty lines before a request line are ignored (RFC 9112 §2.2): a stray CRLF
+                // after a body must not leave an idle connection looking mid-head, where the
+                // header timeout (408) applies instead of the keep-alive one.
+                loop {
+                    match &data[pos..] {
+                        [b'\r', b'\n', ..] => pos += 2,
+                        [b'\n', ..] => pos += 1,
+                        _ => break,
+                    }
+                }
+            }
             if !matches!(self.state, State::Head) || pos == data.len() {
                 return (pos, Progress::ReadMore);
             }

@@ -46,6 +46,19 @@ fn handler(req: &Request<'_>) -> Reply {
             YieldOnce(false).await;
             Response::text(200, "later").header("X-Req", tag)
         })),
+        "/later-stream" => Reply::Later(Box::pin(async move {
+            YieldOnce(false).await;
+            Response::new(200)
+                .header("X-Req", tag)
+                .body(Body::Stream(Box::new(IterStream(
+                    vec![Bytes::from_static(b"late"), Bytes::from_static(b"r")].into_iter(),
+                ))))
+        })),
+        "/big-stream" => Response::new(200)
+            .body(Body::Stream(Box::new(IterStream(
+                (0..64u8).map(|i| Bytes::from(vec![i; 16 * 1024])),
+            ))))
+            .into(),
         "/stream" => Response::new(200)
             .header("X-Req", tag)
             .body(Body::Stream(Box::new(IterStream(
@@ -83,6 +96,7 @@ fn drive(
     let waker = Waker::from(Arc::new(Noop));
     let mut task_cx = Context::from_waker(&waker);
     let mut out = Vec::new();
+    let mut sent = Vec::new();
     let mut last = Progress::ReadMore;
     for piece in pieces {
         let mut p = conn.on_data(piece, &handler, &cx, &mut out);
@@ -92,7 +106,9 @@ fn drive(
             assert!(guard < 1000, "task never finished");
             match conn.poll_task(&mut task_cx, &cx, &mut out) {
                 TaskPoll::Done => p = conn.on_data(&[], &handler, &cx, &mut out),
-                TaskPoll::Pending | TaskPoll::OutputFull => {}
+                TaskPoll::Pending => {}
+                // The engine sends what is there, then polls again.
+                TaskPoll::OutputFull => sent.append(&mut out),
             }
         }
         last = p;
@@ -100,7 +116,8 @@ fn drive(
             break;
         }
     }
-    (out, last)
+    sent.append(&mut out);
+    (sent, last)
 }
 
 /// A response parsed back from the output bytes.
@@ -250,11 +267,13 @@ const CASES: &[Case] = &[
     case("chunked then get", b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 200], ReadMore, Idle),
     case("100-continue", b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok", &[200], ReadMore, Idle),
     case("later then get", b"GET /later HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 200], ReadMore, Idle),
+    case("later stream then get", b"GET /later-stream HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 200], ReadMore, Idle),
     case("stream then get", b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &[200, 200], ReadMore, Idle),
     case("http/1.0 closes", b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n", &[200], Close, Closed),
     case("http/1.0 keep-alive", b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &[200], ReadMore, Idle),
     case("connection close", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &[200], Close, Closed),
     case("later with close", b"GET /later HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", &[200], Close, Closed),
+    case("stray CRLFs around requests", b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n\r\n\nPOST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx\r\n", &[200, 200], ReadMore, Idle),
     case("partial head", b"GET / HTTP/1.1\r\nHost: a\r\n", &[], ReadMore, Head),
     case("partial body", b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel", &[], ReadMore, PBody),
     case("partial chunked", b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", &[], ReadMore, PBody),
@@ -646,4 +665,23 @@ fn input_behind_a_pending_task_is_buffered() {
     assert_eq!(r[1].body, b"hi");
     assert_eq!(conn.phase(), Phase::Idle);
     assert_eq!(conn.buffered(), 0);
+}
+
+#[test]
+fn big_stream_arrives_whole_past_the_high_water_mark() {
+    let limits = Limits::default();
+    let mut conn = Conn::new();
+    let (out, p) = drive(
+        &mut conn,
+        &[b"GET /big-stream HTTP/1.1\r\nHost: a\r\n\r\n"],
+        &limits,
+        false,
+    );
+    assert_eq!(p, Progress::ReadMore);
+    let r = parse_out(&out);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].body.len(), 64 * 16 * 1024);
+    for (i, c) in r[0].body.chunks(16 * 1024).enumerate() {
+        assert!(c.iter().all(|&b| b == i as u8), "chunk {i}");
+    }
 }

@@ -42,6 +42,7 @@ pub struct Response {
 
 impl Response {
     /// An empty response with this status.
+    #[inline]
     pub fn new(status: u16) -> Response {
         Response {
             status,
@@ -52,11 +53,13 @@ impl Response {
     }
 
     /// A `text/plain` response.
+    #[inline]
     pub fn text(status: u16, body: impl Into<Body>) -> Response {
         Response::new(status).content_type("text/plain").body(body)
     }
 
     /// An `application/json` response.
+    #[inline]
     pub fn json(status: u16, body: impl Into<Body>) -> Response {
         Response::new(status)
             .content_type("application/json")
@@ -64,6 +67,7 @@ impl Response {
     }
 
     /// Sets `Content-Type`.
+    #[inline]
     pub fn content_type(mut self, value: &'static str) -> Response {
         self.content_type = Some(value);
         self
@@ -94,6 +98,7 @@ impl Response {
     }
 
     /// Sets the body.
+    #[inline]
     pub fn body(mut self, body: impl Into<Body>) -> Response {
         self.body = body.into();
         self

@@ -1,5 +1,10 @@
-//! What the running kernel offers: version-gated features the opcode probe cannot see.
+//! What the running kernel offers: io_uring itself, the features ringshard uses, and the limits
+//! that matter. Feature answers come from trying (a ring set up with the flags, a register
+//! call, the opcode probe), not from the version number alone, except for multishot accept and
+//! recv, which no probe can see.
 use std::io;
+
+use io_uring::{opcode, register::Probe, IoUring};
 
 /// A kernel version, from uname(2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,4 +52,188 @@ pub fn has_multishot_accept(v: KernelVersion) -> bool {
 /// Multishot recv arrived in 6.0.
 pub fn has_multishot_recv(v: KernelVersion) -> bool {
     v >= KernelVersion(6, 0)
+}
+
+/// One feature's answer.
+#[derive(Clone, Debug)]
+pub struct Feature {
+    pub name: &'static str,
+    pub supported: bool,
+    /// How it was found out, or why not.
+    pub note: String,
+}
+
+/// Everything `ringshard probe` reports.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub kernel: String,
+    pub io_uring: Result<(), String>,
+    pub features: Vec<Feature>,
+    pub memlock_bytes: Option<u64>,
+    pub open_files: Option<u64>,
+    pub somaxconn: Option<u64>,
+    pub cpus_allowed: usize,
+}
+
+fn rlimit(resource: libc::__rlimit_resource_t) -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into a live rlimit.
+    if unsafe { libc::getrlimit(resource, &mut r) } != 0 {
+        return None;
+    }
+    Some(if r.rlim_cur == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        r.rlim_cur
+    })
+}
+
+fn try_setup(
+    f: impl FnOnce(&mut io_uring::Builder) -> &mut io_uring::Builder,
+) -> Result<IoUring, String> {
+    let mut b = IoUring::builder();
+    f(&mut b);
+    b.build(8).map_err(|e| e.to_string())
+}
+
+fn feature(name: &'static str, r: Result<(), String>, yes: &str) -> Feature {
+    match r {
+        Ok(()) => Feature {
+            name,
+            supported: true,
+            note: yes.to_string(),
+        },
+        Err(e) => Feature {
+            name,
+            supported: false,
+            note: e,
+        },
+    }
+}
+
+/// Probes the running kernel.
+pub fn probe() -> Report {
+    let kernel = kernel_release().unwrap_or_else(|e| format!("unknown ({e})"));
+    let v = kernel_version();
+    let mut features = Vec::new();
+    let usable = match IoUring::new(8) {
+        Ok(ring) => {
+            let mut p = Probe::new();
+            let probed = ring.submitter().register_probe(&mut p).is_ok();
+            let op = |code: u8| probed && p.is_supported(code);
+            let version = |ok: bool, since: &str| {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!("needs Linux {since}, this is {v}"))
+                }
+            };
+            features.push(feature(
+                "multishot_accept",
+                version(
+                    has_multishot_accept(v) && op(opcode::AcceptMulti::CODE),
+                    "5.19",
+                ),
+                "kernel 5.19+",
+            ));
+            features.push(feature(
+                "multishot_recv",
+                version(has_multishot_recv(v) && op(opcode::RecvMulti::CODE), "6.0"),
+                "kernel 6.0+",
+            ));
+            let bufring = crate::uring::ring::Ring::new(crate::uring::ring::RingConfig {
+                entries: 8,
+                taskrun: Some(crate::uring::ring::TaskRun::Plain),
+                wait_batch: 1,
+                min_wait_usec: 0,
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                crate::uring::bufring::BufRing::new(&r, 8, 4096, 0)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            });
+            features.push(feature(
+                "provided_buffer_ring",
+                bufring,
+                "registered a test ring",
+            ));
+            features.push(feature(
+                "send_zc",
+                if op(opcode::SendZc::CODE) {
+                    Ok(())
+                } else {
+                    Err("opcode not supported".into())
+                },
+                "opcode probe",
+            ));
+            let setup = |r: Result<IoUring, String>| r.map(drop);
+            features.push(feature(
+                "single_issuer_defer_taskrun",
+                setup(try_setup(|b| b.setup_single_issuer().setup_defer_taskrun())),
+                "ring set up with the flags",
+            ));
+            features.push(feature(
+                "coop_taskrun",
+                setup(try_setup(|b| b.setup_coop_taskrun())),
+                "ring set up with the flag",
+            ));
+            features.push(feature(
+                "registered_files",
+                ring.submitter()
+                    .register_files_sparse(16)
+                    .map_err(|e| e.to_string()),
+                "registered a sparse file table",
+            ));
+            features.push(feature(
+                "sqpoll",
+                setup(try_setup(|b| b.setup_sqpoll(1000))),
+                "ring set up with SQPOLL",
+            ));
+            let params = ring.params();
+            features.push(feature(
+                "recv_bundle",
+                if params.is_feature_recvsend_bundle() {
+                    Ok(())
+                } else {
+                    Err("feature flag absent".into())
+                },
+                "IORING_FEAT_RECVSEND_BUNDLE",
+            ));
+            features.push(feature(
+                "ext_arg",
+                if params.is_feature_ext_arg() {
+                    Ok(())
+                } else {
+                    Err("feature flag absent".into())
+                },
+                "IORING_FEAT_EXT_ARG",
+            ));
+            features.push(feature(
+                "min_timeout",
+                if params.is_feature_min_timeout() {
+                    Ok(())
+                } else {
+                    Err("feature flag absent".into())
+                },
+                "IORING_FEAT_MIN_TIMEOUT (--wait-batch)",
+            ));
+            Ok(())
+        }
+        Err(e) => Err(crate::uring::ring::explain(&e).to_string()),
+    };
+    Report {
+        kernel,
+        io_uring: usable,
+        features,
+        memlock_bytes: rlimit(libc::RLIMIT_MEMLOCK),
+        open_files: rlimit(libc::RLIMIT_NOFILE),
+        somaxconn: std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+        cpus_allowed: crate::sys::cpus::allowed().len(),
+    }
 }

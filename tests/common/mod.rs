@@ -7,9 +7,28 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Extra `serve` arguments selecting each engine the suite runs against.
+/// Extra `serve` arguments selecting each engine the suite runs against: the default engine,
+/// or the ones listed in `RINGSHARD_TEST_ENGINES`, comma-separated. An entry is an engine name
+/// (`uring,epoll`) or a set of flags (`--engine uring --recv single,--taskrun plain`).
 pub fn engines() -> Vec<Vec<&'static str>> {
-    vec![vec![]]
+    match std::env::var("RINGSHARD_TEST_ENGINES") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|entry| {
+                let entry = entry.trim();
+                let entry = if entry.starts_with("--") {
+                    entry.to_string()
+                } else {
+                    format!("--engine {entry}")
+                };
+                entry
+                    .split_whitespace()
+                    .map(|a| &*Box::leak(a.to_string().into_boxed_str()))
+                    .collect()
+            })
+            .collect(),
+        _ => vec![vec![]],
+    }
 }
 
 /// Longest wait for any one expected response or EOF.
@@ -27,9 +46,14 @@ impl Server {
     /// Starts `ringshard serve --listen 127.0.0.1:0` with `engine` and `args` appended, and waits
     /// for the "listening on" line.
     pub fn start(engine: &[&str], args: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", engine, args)
+    }
+
+    /// As [`Server::start`], listening on `listen`.
+    pub fn start_on(listen: &str, engine: &[&str], args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringshard"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(engine)
             .args(args)
             .stdin(Stdio::null())
