@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Longest a loop turn waits to gather --wait-batch completions, in microseconds.
     #[arg(long, default_value_t = 0)]
     pub wait_usec: u32,
+    /// Keep accepted sockets in a registered file table of this many slots per shard (0: plain descriptors). Also caps connections per shard.
+    #[arg(long, default_value_t = 0)]
+    pub registered_files: u32,
     /// Receive mode.
     #[arg(long, value_enum, default_value_t = RecvMode::Auto)]
     pub recv: RecvMode,
@@ -128,6 +131,7 @@ pub struct ServeConfig {
     pub taskrun: TaskRunFlag,
     pub wait_batch: u32,
     pub wait_usec: u32,
+    pub registered_files: u32,
     pub recv: RecvMode,
     pub buf_count: u16,
     pub buf_size: usize,
@@ -154,6 +158,7 @@ impl Default for ServeConfig {
             taskrun: TaskRunFlag::Auto,
             wait_batch: 1,
             wait_usec: 0,
+            registered_files: 0,
             recv: RecvMode::Auto,
             buf_count: 512,
             buf_size: 4096,
@@ -206,6 +211,9 @@ impl ServeArgs {
         if self.wait_usec > 1_000_000 {
             return Err("--wait-usec must be at most 1000000 (one second)".into());
         }
+        if self.registered_files > 1 << 20 {
+            return Err("--registered-files must be at most 1048576".into());
+        }
         if self.backlog < 1 {
             return Err("--backlog must be at least 1".into());
         }
@@ -229,6 +237,7 @@ impl ServeArgs {
             taskrun: self.taskrun,
             wait_batch: self.wait_batch,
             wait_usec: self.wait_usec,
+            registered_files: self.registered_files,
             recv: self.recv,
             buf_count: self.buf_count as u16,
             buf_size: self.buf_size,

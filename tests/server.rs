@@ -856,7 +856,12 @@ fn header_timeout() {
 #[test]
 fn pipelined_burst_of_10000_requests() {
     for engine in engines() {
-        let srv = Server::start(&engine, &["--shards", "1"]);
+        // Long timeouts: on a loaded machine this can take seconds, and it tests pipelining,
+        // not timeouts (see header_timeout_counts_from_each_head_not_from_the_first).
+        let srv = Server::start(
+            &engine,
+            &["--shards", "1", "--header-timeout", "120s", "--keepalive-timeout", "120s"],
+        );
         let mut c = srv.connect();
         let mut w = c.s.try_clone().unwrap();
         let writer = std::thread::spawn(move || {
@@ -949,6 +954,53 @@ fn stray_crlf_after_a_body_is_not_a_head() {
         c.expect_silence(Duration::from_millis(2500));
         c.send(&get("/"));
         assert_eq!(c.resp().status, 200);
+    }
+}
+
+#[test]
+fn header_timeout_counts_from_each_head_not_from_the_first() {
+    // Every write completes one request and starts the next, so each read ends mid-head.
+    // Requests keep completing every ~100 ms; none of them took anywhere near the 1 s header
+    // timeout, so none may get 408.
+    for engine in engines() {
+        let srv = Server::start(&engine, &["--shards", "1", "--header-timeout", "1s"]);
+        let mut c = srv.connect();
+        let req = get("/json");
+        let (start, rest) = req.split_at(10);
+        c.send(start);
+        let t0 = Instant::now();
+        for i in 0..30 {
+            std::thread::sleep(Duration::from_millis(100));
+            c.send(&[rest, start].concat());
+            let r = c.resp();
+            assert_eq!(
+                r.status,
+                200,
+                "request {i}, {:?} into a stream of requests each complete within 100 ms",
+                t0.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
+fn keepalive_timeout_counts_from_the_last_response() {
+    // One request every ~100 ms on one connection for 3 s: never idle for anywhere near the
+    // 1 s keep-alive timeout, so never closed.
+    for engine in engines() {
+        let srv = Server::start(&engine, &["--shards", "1", "--keepalive-timeout", "1s"]);
+        let mut c = srv.connect();
+        let t0 = Instant::now();
+        for i in 0..30 {
+            c.try_send(&get("/")).unwrap_or_else(|e| {
+                panic!("request {i}, {:?} into a busy connection: write failed: {e}", t0.elapsed())
+            });
+            let r = c.try_resp(false).unwrap_or_else(|e| {
+                panic!("request {i}, {:?} into a busy connection: {e}", t0.elapsed())
+            });
+            assert_eq!(r.status, 200);
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

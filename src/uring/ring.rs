@@ -43,6 +43,30 @@ pub struct RingConfig {
     pub min_wait_usec: u32,
 }
 
+/// A socket as the ring names it: a plain descriptor, or an index in the ring's registered
+/// file table (no file lookup and reference count per operation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sock {
+    Fd(RawFd),
+    Fixed(u32),
+}
+
+/// Builds an entry for either kind of socket.
+macro_rules! on_sock {
+    ($sock:expr, |$t:ident| $build:expr) => {
+        match $sock {
+            Sock::Fd(fd) => {
+                let $t = types::Fd(fd);
+                $build.build()
+            }
+            Sock::Fixed(i) => {
+                let $t = types::Fixed(i);
+                $build.build()
+            }
+        }
+    };
+}
+
 /// One completion, copied out of the queue so the loop can submit while handling it.
 #[derive(Clone, Copy, Debug)]
 pub struct Cqe {
@@ -151,6 +175,11 @@ impl Ring {
         (self.wait_batch, self.min_wait_usec)
     }
 
+    /// Registers an empty table of `n` direct descriptors that accepts fill in.
+    pub fn register_files(&self, n: u32) -> io::Result<()> {
+        self.ring.submitter().register_files_sparse(n)
+    }
+
     pub(crate) fn inner(&self) -> &IoUring {
         &self.ring
     }
@@ -177,10 +206,10 @@ impl Ring {
     }
 
     /// Arms a multishot accept on a listening socket.
-    pub fn accept_multi(&mut self, fd: RawFd, ud: u64) {
-        let e = opcode::AcceptMulti::new(types::Fd(fd))
-            .flags(libc::SOCK_CLOEXEC)
-            .build();
+    pub fn accept_multi(&mut self, fd: RawFd, direct: bool, ud: u64) {
+        // A direct descriptor is never in the fd table, so it takes no SOCK_CLOEXEC (EINVAL).
+        let flags = if direct { 0 } else { libc::SOCK_CLOEXEC };
+        let e = opcode::AcceptMulti::new(types::Fd(fd)).allocate_file_index(direct).flags(flags).build();
         self.push(e.user_data(ud));
     }
 
@@ -193,32 +222,25 @@ impl Ring {
     }
 
     /// Arms a multishot receive into buffers from group `bgid`.
-    pub fn recv_multi(&mut self, fd: RawFd, bgid: u16, ud: u64) {
-        self.push(
-            opcode::RecvMulti::new(types::Fd(fd), bgid)
-                .build()
-                .user_data(ud),
-        );
-    }
-
-    /// One receive into a buffer the kernel picks from group `bgid`.
-    pub fn recv_select(&mut self, fd: RawFd, bgid: u16, ud: u64) {
-        let e = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), 0)
-            .buf_group(bgid)
-            .build()
-            .flags(squeue::Flags::BUFFER_SELECT);
+    pub fn recv_multi(&mut self, sock: Sock, bgid: u16, ud: u64) {
+        let e = on_sock!(sock, |t| opcode::RecvMulti::new(t, bgid));
         self.push(e.user_data(ud));
     }
 
+    /// One receive into a buffer the kernel picks from group `bgid`.
+    pub fn recv_select(&mut self, sock: Sock, bgid: u16, ud: u64) {
+        let e = on_sock!(sock, |t| opcode::Recv::new(t, std::ptr::null_mut(), 0).buf_group(bgid));
+        self.push(e.flags(squeue::Flags::BUFFER_SELECT).user_data(ud));
+    }
+
     /// Sends `buf[from..]`. The ring keeps `buf` until [`Ring::send_done`] with the returned key.
-    pub fn send(&mut self, fd: RawFd, buf: Vec<u8>, from: usize, ud: u64) -> u32 {
+    pub fn send(&mut self, sock: Sock, buf: Vec<u8>, from: usize, ud: u64) -> u32 {
         let key = self.sends.insert(buf);
         let buf = &self.sends[key];
         let len = (buf.len() - from) as u32;
         // MSG_NOSIGNAL: a peer that went away is an error result, not SIGPIPE.
-        let e = opcode::Send::new(types::Fd(fd), buf[from..].as_ptr(), len)
-            .flags(libc::MSG_NOSIGNAL)
-            .build();
+        let ptr = buf[from..].as_ptr();
+        let e = on_sock!(sock, |t| opcode::Send::new(t, ptr, len).flags(libc::MSG_NOSIGNAL));
         self.push(e.user_data(ud));
         key as u32
     }
@@ -251,17 +273,15 @@ impl Ring {
     }
 
     /// Closes a descriptor once nothing else in flight refers to it.
-    pub fn close(&mut self, fd: RawFd, ud: u64) {
-        self.push(opcode::Close::new(types::Fd(fd)).build().user_data(ud));
+    pub fn close(&mut self, sock: Sock, ud: u64) {
+        let e = on_sock!(sock, |t| opcode::Close::new(t));
+        self.push(e.user_data(ud));
     }
 
     /// Half-closes a socket for writing (lingering close).
-    pub fn shutdown_write(&mut self, fd: RawFd, ud: u64) {
-        self.push(
-            opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR)
-                .build()
-                .user_data(ud),
-        );
+    pub fn shutdown_write(&mut self, sock: Sock, ud: u64) {
+        let e = on_sock!(sock, |t| opcode::Shutdown::new(t, libc::SHUT_WR));
+        self.push(e.user_data(ud));
     }
 
     /// Submits everything queued and waits for at least one completion or the timeout: the one

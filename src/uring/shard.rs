@@ -21,7 +21,7 @@ use crate::stats::ShardStats;
 use crate::timer::{Millis, Timers};
 use crate::uring::bufring::BufRing;
 use crate::uring::probe;
-use crate::uring::ring::{Cqe, Ring, RingConfig, TaskRun};
+use crate::uring::ring::{Cqe, Ring, RingConfig, Sock, TaskRun};
 use crate::uring::token::{self, Op};
 use crate::wake::Wakeup;
 
@@ -30,7 +30,7 @@ const BGID: u16 = 0;
 
 /// A connection: its socket, what the kernel holds of it, and its session.
 struct Connection {
-    fd: RawFd,
+    sock: Sock,
     gen: u32,
     /// Ring key of the send in flight, and how much of its buffer was sent before (short sends).
     send: Option<(u32, usize)>,
@@ -47,6 +47,8 @@ pub struct Features {
     pub taskrun: TaskRun,
     pub multishot_accept: bool,
     pub multishot_recv: bool,
+    /// Accepted sockets live in the ring's registered file table (`--registered-files`).
+    pub direct: bool,
 }
 
 /// A shard ready to run: its ring is set up and its buffers registered.
@@ -130,11 +132,16 @@ impl<H: Handler> Shard<H> {
             RecvMode::Multishot => true,
             RecvMode::Single => false,
         };
-        let features = Features {
-            taskrun: ring.taskrun,
-            multishot_accept: probe::has_multishot_accept(kernel),
-            multishot_recv,
-        };
+        let multishot_accept = probe::has_multishot_accept(kernel);
+        let direct = cfg.registered_files > 0;
+        if direct {
+            if !multishot_accept {
+                return Err(format!("--registered-files needs multishot accept (Linux 5.19 or later); this is {kernel}"));
+            }
+            ring.register_files(cfg.registered_files)
+                .map_err(|e| format!("--registered-files {}: the kernel refused the table ({e})", cfg.registered_files))?;
+        }
+        let features = Features { taskrun: ring.taskrun, multishot_accept, multishot_recv, direct };
         let listen_fd = crate::sys::socket::raw(&listener);
         Ok(Shard {
             ring,
@@ -184,6 +191,9 @@ impl<H: Handler> Shard<H> {
             self.cfg.buf_count,
             self.bufs.size(),
         );
+        if self.features.direct {
+            line += &format!(", {} registered file slots", self.cfg.registered_files);
+        }
         if let (batch @ 2.., usec) = self.ring.wait_batching() {
             line += &format!(", waits gather up to {batch} completions for {usec} us");
         }
@@ -283,7 +293,7 @@ impl<H: Handler> Shard<H> {
         }
         let ud = token::encode(Op::Accept, 0, 0);
         if self.features.multishot_accept {
-            self.ring.accept_multi(self.listen_fd, ud);
+            self.ring.accept_multi(self.listen_fd, self.features.direct, ud);
         } else {
             self.ring.accept(self.listen_fd, ud);
         }
@@ -298,26 +308,23 @@ impl<H: Handler> Shard<H> {
             }
         }
         if cqe.result < 0 {
-            match -cqe.result {
-                libc::ECANCELED => {}
-                // Out of descriptors or memory: back off instead of spinning on the error.
-                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                    self.stats.accept_errors += 1;
-                    self.accept_retry_at = self.now + 100;
-                }
-                _ => self.stats.accept_errors += 1,
+            if cqe.result != -libc::ECANCELED {
+                // Out of descriptors or memory, or anything else: back off for 100 ms instead
+                // of spinning on the error.
+                self.stats.accept_errors += 1;
+                self.accept_retry_at = self.now + 100;
             }
             return;
         }
-        let fd = cqe.result;
+        let sock = if self.features.direct { Sock::Fixed(cqe.result as u32) } else { Sock::Fd(cqe.result) };
         if self.draining {
-            self.ring.close(fd, token::encode(Op::Close, 0, 0));
+            self.ring.close(sock, token::encode(Op::Close, 0, 0));
             return;
         }
         let gen = self.next_gen;
         self.next_gen = token::next_gen(gen);
         let slot = self.conns.insert(Connection {
-            fd,
+            sock,
             gen,
             send: None,
             send_since: 0,
@@ -339,9 +346,9 @@ impl<H: Handler> Shard<H> {
         }
         let ud = token::encode(Op::Recv, slot, c.gen);
         if self.features.multishot_recv {
-            self.ring.recv_multi(c.fd, BGID, ud);
+            self.ring.recv_multi(c.sock, BGID, ud);
         } else {
-            self.ring.recv_select(c.fd, BGID, ud);
+            self.ring.recv_select(c.sock, BGID, ud);
         }
         c.recv_armed = true;
     }
@@ -467,7 +474,7 @@ impl<H: Handler> Shard<H> {
         self.stats.bytes_out += buf.len() as u64;
         let key = self
             .ring
-            .send(c.fd, buf, 0, token::encode(Op::Send, slot, c.gen));
+            .send(c.sock, buf, 0, token::encode(Op::Send, slot, c.gen));
         c.send = Some((key, 0));
         c.send_since = self.now;
         self.refresh_deadline(slot);
@@ -495,7 +502,7 @@ impl<H: Handler> Shard<H> {
             self.stats.short_sends += 1;
             let key = self
                 .ring
-                .send(c.fd, buf, sent, token::encode(Op::Send, slot, c.gen));
+                .send(c.sock, buf, sent, token::encode(Op::Send, slot, c.gen));
             c.send = Some((key, sent));
             c.send_since = self.now;
             return self.refresh_deadline(slot);
@@ -585,7 +592,7 @@ impl<H: Handler> Shard<H> {
                 return self.abort(slot); // nothing more can be read: close at once
             }
             self.ring
-                .shutdown_write(c.fd, token::encode(Op::Shutdown, slot, c.gen));
+                .shutdown_write(c.sock, token::encode(Op::Shutdown, slot, c.gen));
             c.s.start_linger(self.now);
             return self.refresh_deadline(slot);
         }
@@ -593,7 +600,7 @@ impl<H: Handler> Shard<H> {
             return;
         }
         let c = self.conns.remove(slot as usize);
-        self.ring.close(c.fd, token::encode(Op::Close, slot, c.gen));
+        self.ring.close(c.sock, token::encode(Op::Close, slot, c.gen));
         self.pool.give(c.s.out);
         self.stats.closed += 1;
     }
