@@ -99,6 +99,15 @@ pub struct ServeArgs {
     /// Keep accepted sockets in a registered file table of this many slots per shard (0: plain descriptors). Also caps connections per shard.
     #[arg(long, default_value_t = 0)]
     pub registered_files: u32,
+    /// Run a kernel thread that polls the submission queue (SQPOLL), idling after this long (e.g. 1000ms); off by default.
+    #[arg(long, value_parser = parse_duration)]
+    pub sqpoll: Option<Duration>,
+    /// Send responses of at least this many bytes with SEND_ZC (0: never).
+    #[arg(long, default_value_t = 0, value_parser = parse_size)]
+    pub send_zc: usize,
+    /// Most completions handled per loop turn (0: all that are ready).
+    #[arg(long, default_value_t = 0)]
+    pub reap: u32,
     /// Receive mode.
     #[arg(long, value_enum, default_value_t = RecvMode::Auto)]
     pub recv: RecvMode,
@@ -132,6 +141,9 @@ pub struct ServeConfig {
     pub wait_batch: u32,
     pub wait_usec: u32,
     pub registered_files: u32,
+    pub sqpoll_idle_ms: Option<u32>,
+    pub send_zc: usize,
+    pub reap: u32,
     pub recv: RecvMode,
     pub buf_count: u16,
     pub buf_size: usize,
@@ -159,6 +171,9 @@ impl Default for ServeConfig {
             wait_batch: 1,
             wait_usec: 0,
             registered_files: 0,
+            sqpoll_idle_ms: None,
+            send_zc: 0,
+            reap: 0,
             recv: RecvMode::Auto,
             buf_count: 512,
             buf_size: 4096,
@@ -238,6 +253,11 @@ impl ServeArgs {
             wait_batch: self.wait_batch,
             wait_usec: self.wait_usec,
             registered_files: self.registered_files,
+            sqpoll_idle_ms: self
+                .sqpoll
+                .map(|d| d.as_millis().min(u32::MAX as u128) as u32),
+            send_zc: self.send_zc,
+            reap: self.reap,
             recv: self.recv,
             buf_count: self.buf_count as u16,
             buf_size: self.buf_size,

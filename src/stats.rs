@@ -14,6 +14,7 @@ pub struct ShardStats {
     /// Receives that found the provided-buffer ring empty.
     pub enobufs: u64,
     pub short_sends: u64,
+    pub zc_sends: u64,
     pub accept_errors: u64,
     pub recv_errors: u64,
     pub send_errors: u64,
@@ -34,6 +35,7 @@ impl ShardStats {
         self.cqes += o.cqes;
         self.enobufs += o.enobufs;
         self.short_sends += o.short_sends;
+        self.zc_sends += o.zc_sends;
         self.accept_errors += o.accept_errors;
         self.recv_errors += o.recv_errors;
         self.send_errors += o.send_errors;

@@ -539,7 +539,7 @@ fn with_headers(n: usize) -> Vec<u8> {
 fn head_of_len(len: usize) -> Vec<u8> {
     let base = b"GET / HTTP/1.1\r\nHost: t\r\nX-Pad: \r\n\r\n".len();
     let mut v = b"GET / HTTP/1.1\r\nHost: t\r\nX-Pad: ".to_vec();
-    v.extend(std::iter::repeat(b'p').take(len - base));
+    v.resize(v.len() + len - base, b'p');
     v.extend_from_slice(b"\r\n\r\n");
     assert_eq!(v.len(), len);
     v
@@ -549,7 +549,7 @@ fn head_of_len(len: usize) -> Vec<u8> {
 fn target_of_len(len: usize) -> Vec<u8> {
     let base = "GET / HTTP/1.1".len();
     let mut v = b"GET /".to_vec();
-    v.extend(std::iter::repeat(b'a').take(len - base));
+    v.resize(v.len() + len - base, b'a');
     v.extend_from_slice(b" HTTP/1.1\r\nHost: t\r\n\r\n");
     v
 }
@@ -558,7 +558,7 @@ fn chunked_echo(chunks: &[usize], trailer: &[u8]) -> Vec<u8> {
     let mut v = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for &n in chunks {
         v.extend_from_slice(format!("{n:x}\r\n").as_bytes());
-        v.extend(std::iter::repeat(b'z').take(n));
+        v.resize(v.len() + n, b'z');
         v.extend_from_slice(b"\r\n");
     }
     v.extend_from_slice(b"0\r\n");
@@ -579,7 +579,7 @@ fn rejections_with_default_limits() {
         let srv = Server::start(&engine, &["--shards", "1"]);
         let big_header = {
             let mut v = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
-            v.extend(std::iter::repeat(b'b').take(17 * 1024));
+            v.resize(v.len() + 17 * 1024, b'b');
             v.extend_from_slice(b"\r\n\r\n");
             v
         };
@@ -630,12 +630,12 @@ fn rejections_with_default_limits() {
             "chunk over 1 MiB": b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n" => 413;
             "body over 1 MiB sent anyway": {
                 let mut v = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n".to_vec();
-                v.extend(std::iter::repeat(b'b').take(3_000_000));
+                v.resize(v.len() + 3_000_000, b'b');
                 v
             } => 413;
             "head of 200 KiB sent whole": {
                 let mut v = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
-                v.extend(std::iter::repeat(b'h').take(200 * 1024));
+                v.resize(v.len() + 200 * 1024, b'h');
                 v.extend_from_slice(b"\r\n\r\n");
                 v
             } => 431;
@@ -699,7 +699,7 @@ fn limits_follow_their_flags() {
         // One past each: rejected.
         let big_trailer = {
             let mut t = b"X-Trailer: ".to_vec();
-            t.extend(std::iter::repeat(b't').take(2000));
+            t.resize(t.len() + 2000, b't');
             t.extend_from_slice(b"\r\n");
             t
         };
@@ -860,7 +860,14 @@ fn pipelined_burst_of_10000_requests() {
         // not timeouts (see header_timeout_counts_from_each_head_not_from_the_first).
         let srv = Server::start(
             &engine,
-            &["--shards", "1", "--header-timeout", "120s", "--keepalive-timeout", "120s"],
+            &[
+                "--shards",
+                "1",
+                "--header-timeout",
+                "120s",
+                "--keepalive-timeout",
+                "120s",
+            ],
         );
         let mut c = srv.connect();
         let mut w = c.s.try_clone().unwrap();
@@ -993,10 +1000,16 @@ fn keepalive_timeout_counts_from_the_last_response() {
         let t0 = Instant::now();
         for i in 0..30 {
             c.try_send(&get("/")).unwrap_or_else(|e| {
-                panic!("request {i}, {:?} into a busy connection: write failed: {e}", t0.elapsed())
+                panic!(
+                    "request {i}, {:?} into a busy connection: write failed: {e}",
+                    t0.elapsed()
+                )
             });
             let r = c.try_resp(false).unwrap_or_else(|e| {
-                panic!("request {i}, {:?} into a busy connection: {e}", t0.elapsed())
+                panic!(
+                    "request {i}, {:?} into a busy connection: {e}",
+                    t0.elapsed()
+                )
             });
             assert_eq!(r.status, 200);
             std::thread::sleep(Duration::from_millis(100));
@@ -1114,6 +1127,53 @@ fn write_timeout_drops_a_peer_that_stops_reading() {
         // Other connections are unaffected.
         other.send(&get("/json"));
         assert_eq!(other.resp().status, 200);
+    }
+}
+
+#[test]
+fn write_timeout_spares_a_slow_but_steady_reader() {
+    // "A peer that reads nothing of a response for this long is dropped": one that keeps
+    // reading, slowly, is not.
+    for engine in engines() {
+        let srv = Server::start(
+            &engine,
+            &[
+                "--shards",
+                "1",
+                "--write-timeout",
+                "1s",
+                "--max-body-size",
+                "16m",
+            ],
+        );
+        let mut c = srv.connect();
+        let body = vec![b's'; 16 << 20];
+        let mut w = c.s.try_clone().unwrap();
+        let req = echo(&body);
+        let writer = std::thread::spawn(move || w.write_all(&req));
+        // Read 64 KiB every 50 ms (about 1.3 MB/s) for 3 s, well inside any write timeout.
+        let t0 = Instant::now();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        c.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        while t0.elapsed() < Duration::from_secs(3) {
+            use std::io::Read;
+            match c.s.read(&mut buf) {
+                Ok(0) => panic!(
+                    "dropped after {:?} having read {got} bytes steadily",
+                    t0.elapsed()
+                ),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => panic!(
+                    "after {:?} having read {got} bytes steadily: {e}",
+                    t0.elapsed()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(got > 0);
+        writer.join().unwrap().unwrap();
     }
 }
 

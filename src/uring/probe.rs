@@ -54,6 +54,12 @@ pub fn has_multishot_recv(v: KernelVersion) -> bool {
     v >= KernelVersion(6, 0)
 }
 
+/// Whether the ring's kernel supports an opcode.
+pub fn opcode_supported(ring: &crate::uring::ring::Ring, code: u8) -> bool {
+    let mut p = Probe::new();
+    ring.inner().submitter().register_probe(&mut p).is_ok() && p.is_supported(code)
+}
+
 /// One feature's answer.
 #[derive(Clone, Debug)]
 pub struct Feature {
@@ -149,6 +155,7 @@ pub fn probe() -> Report {
                 taskrun: Some(crate::uring::ring::TaskRun::Plain),
                 wait_batch: 1,
                 min_wait_usec: 0,
+                sqpoll_idle_ms: None,
             })
             .map_err(|e| e.to_string())
             .and_then(|r| {

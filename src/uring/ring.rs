@@ -41,6 +41,8 @@ pub struct RingConfig {
     pub wait_batch: u32,
     /// How long a turn may wait to gather `wait_batch` completions (needs 6.12's min-timeout).
     pub min_wait_usec: u32,
+    /// A kernel thread polls the submission queue, idling after this many ms (`None`: off).
+    pub sqpoll_idle_ms: Option<u32>,
 }
 
 /// A socket as the ring names it: a plain descriptor, or an index in the ring's registered
@@ -127,12 +129,18 @@ impl Ring {
             Some(TaskRun::Defer) => &[TaskRun::Defer],
             Some(TaskRun::Coop) => &[TaskRun::Coop],
             Some(TaskRun::Plain) => &[TaskRun::Plain],
+            // DEFER_TASKRUN needs the submitting task to run completions; SQPOLL has a kernel
+            // thread submit instead, so the two do not mix.
+            None if cfg.sqpoll_idle_ms.is_some() => &[TaskRun::Coop, TaskRun::Plain],
             None => &[TaskRun::Defer, TaskRun::Coop, TaskRun::Plain],
         };
         let mut last = io::Error::from_raw_os_error(libc::EINVAL);
         for &mode in modes {
             let mut b = IoUring::builder();
             b.setup_cqsize(cfg.entries * 4);
+            if let Some(idle) = cfg.sqpoll_idle_ms {
+                b.setup_sqpoll(idle);
+            }
             match mode {
                 TaskRun::Defer => {
                     b.setup_single_issuer().setup_defer_taskrun();
@@ -209,7 +217,10 @@ impl Ring {
     pub fn accept_multi(&mut self, fd: RawFd, direct: bool, ud: u64) {
         // A direct descriptor is never in the fd table, so it takes no SOCK_CLOEXEC (EINVAL).
         let flags = if direct { 0 } else { libc::SOCK_CLOEXEC };
-        let e = opcode::AcceptMulti::new(types::Fd(fd)).allocate_file_index(direct).flags(flags).build();
+        let e = opcode::AcceptMulti::new(types::Fd(fd))
+            .allocate_file_index(direct)
+            .flags(flags)
+            .build();
         self.push(e.user_data(ud));
     }
 
@@ -229,7 +240,8 @@ impl Ring {
 
     /// One receive into a buffer the kernel picks from group `bgid`.
     pub fn recv_select(&mut self, sock: Sock, bgid: u16, ud: u64) {
-        let e = on_sock!(sock, |t| opcode::Recv::new(t, std::ptr::null_mut(), 0).buf_group(bgid));
+        let e = on_sock!(sock, |t| opcode::Recv::new(t, std::ptr::null_mut(), 0)
+            .buf_group(bgid));
         self.push(e.flags(squeue::Flags::BUFFER_SELECT).user_data(ud));
     }
 
@@ -240,7 +252,22 @@ impl Ring {
         let len = (buf.len() - from) as u32;
         // MSG_NOSIGNAL: a peer that went away is an error result, not SIGPIPE.
         let ptr = buf[from..].as_ptr();
-        let e = on_sock!(sock, |t| opcode::Send::new(t, ptr, len).flags(libc::MSG_NOSIGNAL));
+        let e = on_sock!(sock, |t| opcode::Send::new(t, ptr, len)
+            .flags(libc::MSG_NOSIGNAL));
+        self.push(e.user_data(ud));
+        key as u32
+    }
+
+    /// Like [`Ring::send`] without copying: the kernel sends from `buf` itself and posts a
+    /// second, notification completion when it no longer needs it; only then may
+    /// [`Ring::send_done`] take the buffer back.
+    pub fn send_zc(&mut self, sock: Sock, buf: Vec<u8>, from: usize, ud: u64) -> u32 {
+        let key = self.sends.insert(buf);
+        let buf = &self.sends[key];
+        let len = (buf.len() - from) as u32;
+        let ptr = buf[from..].as_ptr();
+        let e = on_sock!(sock, |t| opcode::SendZc::new(t, ptr, len)
+            .flags(libc::MSG_NOSIGNAL));
         self.push(e.user_data(ud));
         key as u32
     }

@@ -10,6 +10,7 @@
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use io_uring::cqueue;
 use slab::Slab;
 
 use crate::config::{RecvMode, ServeConfig, TaskRunFlag};
@@ -34,6 +35,8 @@ struct Connection {
     gen: u32,
     /// Ring key of the send in flight, and how much of its buffer was sent before (short sends).
     send: Option<(u32, usize)>,
+    /// A zero-copy send's result, held until its notification frees the buffer.
+    zc_result: Option<i32>,
     send_since: Millis,
     recv_armed: bool,
     /// Queued for a send at the end of this turn.
@@ -80,6 +83,8 @@ pub struct Shard<H: Handler> {
     woken: Vec<u64>,
     expired: Vec<(u32, u32)>,
     pool: Pool,
+    /// Most completions handled per turn (`--reap`).
+    reap_max: usize,
     pub stats: ShardStats,
 }
 
@@ -103,6 +108,7 @@ impl<H: Handler> Shard<H> {
             taskrun,
             wait_batch: cfg.wait_batch,
             min_wait_usec: cfg.wait_usec,
+            sqpoll_idle_ms: cfg.sqpoll_idle_ms,
         })
         .map_err(|e| {
             if taskrun.is_some() && e.raw_os_error() == Some(libc::EINVAL) {
@@ -122,6 +128,11 @@ impl<H: Handler> Shard<H> {
             return Err("--wait-batch needs io_uring's min-timeout wait (Linux 6.12 or later) and --wait-usec above 0".into());
         }
         let kernel = probe::kernel_version();
+        if cfg.send_zc > 0 && !probe::opcode_supported(&ring, io_uring::opcode::SendZc::CODE) {
+            return Err(format!(
+                "--send-zc needs IORING_OP_SEND_ZC (Linux 6.0 or later); this is {kernel}"
+            ));
+        }
         let multishot_recv = match cfg.recv {
             RecvMode::Auto => probe::has_multishot_recv(kernel),
             RecvMode::Multishot if !probe::has_multishot_recv(kernel) => {
@@ -138,10 +149,19 @@ impl<H: Handler> Shard<H> {
             if !multishot_accept {
                 return Err(format!("--registered-files needs multishot accept (Linux 5.19 or later); this is {kernel}"));
             }
-            ring.register_files(cfg.registered_files)
-                .map_err(|e| format!("--registered-files {}: the kernel refused the table ({e})", cfg.registered_files))?;
+            ring.register_files(cfg.registered_files).map_err(|e| {
+                format!(
+                    "--registered-files {}: the kernel refused the table ({e})",
+                    cfg.registered_files
+                )
+            })?;
         }
-        let features = Features { taskrun: ring.taskrun, multishot_accept, multishot_recv, direct };
+        let features = Features {
+            taskrun: ring.taskrun,
+            multishot_accept,
+            multishot_recv,
+            direct,
+        };
         let listen_fd = crate::sys::socket::raw(&listener);
         Ok(Shard {
             ring,
@@ -169,6 +189,11 @@ impl<H: Handler> Shard<H> {
             woken: Vec::new(),
             expired: Vec::new(),
             pool: Pool::default(),
+            reap_max: if cfg.reap == 0 {
+                usize::MAX
+            } else {
+                cfg.reap as usize
+            },
             timeouts: Timeouts::from_config(cfg),
             stats: ShardStats::default(),
         })
@@ -191,6 +216,12 @@ impl<H: Handler> Shard<H> {
             self.cfg.buf_count,
             self.bufs.size(),
         );
+        if let Some(idle) = self.cfg.sqpoll_idle_ms {
+            line += &format!(", SQPOLL (idle {idle} ms)");
+        }
+        if self.cfg.send_zc > 0 {
+            line += &format!(", SEND_ZC from {} B", self.cfg.send_zc);
+        }
         if self.features.direct {
             line += &format!(", {} registered file slots", self.cfg.registered_files);
         }
@@ -230,7 +261,7 @@ impl<H: Handler> Shard<H> {
             self.date.refresh();
 
             // 2. Every completion: accepts, received bytes (parsed and answered here), sends.
-            self.ring.reap(&mut self.cqes, usize::MAX);
+            self.ring.reap(&mut self.cqes, self.reap_max);
             self.stats.cqes += self.cqes.len() as u64;
             let mut cqes = std::mem::take(&mut self.cqes);
             for cqe in cqes.drain(..) {
@@ -293,7 +324,8 @@ impl<H: Handler> Shard<H> {
         }
         let ud = token::encode(Op::Accept, 0, 0);
         if self.features.multishot_accept {
-            self.ring.accept_multi(self.listen_fd, self.features.direct, ud);
+            self.ring
+                .accept_multi(self.listen_fd, self.features.direct, ud);
         } else {
             self.ring.accept(self.listen_fd, ud);
         }
@@ -316,7 +348,11 @@ impl<H: Handler> Shard<H> {
             }
             return;
         }
-        let sock = if self.features.direct { Sock::Fixed(cqe.result as u32) } else { Sock::Fd(cqe.result) };
+        let sock = if self.features.direct {
+            Sock::Fixed(cqe.result as u32)
+        } else {
+            Sock::Fd(cqe.result)
+        };
         if self.draining {
             self.ring.close(sock, token::encode(Op::Close, 0, 0));
             return;
@@ -327,6 +363,7 @@ impl<H: Handler> Shard<H> {
             sock,
             gen,
             send: None,
+            zc_result: None,
             send_since: 0,
             recv_armed: false,
             dirty: false,
@@ -472,16 +509,36 @@ impl<H: Handler> Shard<H> {
         }
         let buf = std::mem::take(&mut c.s.out);
         self.stats.bytes_out += buf.len() as u64;
-        let key = self
-            .ring
-            .send(c.sock, buf, 0, token::encode(Op::Send, slot, c.gen));
+        let key = self.send_buf(slot, buf, 0);
+        let c = &mut self.conns[slot as usize];
         c.send = Some((key, 0));
         c.send_since = self.now;
         self.refresh_deadline(slot);
     }
 
-    fn on_send(&mut self, slot: u32, gen: u32, cqe: Cqe) {
+    /// Queues `buf[from..]`, zero-copy when it is at least `--send-zc` bytes.
+    fn send_buf(&mut self, slot: u32, buf: Vec<u8>, from: usize) -> u32 {
+        let c = &self.conns[slot as usize];
+        let ud = token::encode(Op::Send, slot, c.gen);
+        let zc = self.cfg.send_zc > 0 && buf.len() - from >= self.cfg.send_zc;
+        if zc {
+            self.stats.zc_sends += 1;
+            self.ring.send_zc(c.sock, buf, from, ud)
+        } else {
+            self.ring.send(c.sock, buf, from, ud)
+        }
+    }
+
+    fn on_send(&mut self, slot: u32, gen: u32, mut cqe: Cqe) {
         let c = &mut self.conns[slot as usize];
+        if cqueue::more(cqe.flags) {
+            // Zero-copy: the result now, the buffer with the notification that follows.
+            c.zc_result = Some(cqe.result);
+            return;
+        }
+        if cqueue::notif(cqe.flags) {
+            cqe.result = c.zc_result.take().unwrap_or(-libc::EIO);
+        }
         debug_assert_eq!(
             c.gen, gen,
             "a slot is never freed while its send is in flight"
@@ -500,9 +557,8 @@ impl<H: Handler> Shard<H> {
         if sent < buf.len() && c.s.state != State::Closing {
             // Short send: the socket buffer filled. Send the rest from where it stopped.
             self.stats.short_sends += 1;
-            let key = self
-                .ring
-                .send(c.sock, buf, sent, token::encode(Op::Send, slot, c.gen));
+            let key = self.send_buf(slot, buf, sent);
+            let c = &mut self.conns[slot as usize];
             c.send = Some((key, sent));
             c.send_since = self.now;
             return self.refresh_deadline(slot);
@@ -600,7 +656,8 @@ impl<H: Handler> Shard<H> {
             return;
         }
         let c = self.conns.remove(slot as usize);
-        self.ring.close(c.sock, token::encode(Op::Close, slot, c.gen));
+        self.ring
+            .close(c.sock, token::encode(Op::Close, slot, c.gen));
         self.pool.give(c.s.out);
         self.stats.closed += 1;
     }
