@@ -14,6 +14,7 @@ fn bench(c: &mut Criterion) {
         limits: &limits,
         date: b"Mon, 23 Nov 2026 12:00:00 GMT",
         draining: false,
+        latency: None,
     };
     let mut conn = Conn::new();
     let mut out = Vec::with_capacity(64 * 1024);

@@ -187,7 +187,14 @@ fn choose_engine(flag: EngineFlag) -> Result<EngineFlag, String> {
     if flag == EngineFlag::Epoll {
         return Ok(flag);
     }
-    match crate::uring::ring::usable() {
+    // On a thread of its own: a ring's teardown is asynchronous and would interrupt the
+    // caller's next blocking call with EINTR (which matters to programs that embed ringshard).
+    let probe = std::thread::spawn(crate::uring::ring::usable).join();
+    match probe.unwrap_or_else(|_| {
+        Err(crate::uring::ring::explain(&std::io::Error::other(
+            "probe thread panicked",
+        )))
+    }) {
         Ok(()) => Ok(EngineFlag::Uring),
         Err(why) if flag == EngineFlag::Auto => {
             eprintln!("ringshard: {why}; using the epoll engine");

@@ -97,6 +97,8 @@ pub struct Session {
     phase: Phase,
     since: Millis,
     served: bool,
+    /// Responses already counted by [`Session::answered`].
+    counted: u64,
 }
 
 /// What a session needs from its shard for one call.
@@ -119,6 +121,7 @@ impl Session {
             phase: Phase::Idle,
             since: now,
             served: false,
+            counted: 0,
         }
     }
 
@@ -131,13 +134,24 @@ impl Session {
         if self.out.capacity() == 0 {
             self.out = env.pool.take();
         }
+        let before = self.http.responses();
         let progress = self
             .http
             .on_data(data, env.handler, &env.ctx, &mut self.out);
-        if self.http.phase() == Phase::Body {
-            self.since = env.now; // a body that progresses is not stalled
+        if self.http.phase() == Phase::Body || self.http.responses() != before {
+            // A body that progresses is not stalled; after a response, the keep-alive or
+            // header timeout counts from now, not from the connection's first request.
+            self.since = env.now;
         }
         self.settle(progress)
+    }
+
+    /// Responses written since the last call (the shard's request counter).
+    pub fn answered(&mut self) -> u64 {
+        let n = self.http.responses();
+        let d = n - self.counted;
+        self.counted = n;
+        d
     }
 
     fn settle(&mut self, progress: Progress) -> bool {
@@ -160,7 +174,9 @@ impl Session {
             match self.http.poll_task(&mut task_cx, &env.ctx, &mut self.out) {
                 TaskPoll::Done => {
                     self.task_waiting_output = false;
-                    let progress = if self.state == State::Open {
+                    self.since = env.now;
+                    // Finishing after the peer's FIN: requests it sent before are still answered.
+                    let progress = if matches!(self.state, State::Open | State::Finishing) {
                         self.http.on_data(&[], env.handler, &env.ctx, &mut self.out)
                     } else {
                         Progress::Close

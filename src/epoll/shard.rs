@@ -22,7 +22,7 @@ use crate::handler::Handler;
 use crate::http::conn::Ctx;
 use crate::http::date::HttpDate;
 use crate::session::{Env, Expiry, Next, Pool, Session, State, Timeouts};
-use crate::stats::ShardStats;
+use crate::stats::{Latency, ShardStats};
 use crate::timer::{Millis, Timers};
 use crate::uring::token::{self, Op};
 use crate::wake::Wakeup;
@@ -96,6 +96,8 @@ pub struct Shard<H: Handler> {
     rearm: Vec<(u32, u32)>,
     woken: Vec<u64>,
     expired: Vec<(u32, u32)>,
+    /// Sampled server-side latency (head parsed to response queued).
+    latency: Latency,
     pool: Pool,
     pub stats: ShardStats,
 }
@@ -138,6 +140,7 @@ impl<H: Handler> Shard<H> {
             now: 1,
             accept_retry_at: 0,
             draining: false,
+            latency: Latency::default(),
             rbuf: vec![0; READ_BUF].into_boxed_slice(),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
@@ -227,6 +230,7 @@ impl<H: Handler> Shard<H> {
             limits: &self.cfg.limits,
             date: self.date.as_bytes(),
             draining: self.draining,
+            latency: Some(&self.latency),
         };
         (
             &mut self.conns,
@@ -357,6 +361,7 @@ impl<H: Handler> Shard<H> {
                             limits: &self.cfg.limits,
                             date: self.date.as_bytes(),
                             draining: self.draining,
+                            latency: Some(&self.latency),
                         },
                         pool: &mut self.pool,
                         now: self.now,

@@ -30,6 +30,8 @@ pub struct Ctx<'a> {
     pub date: &'a [u8; 29],
     /// Shutting down: answer what is in flight with `Connection: close`.
     pub draining: bool,
+    /// Where sampled server-side latencies go, if anywhere.
+    pub latency: Option<&'a crate::stats::Latency>,
 }
 
 /// What the engine should do next with this connection.
@@ -94,7 +96,7 @@ struct Reply1 {
 }
 
 enum Task {
-    Later(LaterResponse, Reply1),
+    Later(LaterResponse, Reply1, Option<std::time::Instant>),
     Stream(Box<dyn BodyStream>, Framing),
 }
 
@@ -106,6 +108,10 @@ pub struct Conn {
     task: Option<Task>,
     /// Stop after the response being produced (set while a task runs).
     close_after: bool,
+    /// Responses written so far, rejections included.
+    responses: u64,
+    /// The peer sent FIN.
+    peer_done: bool,
 }
 
 impl Default for Conn {
@@ -136,6 +142,8 @@ impl Conn {
             state: State::Head,
             task: None,
             close_after: false,
+            responses: 0,
+            peer_done: false,
         }
     }
 
@@ -148,6 +156,11 @@ impl Conn {
             State::Waiting => Phase::Handler,
             State::Closed => Phase::Closed,
         }
+    }
+
+    /// Responses written so far on this connection (the shard's request counter).
+    pub fn responses(&self) -> u64 {
+        self.responses
     }
 
     /// Bytes received but not yet parsed (pipelined behind a running handler, or a partial head).
@@ -171,6 +184,23 @@ impl Conn {
             }
             _ => {}
         }
+        let progress = self.take_input(input, handler, cx, out);
+        if progress == Progress::ReadMore && self.peer_done {
+            // Whatever is left can never become a whole request.
+            self.state = State::Closed;
+            self.buf = Vec::new();
+            return Progress::Close;
+        }
+        progress
+    }
+
+    fn take_input<H: Handler + ?Sized>(
+        &mut self,
+        input: &[u8],
+        handler: &H,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Progress {
         if self.buf.is_empty() {
             let (used, progress) = self.process(input, handler, cx, out);
             if used < input.len() && !matches!(self.state, State::Closed) {
@@ -191,13 +221,14 @@ impl Conn {
         }
     }
 
-    /// The peer closed its side. Returns what to send before closing, if anything.
+    /// The peer closed its side. Requests already buffered behind a running handler are still
+    /// answered (a client may half-close after writing its last request); nothing more is read.
     pub fn on_eof(&mut self) {
+        self.peer_done = true;
         if !matches!(self.state, State::Waiting) {
             self.state = State::Closed;
+            self.buf = Vec::new();
         }
-        self.close_after = true;
-        self.buf = Vec::new();
     }
 
     /// A deadline passed while a request was arriving: answer 408 and close. Returns whether a
@@ -221,16 +252,19 @@ impl Conn {
         loop {
             match self.task.take() {
                 None => return TaskPoll::Done,
-                Some(Task::Later(mut fut, reply)) => match fut.as_mut().poll(task_cx) {
+                Some(Task::Later(mut fut, reply, t0)) => match fut.as_mut().poll(task_cx) {
                     Poll::Ready(resp) => {
                         self.write_response(resp, reply, cx, out);
+                        if let (Some(l), Some(t0)) = (cx.latency, t0) {
+                            l.record(t0);
+                        }
                         if self.task.is_none() {
                             self.finish_task();
                             return TaskPoll::Done;
                         }
                     }
                     Poll::Pending => {
-                        self.task = Some(Task::Later(fut, reply));
+                        self.task = Some(Task::Later(fut, reply, t0));
                         return TaskPoll::Pending;
                     }
                 },
@@ -365,8 +399,9 @@ impl Conn {
                         let body = &after[..body_len as usize];
                         pos += n + body.len();
                         let request = view(&req, body);
+                        let t0 = cx.latency.and_then(|l| l.start());
                         let reply = handler.call(&request);
-                        let progress = self.respond(reply, info.reply, cx, out);
+                        let progress = self.respond(reply, info.reply, t0, cx, out);
                         if progress != Progress::ReadMore {
                             return (pos, progress);
                         }
@@ -422,18 +457,29 @@ impl Conn {
         };
         match info {
             Ok(info) => {
+                let t0 = cx.latency.and_then(|l| l.start());
                 let reply = handler.call(&view(&req, &buf[head_len..]));
-                self.respond(reply, info.reply, cx, out)
+                self.respond(reply, info.reply, t0, cx, out)
             }
             Err(status) => self.reject(status, cx, out),
         }
     }
 
     /// Writes a handler's reply, or parks its future.
-    fn respond(&mut self, reply: Reply, r: Reply1, cx: &Ctx<'_>, out: &mut Vec<u8>) -> Progress {
+    fn respond(
+        &mut self,
+        reply: Reply,
+        r: Reply1,
+        t0: Option<std::time::Instant>,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Progress {
         match reply {
             Reply::Ready(resp) => {
                 self.write_response(resp, r, cx, out);
+                if let (Some(l), Some(t0)) = (cx.latency, t0) {
+                    l.record(t0);
+                }
                 if self.task.is_some() {
                     self.state = State::Waiting;
                     Progress::Pending
@@ -445,7 +491,7 @@ impl Conn {
                 }
             }
             Reply::Later(fut) => {
-                self.task = Some(Task::Later(fut, r));
+                self.task = Some(Task::Later(fut, r, t0));
                 self.state = State::Waiting;
                 Progress::Pending
             }
@@ -454,6 +500,7 @@ impl Conn {
 
     /// Encodes a response; a streaming body becomes this connection's task.
     fn write_response(&mut self, resp: Response, r: Reply1, cx: &Ctx<'_>, out: &mut Vec<u8>) {
+        self.responses += 1;
         let mut keep_alive = r.keep_alive && !cx.draining && !self.close_after;
         let Response {
             status,
@@ -498,6 +545,7 @@ impl Conn {
     /// Answers a request the server refuses, and stops reading: the rest of the input cannot be
     /// trusted to start at a request boundary.
     fn reject(&mut self, status: u16, cx: &Ctx<'_>, out: &mut Vec<u8>) -> Progress {
+        self.responses += 1;
         let body = crate::http::response::reason(status).as_bytes();
         let framing = Framing::Length(body.len() as u64 + 1);
         put_head(

@@ -92,6 +92,7 @@ fn drive(
         limits,
         date: &DATE,
         draining,
+        latency: None,
     };
     let waker = Waker::from(Arc::new(Noop));
     let mut task_cx = Context::from_waker(&waker);
@@ -542,6 +543,7 @@ fn timeouts_by_phase() {
         limits: &limits,
         date: &DATE,
         draining: false,
+        latency: None,
     };
     // Idle: no response.
     let mut conn = Conn::new();
@@ -586,6 +588,7 @@ fn after_close_nothing_more() {
         limits: &limits,
         date: &DATE,
         draining: false,
+        latency: None,
     };
     let mut conn = Conn::new();
     let mut out = Vec::new();
@@ -621,6 +624,7 @@ fn input_behind_a_pending_task_is_buffered() {
         limits: &limits,
         date: &DATE,
         draining: false,
+        latency: None,
     };
     let waker = Waker::from(Arc::new(Noop));
     let mut task_cx = Context::from_waker(&waker);

@@ -18,7 +18,7 @@ use crate::handler::Handler;
 use crate::http::conn::Ctx;
 use crate::http::date::HttpDate;
 use crate::session::{Env, Expiry, Next, Pool, Session, State, Timeouts};
-use crate::stats::ShardStats;
+use crate::stats::{Latency, ShardStats};
 use crate::timer::{Millis, Timers};
 use crate::uring::bufring::BufRing;
 use crate::uring::probe;
@@ -83,6 +83,8 @@ pub struct Shard<H: Handler> {
     woken: Vec<u64>,
     expired: Vec<(u32, u32)>,
     pool: Pool,
+    /// Sampled server-side latency (head parsed to response queued).
+    latency: Latency,
     /// Most completions handled per turn (`--reap`).
     reap_max: usize,
     pub stats: ShardStats,
@@ -183,6 +185,7 @@ impl<H: Handler> Shard<H> {
             accept_armed: false,
             accept_retry_at: 0,
             draining: false,
+            latency: Latency::default(),
             cqes: Vec::with_capacity(4096),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
@@ -304,6 +307,7 @@ impl<H: Handler> Shard<H> {
             limits: &self.cfg.limits,
             date: self.date.as_bytes(),
             draining: self.draining,
+            latency: Some(&self.latency),
         };
         (
             &mut self.conns,
@@ -413,6 +417,7 @@ impl<H: Handler> Shard<H> {
                     limits: &self.cfg.limits,
                     date: self.date.as_bytes(),
                     draining: self.draining,
+                    latency: Some(&self.latency),
                 };
                 let mut env = Env {
                     handler: &self.handler,
@@ -643,6 +648,10 @@ impl<H: Handler> Shard<H> {
         let Some(c) = self.conns.get_mut(slot as usize) else {
             return;
         };
+        self.stats.requests += c.s.answered();
+        if self.draining && c.s.is_idle(c.send.is_some()) {
+            return self.abort(slot); // went idle while draining: nothing more will come
+        }
         if c.s.ready_to_linger(c.send.is_some()) {
             if !c.recv_armed {
                 return self.abort(slot); // nothing more can be read: close at once
