@@ -117,6 +117,9 @@ pub struct ServeArgs {
     /// Size of each receive buffer.
     #[arg(long, default_value_t = 4096, value_parser = parse_size)]
     pub buf_size: usize,
+    /// Print every shard's counters as a table at exit.
+    #[arg(long)]
+    pub stats: bool,
     /// Turn off the built-in routes (/, /plaintext, /json, /echo, /health).
     #[arg(long)]
     pub no_builtin: bool,
@@ -148,6 +151,10 @@ pub struct ServeConfig {
     pub buf_count: u16,
     pub buf_size: usize,
     pub builtin: bool,
+    /// Print the counters table at exit.
+    pub stats: bool,
+    /// Where shards publish their counters (`/metrics` reads it), if anywhere.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Board>>,
     /// Inherited listening descriptors, used instead of binding (one per shard, or one shared).
     pub inherited: Vec<i32>,
 }
@@ -178,6 +185,8 @@ impl Default for ServeConfig {
             buf_count: 512,
             buf_size: 4096,
             builtin: true,
+            stats: false,
+            metrics: None,
             inherited: Vec::new(),
         }
     }
@@ -262,6 +271,8 @@ impl ServeArgs {
             buf_count: self.buf_count as u16,
             buf_size: self.buf_size,
             builtin: !self.no_builtin,
+            stats: self.stats,
+            metrics: None,
             inherited: Vec::new(),
         })
     }

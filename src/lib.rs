@@ -6,6 +6,7 @@ mod epoll;
 pub mod handler;
 pub mod http;
 pub mod load;
+pub mod metrics;
 pub mod probe;
 pub mod routes;
 pub mod server;

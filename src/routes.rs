@@ -1,7 +1,10 @@
 //! The built-in routes, on by default: enough to benchmark and health-check a fresh server.
+use std::sync::Arc;
+
 use crate::handler::Router;
 use crate::http::request::Request;
 use crate::http::response::Response;
+use crate::metrics::{Board, MetricsHandler};
 
 const HELLO: &str = "Hello, World!";
 const HELLO_JSON: &str = r#"{"message":"Hello, World!"}"#;
@@ -22,4 +25,9 @@ pub fn builtin(router: Router) -> Router {
                 .header("Content-Type", ct)
                 .body(req.body().to_vec())
         })
+}
+
+/// Adds `GET /metrics`: every shard's counters in the Prometheus text format.
+pub fn metrics(router: Router, board: Arc<Board>) -> Router {
+    router.get("/metrics", MetricsHandler(board))
 }

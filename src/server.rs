@@ -16,7 +16,7 @@ use crate::wake::Wakeup;
 pub struct Running {
     addr: SocketAddr,
     wakeups: Vec<Wakeup>,
-    done: mpsc::Receiver<ShardStats>,
+    done: mpsc::Receiver<(usize, ShardStats)>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -112,7 +112,7 @@ impl Running {
                         EngineFlag::Epoll => run_shard!(crate::epoll::shard::Shard<H>),
                         _ => run_shard!(crate::uring::shard::Shard<H>),
                     };
-                    let _ = done.send(stats);
+                    let _ = done.send((id, stats));
                 })
                 .map_err(|e| format!("cannot start shard thread: {e}"))?;
             threads.push(t);
@@ -148,11 +148,11 @@ impl Running {
         }
     }
 
-    /// Waits for every shard to stop, up to `timeout`; returns the merged counters, or how many
-    /// shards were still running.
-    pub fn wait(self, timeout: Option<Duration>) -> Result<ShardStats, usize> {
+    /// Waits for every shard to stop, up to `timeout`; returns each shard's counters, or how
+    /// many shards were still running.
+    pub fn wait(self, timeout: Option<Duration>) -> Result<Vec<ShardStats>, usize> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut total = ShardStats::default();
+        let mut each = vec![ShardStats::default(); self.threads.len()];
         let mut left = self.threads.len();
         while left > 0 {
             let got = match deadline {
@@ -163,8 +163,8 @@ impl Running {
                 None => self.done.recv().ok(),
             };
             match got {
-                Some(s) => {
-                    total.merge(&s);
+                Some((id, s)) => {
+                    each[id] = s;
                     left -= 1;
                 }
                 None => return Err(left),
@@ -173,7 +173,7 @@ impl Running {
         for t in self.threads {
             let _ = t.join();
         }
-        Ok(total)
+        Ok(each)
     }
 
     /// Whether any shard has stopped (a running server's shards stop only on shutdown).
@@ -206,13 +206,21 @@ fn choose_engine(flag: EngineFlag) -> Result<EngineFlag, String> {
 
 /// `ringshard serve`: the built-in routes.
 pub fn run_cli(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let cfg = args.validate()?;
+    let mut cfg = args.validate()?;
     let builtin = cfg.builtin;
+    let shards = if cfg.inherited.is_empty() {
+        cfg.shards
+    } else {
+        cfg.inherited.len()
+    };
+    let board = crate::metrics::Board::new(shards);
+    cfg.metrics = Some(board.clone());
     serve(cfg, move || {
+        let router = crate::routes::metrics(Router::new(), board.clone());
         if builtin {
-            crate::routes::builtin(Router::new())
+            crate::routes::builtin(router)
         } else {
-            Router::new()
+            router
         }
     })
 }
@@ -226,6 +234,7 @@ where
 {
     signals::block_shutdown_signals()?;
     let shutdown_timeout = cfg.shutdown_timeout;
+    let print_stats = cfg.stats;
     let shards = cfg.shards;
     let running = Running::start(cfg, factory)?;
     eprintln!(
@@ -258,7 +267,10 @@ where
     loop {
         if let Ok(result) = rx.try_recv() {
             return Ok(match result {
-                Ok(_) => {
+                Ok(each) => {
+                    if print_stats {
+                        eprint!("{}", crate::metrics::table(&each));
+                    }
                     eprintln!("ringshard: stopped cleanly");
                     ExitCode::SUCCESS
                 }

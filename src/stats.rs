@@ -23,9 +23,9 @@ impl Default for Latency {
     }
 }
 
-/// Nanoseconds from 1 ns to 1 hour, 3 significant digits.
+/// Nanoseconds from 1 ns to 100 s, 2 significant digits (about 50 KiB).
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+    Histogram::new_with_bounds(1, 100_000_000_000, 2).expect("valid histogram bounds")
 }
 
 impl Latency {
@@ -39,7 +39,7 @@ impl Latency {
 
     /// Records a sampled request's time.
     pub fn record(&self, t0: Instant) {
-        let ns = t0.elapsed().as_nanos().clamp(1, 3_600_000_000_000) as u64;
+        let ns = t0.elapsed().as_nanos().clamp(1, 100_000_000_000) as u64;
         let _ = self.hist.borrow_mut().record(ns);
     }
 
@@ -94,5 +94,95 @@ impl ShardStats {
         self.request_timeouts += o.request_timeouts;
         self.write_timeouts += o.write_timeouts;
         self.idle_closes += o.idle_closes;
+    }
+}
+
+/// Number of counters in [`ShardStats::fields`].
+pub const FIELDS: usize = 19;
+
+impl ShardStats {
+    /// Every counter as (Prometheus name, help, value), in a fixed order.
+    pub fn fields(&self) -> [(&'static str, &'static str, u64); FIELDS] {
+        [
+            (
+                "connections_accepted_total",
+                "Connections accepted.",
+                self.accepted,
+            ),
+            (
+                "connections_closed_total",
+                "Connections closed.",
+                self.closed,
+            ),
+            (
+                "connections_open",
+                "Connections open now.",
+                self.accepted.saturating_sub(self.closed),
+            ),
+            (
+                "requests_total",
+                "Responses written, rejections included.",
+                self.requests,
+            ),
+            ("received_bytes_total", "Bytes received.", self.bytes_in),
+            (
+                "sent_bytes_total",
+                "Bytes handed to the kernel to send.",
+                self.bytes_out,
+            ),
+            (
+                "enter_calls_total",
+                "io_uring_enter calls (epoll: epoll_wait and I/O syscalls).",
+                self.enters,
+            ),
+            ("sqes_total", "Submission queue entries queued.", self.sqes),
+            ("cqes_total", "Completions reaped.", self.cqes),
+            (
+                "enobufs_total",
+                "Receives that found the provided-buffer ring empty.",
+                self.enobufs,
+            ),
+            (
+                "short_sends_total",
+                "Sends the kernel completed only in part.",
+                self.short_sends,
+            ),
+            (
+                "zero_copy_sends_total",
+                "Sends made with SEND_ZC.",
+                self.zc_sends,
+            ),
+            (
+                "accept_errors_total",
+                "Accepts that failed.",
+                self.accept_errors,
+            ),
+            (
+                "recv_errors_total",
+                "Receives that failed (resets and the like).",
+                self.recv_errors,
+            ),
+            ("send_errors_total", "Sends that failed.", self.send_errors),
+            (
+                "request_timeouts_total",
+                "Requests not whole within the header or body timeout.",
+                self.request_timeouts,
+            ),
+            (
+                "write_timeouts_total",
+                "Peers dropped for not reading.",
+                self.write_timeouts,
+            ),
+            (
+                "idle_closes_total",
+                "Idle keep-alive connections closed.",
+                self.idle_closes,
+            ),
+            (
+                "latency_samples_total",
+                "Requests timed for the latency histogram.",
+                0,
+            ),
+        ]
     }
 }

@@ -85,6 +85,7 @@ pub struct Shard<H: Handler> {
     pool: Pool,
     /// Sampled server-side latency (head parsed to response queued).
     latency: Latency,
+    latency_published: Millis,
     /// Most completions handled per turn (`--reap`).
     reap_max: usize,
     pub stats: ShardStats,
@@ -186,6 +187,7 @@ impl<H: Handler> Shard<H> {
             accept_retry_at: 0,
             draining: false,
             latency: Latency::default(),
+            latency_published: 0,
             cqes: Vec::with_capacity(4096),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
@@ -277,6 +279,7 @@ impl<H: Handler> Shard<H> {
             self.expire();
             self.flush();
 
+            self.publish();
             if self.draining && self.conns.is_empty() && !self.accept_armed {
                 break;
             }
@@ -285,6 +288,21 @@ impl<H: Handler> Shard<H> {
         self.stats.enters = self.ring.enters;
         self.stats.sqes = self.ring.submitted;
         self.stats
+    }
+
+    /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
+    /// latency histogram once a second).
+    fn publish(&mut self) {
+        let Some(board) = &self.cfg.metrics else {
+            return;
+        };
+        self.stats.enters = self.ring.enters;
+        self.stats.sqes = self.ring.submitted;
+        board.publish(self.id, &self.stats);
+        if self.now >= self.latency_published + 1000 {
+            self.latency_published = self.now;
+            board.publish_latency(self.id, &self.latency.snapshot());
+        }
     }
 
     fn complete(&mut self, cqe: Cqe) {
@@ -463,6 +481,7 @@ impl<H: Handler> Shard<H> {
     /// move the deadline.
     fn after_output(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
+        self.stats.requests += c.s.answered();
         if !c.s.out.is_empty() && !c.dirty {
             c.dirty = true;
             self.dirty.push((slot, c.gen));
