@@ -1,0 +1,166 @@
+//! The research-instrument surface: `/metrics`, `ringshard probe`, and knobs that must fail
+//! loudly when they cannot be had.
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{echo, engines, get, Server};
+
+/// The value of `ringshard_NAME{shard="0"}` in a metrics page.
+fn metric(page: &str, name: &str) -> u64 {
+    let prefix = format!("ringshard_{name}{{shard=\"0\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in:\n{page}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_count_what_was_sent() {
+    for engine in engines() {
+        let srv = Server::start(&engine, &["--shards", "1"]);
+        let mut sent = 0u64;
+        let mut a = srv.connect();
+        for _ in 0..4 {
+            let req = get("/plaintext");
+            sent += req.len() as u64;
+            a.send(&req);
+            assert_eq!(a.resp().status, 200);
+        }
+        let mut b = srv.connect();
+        let req = echo(b"twelve bytes");
+        sent += req.len() as u64;
+        b.send(&req);
+        assert_eq!(b.resp().text(), "twelve bytes");
+        // A rejected request is a response too.
+        let req = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        sent += req.len() as u64;
+        b.send(&req);
+        assert_eq!(b.resp().status, 400);
+
+        let mut m = srv.connect();
+        let req = get("/metrics");
+        m.send(&req);
+        let page = m.resp();
+        assert_eq!(page.status, 200);
+        assert!(page
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain"));
+        let page = page.text();
+        assert_eq!(metric(&page, "requests_total"), 6, "{page}");
+        assert_eq!(metric(&page, "received_bytes_total"), sent, "{page}");
+        assert_eq!(metric(&page, "connections_accepted_total"), 3, "{page}");
+        assert!(page.contains("# TYPE ringshard_requests_total counter"));
+        assert!(page.contains("ringshard_request_latency_seconds_count{shard=\"0\"}"));
+    }
+}
+
+fn probe_json() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringshard"))
+        .args(["probe", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn probe_json_has_its_shape_and_agrees_with_the_server() {
+    let json = probe_json();
+    for key in [
+        "\"kernel\":",
+        "\"io_uring\":{\"usable\":",
+        "\"features\":{",
+        "\"multishot_accept\":{\"supported\":",
+        "\"multishot_recv\":{\"supported\":",
+        "\"provided_buffer_ring\":{\"supported\":",
+        "\"send_zc\":{\"supported\":",
+        "\"single_issuer_defer_taskrun\":{\"supported\":",
+        "\"coop_taskrun\":{\"supported\":",
+        "\"registered_files\":{\"supported\":",
+        "\"sqpoll\":{\"supported\":",
+        "\"recv_bundle\":{\"supported\":",
+        "\"limits\":{\"memlock_bytes\":",
+        "\"open_files\":",
+        "\"somaxconn\":",
+        "\"cpus_allowed\":",
+    ] {
+        assert!(json.contains(key), "probe --json lacks {key}: {json}");
+    }
+    if !json.contains("\"io_uring\":{\"usable\":true") {
+        return; // nothing to compare with a uring server
+    }
+    let supported = |f: &str| json.contains(&format!("\"{f}\":{{\"supported\":true"));
+    let srv = Server::start(&["--engine", "uring"], &["--shards", "1"]);
+    let line = srv.stderr();
+    let want = |yes: bool| if yes { "multishot" } else { "single-shot" };
+    assert!(
+        line.contains(&format!("accept {}", want(supported("multishot_accept")))),
+        "{line}\n{json}"
+    );
+    assert!(
+        line.contains(&format!("recv {}", want(supported("multishot_recv")))),
+        "{line}\n{json}"
+    );
+    let taskrun = if supported("single_issuer_defer_taskrun") {
+        "SINGLE_ISSUER|DEFER_TASKRUN"
+    } else if supported("coop_taskrun") {
+        "COOP_TASKRUN"
+    } else {
+        "plain"
+    };
+    assert!(
+        line.contains(&format!("io_uring {taskrun}")),
+        "{line}\n{json}"
+    );
+}
+
+/// Start-up must fail, naming the flag.
+fn refuses(args: &[&str], names: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringshard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"])
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} started: {err}");
+    assert!(
+        err.contains(names),
+        "{args:?}: the error does not name {names}: {err}"
+    );
+}
+
+#[test]
+fn a_knob_that_cannot_be_had_fails_start_up_naming_it() {
+    // DEFER_TASKRUN cannot be combined with SQPOLL on any kernel: asked for explicitly, refused.
+    refuses(
+        &["--engine", "uring", "--taskrun", "defer", "--sqpoll", "1s"],
+        "--taskrun",
+    );
+    // A registered file table larger than the open-files limit.
+    refuses(
+        &["--engine", "uring", "--registered-files", "1048576"],
+        "--registered-files",
+    );
+    // Batched waits without a wait time.
+    refuses(&["--engine", "uring", "--wait-batch", "8"], "--wait-batch");
+}
+
+#[test]
+fn stats_table_printed_at_exit() {
+    let mut srv = Server::start(&[], &["--shards", "1", "--stats"]);
+    let mut c = srv.connect();
+    c.send(&get("/"));
+    assert_eq!(c.resp().status, 200);
+    drop(c);
+    srv.signal(libc::SIGTERM);
+    let status = srv.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success());
+    let err = srv.stderr();
+    assert!(err.contains("requests_total"), "{err}");
+    assert!(err.contains("connections_accepted_total"), "{err}");
+}
