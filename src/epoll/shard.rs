@@ -98,6 +98,7 @@ pub struct Shard<H: Handler> {
     expired: Vec<(u32, u32)>,
     /// Sampled server-side latency (head parsed to response queued).
     latency: Latency,
+    latency_published: Millis,
     pool: Pool,
     pub stats: ShardStats,
 }
@@ -141,6 +142,7 @@ impl<H: Handler> Shard<H> {
             accept_retry_at: 0,
             draining: false,
             latency: Latency::default(),
+            latency_published: 0,
             rbuf: vec![0; READ_BUF].into_boxed_slice(),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
@@ -205,11 +207,25 @@ impl<H: Handler> Shard<H> {
             self.expire();
             self.flush();
 
+            self.publish();
             if self.draining && self.conns.is_empty() {
                 break;
             }
         }
         self.stats
+    }
+
+    /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
+    /// latency histogram once a second).
+    fn publish(&mut self) {
+        let Some(board) = &self.cfg.metrics else {
+            return;
+        };
+        board.publish(self.id, &self.stats);
+        if self.now >= self.latency_published + 1000 {
+            self.latency_published = self.now;
+            board.publish_latency(self.id, &self.latency.snapshot());
+        }
     }
 
     fn ready(&mut self, events: u32, data: u64) {
@@ -391,6 +407,7 @@ impl<H: Handler> Shard<H> {
     /// move the deadline.
     fn after_output(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
+        self.stats.requests += c.s.answered();
         if !c.s.out.is_empty() && !c.dirty && c.writable {
             c.dirty = true;
             self.dirty.push((slot, c.gen));
@@ -520,7 +537,8 @@ impl<H: Handler> Shard<H> {
             return;
         }
         // Its timer entries go stale: they carry this connection's generation.
-        let c = self.conns.remove(slot as usize);
+        let mut c = self.conns.remove(slot as usize);
+        self.stats.requests += c.s.answered();
         self.pool.give(c.s.out);
         self.stats.closed += 1;
     }
@@ -532,6 +550,7 @@ impl<H: Handler> Shard<H> {
         let Some(c) = self.conns.get_mut(slot as usize) else {
             return;
         };
+        self.stats.requests += c.s.answered();
         if c.s.state == State::Closing {
             return self.abort(slot);
         }

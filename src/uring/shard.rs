@@ -252,10 +252,11 @@ impl<H: Handler> Shard<H> {
                     t.min(Duration::from_millis(100))
                 }));
             }
-            if let Err(e) = self
-                .ring
-                .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0))
-            {
+            if let Err(e) = self.ring.submit_and_wait(
+                timeout,
+                token::encode(Op::Timeout, 0, 0),
+                self.conns.len() > 1,
+            ) {
                 eprintln!(
                     "ringshard: shard {}: io_uring_enter failed: {e}; stopping this shard",
                     self.id
@@ -782,7 +783,7 @@ impl<H: Handler> Shard<H> {
             let timeout = Some(Duration::from_millis(10));
             if self
                 .ring
-                .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0))
+                .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0), false)
                 .is_err()
             {
                 break;

@@ -7,8 +7,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Extra `serve` arguments selecting each engine the suite runs against: the default engine,
-/// or the ones listed in `RINGSHARD_TEST_ENGINES`, comma-separated. An entry is an engine name
+/// Extra `serve` arguments selecting each engine the suite runs against: both engines, or the
+/// ones listed in `RINGSHARD_TEST_ENGINES`, comma-separated. An entry is an engine name
 /// (`uring,epoll`) or a set of flags (`--engine uring --recv single,--taskrun plain`).
 pub fn engines() -> Vec<Vec<&'static str>> {
     match std::env::var("RINGSHARD_TEST_ENGINES") {
@@ -27,7 +27,7 @@ pub fn engines() -> Vec<Vec<&'static str>> {
                     .collect()
             })
             .collect(),
-        _ => vec![vec![]],
+        _ => vec![vec!["--engine", "uring"], vec!["--engine", "epoll"]],
     }
 }
 
