@@ -121,13 +121,14 @@ build_anchors() {
 }
 
 # ---------------------------------------------------------------- servers
+lockver() { awk -v n="$1" '$0 == "name = \"" n "\"" { getline; gsub(/version = |"/, ""); print " " $0; exit }' "$ANCHORS_DIR/rs/Cargo.lock" 2>/dev/null || true; }
 label() {
   case $1 in
     ringshard) echo "ringshard (serve --shards 1)" ;;
     epoll) echo "C epoll ceiling (no parsing)" ;;
-    may) echo "may_minihttp" ;;
-    hyper) echo "hyper 1 (tokio current-thread)" ;;
-    monoio) echo "monoio + httparse" ;;
+    may) echo "may_minihttp$(lockver may_minihttp)" ;;
+    hyper) echo "hyper$(lockver hyper) (tokio current-thread)" ;;
+    monoio) echo "monoio$(lockver monoio) + httparse" ;;
     nginx) echo "nginx $(nginx -v 2>&1 | sed -n 's#.*nginx/\([0-9.]*\).*#\1#p') (1 worker)" ;;
     ntex) echo "ntex (neon-uring)" ;;
     xitca) echo "xitca-http (io-uring)" ;;
@@ -367,7 +368,7 @@ report=$tmp/report.md
                           E[s, M[a], C[b]] = med(key, 6); P[s, M[a], C[b]] = med(key, 5) }
           else line = line " – | – | – |"
         }
-        print line " " runs " | " err[s] + 0 " | " medo(s) "% |"
+        print line " " runs " | " err[s] + 0 " | " medo(s) "% |"; if (medo(s) > maxo) maxo = medo(s)
       }
       has_rs = ("ringshard" in seen)
       print ""
@@ -399,6 +400,7 @@ report=$tmp/report.md
       if (!(r in P)) print "- n/a  " what " (ringshard not measured)"
       else if (!(k in P)) print "- n/a  " what " (may_minihttp not measured)"
       else printf "- %s  %s: %.3f ms vs %.3f ms\n", (P[r] <= P[k] ? "PASS" : "FAIL"), what, P[r], P[k]
+      if (maxo > 5) printf "\nWarning: other work took up to %d%% of the server CPU during the runs (last column): the figures, p99 above all, are disturbed; rerun on a quiet machine.\n", maxo
     }
     function bar(m, c, ref, f, what,   r, k) {
       r = "ringshard" SUBSEP m SUBSEP c; k = ref SUBSEP m SUBSEP c

@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Address to listen on (IPv4 or IPv6, e.g. 127.0.0.1:8080 or [::1]:8080).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Serve on an inherited listening socket instead of binding (repeat for one per shard; a
+    /// single one is shared by every shard). For supervisors and binary upgrades.
+    #[arg(long = "listen-fd", value_name = "FD")]
+    pub listen_fd: Vec<i32>,
     /// I/O engine.
     #[arg(long, value_enum, default_value_t = EngineFlag::Auto)]
     pub engine: EngineFlag,
@@ -196,6 +200,9 @@ impl ServeArgs {
     /// Checks every flag and resolves the address; the message names the flag at fault.
     pub fn validate(&self) -> Result<ServeConfig, String> {
         let listen = resolve(&self.listen)?;
+        if self.listen_fd.iter().any(|&fd| fd < 0) {
+            return Err("--listen-fd takes a descriptor number (0 or more)".into());
+        }
         let shards = match self.shards {
             Some(0) => return Err("--shards must be at least 1".into()),
             Some(n) if n > 1024 => return Err(format!("--shards {n} is more than 1024")),
@@ -273,7 +280,7 @@ impl ServeArgs {
             builtin: !self.no_builtin,
             stats: self.stats,
             metrics: None,
-            inherited: Vec::new(),
+            inherited: self.listen_fd.clone(),
         })
     }
 }

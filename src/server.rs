@@ -23,13 +23,21 @@ pub struct Running {
 /// Binds one listener per shard (all on the same port, even when asked for port 0).
 fn listeners(cfg: &ServeConfig) -> Result<Vec<OwnedFd>, String> {
     if !cfg.inherited.is_empty() {
-        return cfg
+        let mut fds = cfg
             .inherited
             .iter()
-            .map(|&fd| {
-                socket::from_inherited(fd).map_err(|e| format!("inherited listener {fd}: {e}"))
-            })
-            .collect();
+            .map(|&fd| socket::from_inherited(fd).map_err(|e| format!("--listen-fd {fd}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        // One inherited socket and several shards: every shard accepts from it.
+        if fds.len() == 1 {
+            for _ in 1..cfg.shards {
+                let dup = fds[0]
+                    .try_clone()
+                    .map_err(|e| format!("--listen-fd: dup failed: {e}"))?;
+                fds.push(dup);
+            }
+        }
+        return Ok(fds);
     }
     let bind = |addr| {
         socket::bind_reuseport(addr, cfg.backlog).map_err(|e| match e.raw_os_error() {
@@ -208,10 +216,10 @@ fn choose_engine(flag: EngineFlag) -> Result<EngineFlag, String> {
 pub fn run_cli(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut cfg = args.validate()?;
     let builtin = cfg.builtin;
-    let shards = if cfg.inherited.is_empty() {
-        cfg.shards
-    } else {
+    let shards = if cfg.inherited.len() > 1 {
         cfg.inherited.len()
+    } else {
+        cfg.shards
     };
     let board = crate::metrics::Board::new(shards);
     cfg.metrics = Some(board.clone());
@@ -235,11 +243,11 @@ where
     signals::block_shutdown_signals()?;
     let shutdown_timeout = cfg.shutdown_timeout;
     let print_stats = cfg.stats;
-    let shards = cfg.shards;
     let running = Running::start(cfg, factory)?;
     eprintln!(
-        "ringshard: listening on http://{} ({shards} shards)",
-        running.local_addr()
+        "ringshard: listening on http://{} ({} shards)",
+        running.local_addr(),
+        running.threads.len()
     );
     let sig = loop {
         if let Some(sig) = signals::wait(Duration::from_millis(500)) {

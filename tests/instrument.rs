@@ -164,3 +164,55 @@ fn stats_table_printed_at_exit() {
     assert!(err.contains("requests_total"), "{err}");
     assert!(err.contains("connections_accepted_total"), "{err}");
 }
+
+#[test]
+fn serves_on_an_inherited_listening_socket() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringshard"));
+    cmd.args(["serve", "--listen-fd", "3", "--shards", "2"])
+        .stderr(std::process::Stdio::null());
+    // SAFETY: dup2 is async-signal-safe; it runs in the child between fork and exec and puts the
+    // listener on fd 3 without close-on-exec, as a supervisor handing over a socket would.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep close-on-exec: clear the flag instead.
+            let rc = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(listener); // the server's copy is the only one left
+    let mut body = String::new();
+    for _ in 0..4 {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        body.clear();
+        s.read_to_string(&mut body).unwrap();
+        assert!(
+            body.starts_with("HTTP/1.1 200 OK") && body.ends_with("Hello, World!"),
+            "{body}"
+        );
+    }
+    common::signal(child.id() as i32, libc::SIGTERM);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_listen_fd_that_is_not_a_listener_is_refused() {
+    refuses(&["--listen-fd", "0"], "--listen-fd 0");
+}
