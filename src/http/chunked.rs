@@ -180,7 +180,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&[u8], Result<(usize, bool, &[u8]), ChunkedError>)] = &[
+        type Case<'a> = (&'a [u8], Result<(usize, bool, &'a [u8]), ChunkedError>);
+        let cases: &[Case<'_>] = &[
             (b"5\r\nhello\r\n0\r\n\r\n", Ok((15, true, b"hello"))),
             (b"5\r\nhello\r\n0\r\n\r\nNEXT", Ok((15, true, b"hello"))),
             (b"3;ext=1\r\nabc\r\n0\r\n\r\n", Ok((19, true, b"abc"))),
