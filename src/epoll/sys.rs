@@ -1,5 +1,6 @@
 //! The epoll engine's calls into the kernel: the epoll instance, non-blocking accept, receive,
 //! send and half-close. Every `unsafe` block of the engine is here; the loop is safe code.
+#![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 

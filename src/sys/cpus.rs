@@ -1,4 +1,5 @@
 //! Which CPUs this process may run on, and pinning a thread to one.
+#![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use super::cvt;
 
 /// The CPUs in this process's affinity mask, in order.

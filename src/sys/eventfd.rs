@@ -1,4 +1,5 @@
 //! An eventfd: how another thread wakes a shard blocked in its ring.
+#![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 

@@ -1,4 +1,5 @@
 //! SIGINT and SIGTERM as values: blocked in every thread, received by the main thread.
+#![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 
 fn set(signals: &[libc::c_int]) -> libc::sigset_t {

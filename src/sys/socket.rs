@@ -1,5 +1,6 @@
 //! Listening sockets: one per shard, bound with `SO_REUSEPORT` so the kernel spreads
 //! connections over the shards, or taken over from an inherited descriptor.
+#![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

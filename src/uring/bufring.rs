@@ -4,6 +4,7 @@
 //! The shard owns the memory for the ring's life. A buffer is the kernel's from the moment it
 //! sits in the ring until a completion names it; the shard then reads it and gives it back at
 //! once (`recycle`), copying only the bytes of a request split across reads.
+#![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
 

@@ -2,6 +2,7 @@
 //! that matter. Feature answers come from trying (a ring set up with the flags, a register
 //! call, the opcode probe), not from the version number alone, except for multishot accept and
 //! recv, which no probe can see.
+#![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 
 use io_uring::{opcode, register::Probe, IoUring};

@@ -3,6 +3,7 @@
 //! The ring owns every buffer it hands the kernel for a send or a read: the caller gives a
 //! `Vec` away with the operation and gets it back only with the completion, so no buffer can be
 //! freed or moved while the kernel may still touch it, whatever the connection does meanwhile.
+#![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
