@@ -375,7 +375,40 @@ fn half_close_behind_a_pending_handler(engine: EngineFlag) {
     assert_eq!(r.text(), "fast");
 }
 
+fn a_panicking_handler_gets_500_and_the_shard_lives_on(engine: EngineFlag) {
+    let cfg = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: 1,
+        engine,
+        ..Default::default()
+    };
+    let srv = Running::start(cfg, || {
+        Router::new()
+            .get("/boom", |_: &Request<'_>| -> Response {
+                panic!("handler bug")
+            })
+            .get("/later-boom", |_: &Request<'_>| {
+                Reply::Later(Box::pin(async { panic!("future bug") }))
+            })
+            .get("/ok", |_: &Request<'_>| Response::text(200, "ok"))
+    })
+    .expect("start");
+    for path in ["/boom", "/later-boom"] {
+        let mut c = Client::connect(srv.local_addr());
+        c.send(&get(path));
+        let r = c.resp();
+        assert_eq!(r.status, 500, "{path}");
+        assert!(r.is_close(), "{path}");
+        c.expect_eof();
+    }
+    let mut c = Client::connect(srv.local_addr());
+    c.send(&get("/ok"));
+    assert_eq!(c.resp().text(), "ok");
+    stop(srv);
+}
+
 per_engine!(
+    a_panicking_handler_gets_500_and_the_shard_lives_on,
     async_handler_does_not_block_the_shard,
     pipelined_requests_behind_a_pending_handler_stay_in_order,
     streaming_body_is_chunked_for_http11,

@@ -252,8 +252,13 @@ impl Conn {
         loop {
             match self.task.take() {
                 None => return TaskPoll::Done,
-                Some(Task::Later(mut fut, reply, t0)) => match fut.as_mut().poll(task_cx) {
-                    Poll::Ready(resp) => {
+                Some(Task::Later(mut fut, reply, t0)) => match catch(|| fut.as_mut().poll(task_cx))
+                {
+                    None => {
+                        self.reject(500, cx, out); // the handler's future panicked
+                        return TaskPoll::Done;
+                    }
+                    Some(Poll::Ready(resp)) => {
                         self.write_response(resp, reply, cx, out);
                         if let (Some(l), Some(t0)) = (cx.latency, t0) {
                             l.record(t0);
@@ -263,7 +268,7 @@ impl Conn {
                             return TaskPoll::Done;
                         }
                     }
-                    Poll::Pending => {
+                    Some(Poll::Pending) => {
                         self.task = Some(Task::Later(fut, reply, t0));
                         return TaskPoll::Pending;
                     }
@@ -273,7 +278,14 @@ impl Conn {
                         self.task = Some(Task::Stream(stream, framing));
                         return TaskPoll::OutputFull;
                     }
-                    match stream.poll_chunk(task_cx) {
+                    let Some(polled) = catch(|| stream.poll_chunk(task_cx)) else {
+                        // The head is out, so no 500: close without the final chunk, which
+                        // tells the client the body is incomplete.
+                        self.state = State::Closed;
+                        self.close_after = true;
+                        return TaskPoll::Done;
+                    };
+                    match polled {
                         Poll::Ready(Some(chunk)) => match framing {
                             Framing::Chunked => put_chunk(out, &chunk),
                             _ => out.extend_from_slice(&chunk),
@@ -400,8 +412,10 @@ impl Conn {
                         pos += n + body.len();
                         let request = view(&req, body);
                         let t0 = cx.latency.and_then(|l| l.start());
-                        let reply = handler.call(&request);
-                        let progress = self.respond(reply, info.reply, t0, cx, out);
+                        let progress = match call(handler, &request) {
+                            Some(reply) => self.respond(reply, info.reply, t0, cx, out),
+                            None => self.reject(500, cx, out),
+                        };
                         if progress != Progress::ReadMore {
                             return (pos, progress);
                         }
@@ -458,8 +472,10 @@ impl Conn {
         match info {
             Ok(info) => {
                 let t0 = cx.latency.and_then(|l| l.start());
-                let reply = handler.call(&view(&req, &buf[head_len..]));
-                self.respond(reply, info.reply, t0, cx, out)
+                match call(handler, &view(&req, &buf[head_len..])) {
+                    Some(reply) => self.respond(reply, info.reply, t0, cx, out),
+                    None => self.reject(500, cx, out),
+                }
             }
             Err(status) => self.reject(status, cx, out),
         }
@@ -565,6 +581,17 @@ impl Conn {
         self.body = Vec::new();
         Progress::Close
     }
+}
+
+/// Calls the handler; a panic becomes `None` (answered 500, connection closed) instead of
+/// taking the shard, and every connection on it, down. Free when nothing panics.
+fn call<H: Handler + ?Sized>(handler: &H, req: &Request<'_>) -> Option<Reply> {
+    catch(|| handler.call(req))
+}
+
+/// Runs handler code, turning a panic into `None`.
+fn catch<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
 fn view<'x>(req: &'x httparse::Request<'_, '_>, body: &'x [u8]) -> Request<'x> {
