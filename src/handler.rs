@@ -116,6 +116,9 @@ impl Handler for Router {
                 continue;
             }
             if r.method == method {
+                if score == usize::MAX {
+                    return r.handler.call(req); // an exact path with its method: nothing beats it
+                }
                 found = Some((r, true));
             } else if method == "HEAD" && r.method == "GET" && found.is_none() {
                 found = Some((r, false));

@@ -51,6 +51,9 @@ struct Connection {
     /// False from a short write until the output edge: output waits in `s.out` since `blocked`.
     writable: bool,
     blocked: Millis,
+    /// How much of `s.out` short writes already sent (compacted away once it is half of it, so
+    /// a large response is neither copied per write nor kept whole).
+    sent: usize,
     /// Queued for a write at the end of this turn.
     dirty: bool,
     s: Session,
@@ -311,6 +314,7 @@ impl<H: Handler> Shard<H> {
                 eof: false,
                 writable: true,
                 blocked: 0,
+                sent: 0,
                 dirty: false,
                 s: Session::new(self.now),
             });
@@ -454,17 +458,23 @@ impl<H: Handler> Shard<H> {
         if !c.writable || c.s.out.is_empty() || c.s.state == State::Closing {
             return;
         }
+        debug_assert!(c.sent < c.s.out.len(), "only what is not sent is kept");
         self.stats.enters += 1;
-        match sys::send(c.fd.as_raw_fd(), &c.s.out) {
-            Ok(n) if n == c.s.out.len() => {
+        match sys::send(c.fd.as_raw_fd(), &c.s.out[c.sent..]) {
+            Ok(n) if c.sent + n == c.s.out.len() => {
                 self.stats.bytes_out += n as u64;
                 c.s.out.clear();
+                c.sent = 0;
             }
             Ok(n) => {
                 // The socket buffer filled: keep the rest and wait for the output edge.
                 self.stats.bytes_out += n as u64;
                 self.stats.short_sends += 1;
-                c.s.out.drain(..n);
+                c.sent += n;
+                if c.sent >= c.s.out.len() / 2 {
+                    c.s.out.drain(..c.sent);
+                    c.sent = 0;
+                }
                 c.writable = false;
                 c.blocked = self.now;
                 return self.after_output(slot);

@@ -190,18 +190,26 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Appends `v` in decimal.
-pub(crate) fn put_dec(out: &mut Vec<u8>, mut v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
+pub(crate) fn put_dec(out: &mut Vec<u8>, v: u64) {
+    // Small values (every status, most bodies) as fixed-size copies, which compile to a store.
+    let d = |n: u64| b'0' + (n % 10) as u8;
+    match v {
+        0..=9 => out.push(d(v)),
+        10..=99 => out.extend_from_slice(&[d(v / 10), d(v)]),
+        100..=999 => out.extend_from_slice(&[d(v / 100), d(v / 10), d(v)]),
+        1000..=9999 => out.extend_from_slice(&[d(v / 1000), d(v / 100), d(v / 10), d(v)]),
+        _ => {
+            let mut tmp = [0u8; 20];
+            let mut i = tmp.len();
+            let mut v = v;
+            while v > 0 {
+                i -= 1;
+                tmp[i] = d(v);
+                v /= 10;
+            }
+            out.extend_from_slice(&tmp[i..]);
         }
     }
-    out.extend_from_slice(&tmp[i..]);
 }
 
 /// Appends `v` in lower-case hex (chunk sizes).
@@ -249,11 +257,15 @@ pub(crate) fn put_head(
     connection: Option<&'static [u8]>,
     date: &[u8; 29],
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    put_dec(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: ringshard\r\nDate: ");
+    if status == 200 {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: ringshard\r\nDate: ");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        put_dec(out, u64::from(status));
+        out.push(b' ');
+        out.extend_from_slice(reason(status).as_bytes());
+        out.extend_from_slice(b"\r\nServer: ringshard\r\nDate: ");
+    }
     out.extend_from_slice(date);
     out.extend_from_slice(b"\r\n");
     if let Some(ct) = content_type {
@@ -295,6 +307,11 @@ mod tests {
     fn numbers() {
         for (v, d, h) in [
             (0u64, "0", "0"),
+            (42, "42", "2a"),
+            (1000, "1000", "3e8"),
+            (9999, "9999", "270f"),
+            (10000, "10000", "2710"),
+            (u64::MAX, "18446744073709551615", "ffffffffffffffff"),
             (9, "9", "9"),
             (255, "255", "ff"),
             (65536, "65536", "10000"),
