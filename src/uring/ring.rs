@@ -318,13 +318,14 @@ impl Ring {
         &mut self,
         timeout: Option<Duration>,
         timeout_ud: u64,
-        batch: bool,
+        want: usize,
     ) -> io::Result<()> {
         self.enters += 1;
+        let want = want.min(self.wait_batch as usize);
         let res = match timeout {
-            _ if batch && self.wait_batch > 1 => {
-                // Gather up to `wait_batch` completions for at most `min_wait_usec`, then
-                // return as soon as there is one: fewer, fuller turns under load.
+            _ if want > 1 => {
+                // Gather `want` completions for at most `min_wait_usec`, then return as soon
+                // as there is one: fewer, fuller turns under load.
                 let d = timeout.unwrap_or(Duration::from_secs(3600));
                 let ts = types::Timespec::new()
                     .sec(d.as_secs())
@@ -332,9 +333,7 @@ impl Ring {
                 let args = types::SubmitArgs::new()
                     .timespec(&ts)
                     .min_wait_usec(self.min_wait_usec);
-                self.ring
-                    .submitter()
-                    .submit_with_args(self.wait_batch as usize, &args)
+                self.ring.submitter().submit_with_args(want, &args)
             }
             Some(d) if self.ext_arg => {
                 let ts = types::Timespec::new()

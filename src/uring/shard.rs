@@ -88,6 +88,8 @@ pub struct Shard<H: Handler> {
     latency_published: Millis,
     /// Most completions handled per turn (`--reap`).
     reap_max: usize,
+    /// Completions the last turn handled: what the next batched wait asks for.
+    expect: usize,
     pub stats: ShardStats,
 }
 
@@ -194,6 +196,7 @@ impl<H: Handler> Shard<H> {
             woken: Vec::new(),
             expired: Vec::new(),
             pool: Pool::default(),
+            expect: 1,
             reap_max: if cfg.reap == 0 {
                 usize::MAX
             } else {
@@ -252,11 +255,10 @@ impl<H: Handler> Shard<H> {
                     t.min(Duration::from_millis(100))
                 }));
             }
-            if let Err(e) = self.ring.submit_and_wait(
-                timeout,
-                token::encode(Op::Timeout, 0, 0),
-                self.conns.len() > 1,
-            ) {
+            if let Err(e) =
+                self.ring
+                    .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0), self.expect)
+            {
                 eprintln!(
                     "ringshard: shard {}: io_uring_enter failed: {e}; stopping this shard",
                     self.id
@@ -269,6 +271,9 @@ impl<H: Handler> Shard<H> {
             // 2. Every completion: accepts, received bytes (parsed and answered here), sends.
             self.ring.reap(&mut self.cqes, self.reap_max);
             self.stats.cqes += self.cqes.len() as u64;
+            // As many completions as this turn had is what the next wait may gather: a busy
+            // shard batches, one serving a single client wakes at its first completion.
+            self.expect = self.cqes.len();
             let mut cqes = std::mem::take(&mut self.cqes);
             for cqe in cqes.drain(..) {
                 self.complete(cqe);
@@ -783,7 +788,7 @@ impl<H: Handler> Shard<H> {
             let timeout = Some(Duration::from_millis(10));
             if self
                 .ring
-                .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0), false)
+                .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0), 1)
                 .is_err()
             {
                 break;
