@@ -387,12 +387,11 @@ impl Conn {
                 [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
             let mut req = httparse::Request::new(&mut []);
             let max_headers = limits.max_headers.min(MAX_HEADERS_CAP);
-            match req.parse_with_uninit_headers(input, &mut slots[..max_headers]) {
+            // Only the first `max_head` bytes can hold a head we accept; parsing no further
+            // makes the answer the same however the bytes were split across reads.
+            let window = &input[..input.len().min(limits.max_head)];
+            match req.parse_with_uninit_headers(window, &mut slots[..max_headers]) {
                 Ok(httparse::Status::Complete(n)) => {
-                    if n > limits.max_head {
-                        let status = head_too_large(input, limits.max_head);
-                        return (pos, self.reject(status, cx, out));
-                    }
                     let info = match check_head(&req) {
                         Ok(info) => info,
                         Err(status) => return (pos, self.reject(status, cx, out)),
@@ -720,13 +719,9 @@ fn parse_length(s: &[u8]) -> Option<u64> {
 
 /// Whether a request line that httparse refused names HTTP/2 or later (505, not 400).
 fn is_newer_version(input: &[u8]) -> bool {
-    let line_end = input
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(input.len());
-    let line = &input[..line_end];
-    match line.windows(5).rposition(|w| w == b"HTTP/") {
-        Some(i) => matches!(line.get(i + 5), Some(b'2'..=b'9')),
-        None => false,
-    }
+    // The version is the request line's third token; look only there (and only at bytes up to
+    // where httparse stopped), so the answer does not depend on how the input was split.
+    let mut tokens = input.split(|&b| b == b' ');
+    let version = tokens.nth(2).unwrap_or(&[]);
+    version.starts_with(b"HTTP/") && matches!(version.get(5), Some(b'2'..=b'9'))
 }
