@@ -75,6 +75,17 @@ pub struct ShardStats {
 }
 
 impl ShardStats {
+    /// Counts a timeout by its kind.
+    pub fn count_expiry(&mut self, kind: crate::session::Expiry) {
+        use crate::session::Expiry;
+        match kind {
+            Expiry::Request => self.request_timeouts += 1,
+            Expiry::Write => self.write_timeouts += 1,
+            Expiry::Idle => self.idle_closes += 1,
+            Expiry::Linger => {}
+        }
+    }
+
     /// Adds another shard's counters.
     pub fn merge(&mut self, o: &ShardStats) {
         self.accepted += o.accepted;

@@ -57,19 +57,23 @@ impl Wakeup {
         &self.0.efd
     }
 
-    /// A waker that reports `token` when woken.
-    pub fn waker(&self, token: u64) -> Waker {
+    /// A waker that reports connection (`slot`, `gen`) when woken.
+    pub fn waker(&self, slot: u32, gen: u32) -> Waker {
+        let token = u64::from(slot) << 32 | u64::from(gen);
         Waker::from(Arc::new(TaskWaker {
             token,
             shared: self.0.clone(),
         }))
     }
 
-    /// Moves the tokens woken since the last call into `into` (cheap when none were).
-    pub fn take_woken(&self, into: &mut Vec<u64>) {
+    /// Moves the (slot, generation) pairs woken since the last call into `into` (cheap when
+    /// none were).
+    pub fn take_woken(&self, into: &mut Vec<(u32, u32)>) {
         if self.0.pending.load(Ordering::Acquire) {
             self.0.pending.store(false, Ordering::Release);
-            into.append(&mut self.0.woken.lock().unwrap_or_else(|e| e.into_inner()));
+            let woken =
+                std::mem::take(&mut *self.0.woken.lock().unwrap_or_else(|e| e.into_inner()));
+            into.extend(woken.into_iter().map(|t| ((t >> 32) as u32, t as u32)));
         }
     }
 

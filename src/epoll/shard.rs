@@ -21,7 +21,7 @@ use crate::epoll::sys::{self, Epoll};
 use crate::handler::Handler;
 use crate::http::conn::Ctx;
 use crate::http::date::HttpDate;
-use crate::session::{Env, Expiry, Next, Pool, Session, State, Timeouts};
+use crate::session::{Env, Next, Pool, Session, State, Timeouts};
 use crate::stats::{Latency, ShardStats};
 use crate::timer::{Millis, Timers};
 use crate::uring::token::{self, Op};
@@ -97,7 +97,7 @@ pub struct Shard<H: Handler> {
     dirty: Vec<(u32, u32)>,
     /// Connections to read again at the end of the turn (reading resumed, or lingering began).
     rearm: Vec<(u32, u32)>,
-    woken: Vec<u64>,
+    woken: Vec<(u32, u32)>,
     expired: Vec<(u32, u32)>,
     /// Sampled server-side latency (head parsed to response queued).
     latency: Latency,
@@ -426,8 +426,7 @@ impl<H: Handler> Shard<H> {
     // ---- handler tasks (the async path) ----
 
     fn poll_task(&mut self, slot: u32) {
-        let token = u64::from(slot) << 32 | u64::from(self.conns[slot as usize].gen);
-        let waker = self.wakeup.waker(token);
+        let waker = self.wakeup.waker(slot, self.conns[slot as usize].gen);
         let (conns, mut env) = self.env();
         conns[slot as usize].s.poll_task(&waker, &mut env);
     }
@@ -435,8 +434,7 @@ impl<H: Handler> Shard<H> {
     fn run_woken(&mut self) {
         self.wakeup.take_woken(&mut self.woken);
         let mut woken = std::mem::take(&mut self.woken);
-        for t in woken.drain(..) {
-            let (slot, gen) = ((t >> 32) as u32, t as u32);
+        for (slot, gen) in woken.drain(..) {
             if self
                 .conns
                 .get(slot as usize)
@@ -617,12 +615,7 @@ impl<H: Handler> Shard<H> {
             let (conns, mut env) = self.env();
             let c = &mut conns[slot as usize];
             let (next, kind) = c.s.on_deadline(c.sending(), &mut env);
-            match kind {
-                Expiry::Request => self.stats.request_timeouts += 1,
-                Expiry::Write => self.stats.write_timeouts += 1,
-                Expiry::Idle => self.stats.idle_closes += 1,
-                Expiry::Linger => {}
-            }
+            self.stats.count_expiry(kind);
             match next {
                 Next::Close => self.abort(slot),
                 Next::Finish => {
