@@ -26,6 +26,7 @@
 #   ANCHORS_TARGET [<repo>/../anchors-target if it exists, else /tmp/ringshard-anchors-target]
 #                            where the anchors are built (never inside ANCHORS_DIR): release/*_hello, limit_epoll
 #   RINGSHARD_BIN [<repo>/target/release/ringshard]
+#   RINGSHARD_ARGS []        extra flags for `ringshard serve` (e.g. knobs to compare)
 #   BUILD [missing]          missing: build what is missing; always: also `cargo build --release` ringshard and
 #                            the anchors (no-ops when up to date); never: build nothing
 #   OUT_DIR [<repo>/scripts/out]; NO_SAVE=1 writes no file
@@ -46,6 +47,7 @@ if [[ -z ${ANCHORS_TARGET:-} ]]; then
   else ANCHORS_TARGET=/tmp/ringshard-anchors-target; fi
 fi
 RINGSHARD_BIN=${RINGSHARD_BIN:-$root/target/release/ringshard}
+RINGSHARD_ARGS=${RINGSHARD_ARGS:-}
 RUNS=${RUNS:-3} DUR=${DUR:-5} ROUNDS=${ROUNDS:-} CONNS=${CONNS:-64} MODES=${MODES:-keepalive pipe16} DEPTH=${DEPTH:-16}
 WARMUP=${WARMUP:-1} SERVER_CPUS=${SERVER_CPUS:-0} LOAD_CPUS=${LOAD_CPUS:-1} WRK_THREADS=${WRK_THREADS:-1}
 URL_PATH=${URL_PATH:-/plaintext} START_TIMEOUT=${START_TIMEOUT:-5} BUILD=${BUILD:-missing}
@@ -124,7 +126,7 @@ build_anchors() {
 lockver() { awk -v n="$1" '$0 == "name = \"" n "\"" { getline; gsub(/version = |"/, ""); print " " $0; exit }' "$ANCHORS_DIR/rs/Cargo.lock" 2>/dev/null || true; }
 label() {
   case $1 in
-    ringshard) echo "ringshard (serve --shards 1)" ;;
+    ringshard) echo "ringshard (serve --shards 1${RINGSHARD_ARGS:+ $RINGSHARD_ARGS})" ;;
     epoll) echo "C epoll ceiling (no parsing)" ;;
     may) echo "may_minihttp$(lockver may_minihttp)" ;;
     hyper) echo "hyper$(lockver hyper) (tokio current-thread)" ;;
@@ -173,7 +175,7 @@ start_server() { # name -> sets started_sid, started_port; 1 if it did not answe
   log=$tmp/$name.log
   port=$(pick_port "$(base_port "$name")")
   case $name in
-    ringshard) cmd=("$RS_EXEC" serve --shards 1 --listen "127.0.0.1:$port") ;;
+    ringshard) cmd=("$RS_EXEC" serve --shards 1 --listen "127.0.0.1:$port" $RINGSHARD_ARGS) ;;
     epoll) cmd=("$ANCHORS_TARGET/limit_epoll" "$port" 1) ;;
     nginx)
       mkdir -p "$tmp/nginx"

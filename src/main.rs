@@ -19,7 +19,7 @@ enum Command {
     /// Serve HTTP/1.1 (defaults: 127.0.0.1:8080, one shard per allowed CPU).
     Serve(Box<ringshard::config::ServeArgs>),
     /// Generate HTTP load against a server and report throughput and latency.
-    Load(ringshard::load::LoadArgs),
+    Load(Box<ringshard::load::LoadArgs>),
     /// Report what this kernel lets ringshard use: io_uring, its features, the limits that matter.
     Probe(ringshard::probe::ProbeArgs),
 }
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => ringshard::server::run_cli(*args),
-        Command::Load(args) => ringshard::load::run(args),
+        Command::Load(args) => ringshard::load::run(*args),
         Command::Probe(args) => ringshard::probe::run(args),
     };
     match result {
