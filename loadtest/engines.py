@@ -42,7 +42,7 @@ CONFIGS = [
     ("uring, registered files", ["--engine", "uring", "--registered-files", "4096"]),
     ("uring, SQPOLL", ["--engine", "uring", "--sqpoll", "1s"]),
     ("uring, SEND_ZC for every send", ["--engine", "uring", "--send-zc", "1"]),
-    ("uring, batched waits 64/200us", ["--engine", "uring", "--wait-batch", "64", "--wait-usec", "200"]),
+    ("uring, no batched waits", ["--engine", "uring", "--wait-usec", "0"]),
     ("uring, 64 buffers of 4 KiB", ["--engine", "uring", "--buf-count", "64"]),
     ("uring, reap 8 per turn", ["--engine", "uring", "--reap", "8"]),
 ]

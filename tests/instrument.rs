@@ -147,7 +147,10 @@ fn a_knob_that_cannot_be_had_fails_start_up_naming_it() {
         "--registered-files",
     );
     // Batched waits without a wait time.
-    refuses(&["--engine", "uring", "--wait-batch", "8"], "--wait-batch");
+    refuses(
+        &["--engine", "uring", "--wait-batch", "8", "--wait-usec", "0"],
+        "--wait-batch",
+    );
 }
 
 #[test]

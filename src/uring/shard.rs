@@ -129,7 +129,7 @@ impl<H: Handler> Shard<H> {
         let bufs = BufRing::new(&ring, cfg.buf_count, cfg.buf_size, BGID).map_err(|e| {
             format!("cannot register the provided-buffer ring ({e}); it needs Linux 5.19 or later")
         })?;
-        if cfg.wait_batch > 1 && ring.wait_batching().0 == 1 {
+        if cfg.wait_explicit && cfg.wait_batch > 1 && ring.wait_batching().0 == 1 {
             return Err("--wait-batch needs io_uring's min-timeout wait (Linux 6.12 or later) and --wait-usec above 0".into());
         }
         let kernel = probe::kernel_version();
