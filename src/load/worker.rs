@@ -171,6 +171,7 @@ impl Worker {
             }
         }
         let mut cqes = Vec::with_capacity(1024);
+        let mut last_reaped = 1;
         let mut next_tick = self.now + tick;
         let mut next_p99 = self.now + 500_000_000;
         loop {
@@ -190,14 +191,21 @@ impl Worker {
                 wake = wake.min(self.stop_at.saturating_add(grace));
             }
             let wait = Duration::from_nanos(wake.saturating_sub(now).max(1));
+            // Open loop must wake on time for each send; a closed loop may batch.
+            let want = if self.plan.rate.is_some() {
+                1
+            } else {
+                last_reaped
+            };
             self.ring
-                .submit_and_wait(Some(wait))
+                .submit_and_wait(Some(wait), want)
                 .map_err(|e| format!("io_uring wait failed: {e}"))?;
             self.clock();
             if !self.down.is_empty() && !self.stopping {
                 self.reconnect_due();
             }
             self.ring.reap(&mut cqes);
+            last_reaped = cqes.len();
             for c in &cqes {
                 self.complete(c);
             }
@@ -267,7 +275,7 @@ impl Worker {
         while self.ring.outstanding() > 0 && Instant::now() < until {
             if self
                 .ring
-                .submit_and_wait(Some(Duration::from_millis(50)))
+                .submit_and_wait(Some(Duration::from_millis(50)), 1)
                 .is_err()
             {
                 break;
