@@ -115,16 +115,18 @@ impl<H: Handler> Shard<H> {
             min_wait_usec: cfg.wait_usec,
             sqpoll_idle_ms: cfg.sqpoll_idle_ms,
         })
-        .map_err(|e| {
-            if taskrun.is_some() && e.raw_os_error() == Some(libc::EINVAL) {
-                format!(
-                    "--taskrun {:?}: this kernel does not support it ({e})",
-                    cfg.taskrun
-                )
-                .to_lowercase()
-            } else {
-                crate::uring::ring::explain(&e).to_string()
+        .map_err(|e| match (taskrun, cfg.sqpoll_idle_ms, e.raw_os_error()) {
+            (Some(TaskRun::Defer), Some(_), _) => "--taskrun defer cannot be combined with --sqpoll: \
+                deferred completions run only on the submitting thread, and SQPOLL submits from a kernel thread"
+                .to_string(),
+            (Some(_), _, Some(libc::EINVAL)) => {
+                let flag = format!("--taskrun {:?}", cfg.taskrun).to_lowercase();
+                format!("{flag}: this kernel does not support it ({e})")
             }
+            (None, Some(_), Some(libc::EINVAL | libc::EPERM)) => {
+                format!("--sqpoll: this kernel refused a ring with SQPOLL ({e})")
+            }
+            _ => crate::uring::ring::explain(&e).to_string(),
         })?;
         let bufs = BufRing::new(&ring, cfg.buf_count, cfg.buf_size, BGID).map_err(|e| {
             format!("cannot register the provided-buffer ring ({e}); it needs Linux 5.19 or later")
