@@ -316,7 +316,7 @@ fn resolve(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+/// Parses `10s`, `500ms`, `250us`, `2m`, `1h` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -329,9 +329,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs = match unit {
         "" | "s" => v,
         "ms" => v / 1000.0,
+        "us" => v / 1e6,
         "m" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "'{s}': unknown unit '{unit}' (use us, ms, s, m or h)"
+            ))
+        }
     };
     if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
         return Err(format!("'{s}' is out of range"));

@@ -69,28 +69,12 @@ pub struct LoadArgs {
     pub hdr_out: Option<PathBuf>,
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h`, `250us` or a bare number of seconds.
+/// Parses `10s`, `500ms`, `2m`, `1h`, `250us` or a bare number of seconds; zero is refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (try 10s, 500ms, 2m)"))?;
-    let secs = match unit {
-        "" | "s" => v,
-        "ms" => v / 1e3,
-        "us" => v / 1e6,
-        "m" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return Err(format!("'{s}' has an unknown unit (use us, ms, s, m or h)")),
-    };
-    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
-        return Err(format!("'{s}' must be a positive duration"));
+    match crate::config::parse_duration(s)? {
+        d if d.is_zero() => Err(format!("'{s}' must be a positive duration")),
+        d => Ok(d),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -76,36 +76,13 @@ struct SockAddr {
 
 impl SockAddr {
     fn new(ep: &Endpoint) -> io::Result<Self> {
-        // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (unspecified) value.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let (mut storage, len) = match ep {
+            Endpoint::Tcp(addr) => crate::sys::socket::sockaddr(*addr),
+            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (unspecified) value.
+            Endpoint::Unix(_) => (unsafe { std::mem::zeroed() }, 0),
+        };
         let len = match ep {
-            Endpoint::Tcp(std::net::SocketAddr::V4(a)) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from_ne_bytes(a.ip().octets()),
-                    },
-                    sin_zero: [0; 8],
-                };
-                // SAFETY: sockaddr_storage is larger than and aligned at least as sockaddr_in.
-                unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
-                std::mem::size_of::<libc::sockaddr_in>()
-            }
-            Endpoint::Tcp(std::net::SocketAddr::V6(a)) => {
-                let sin6 = libc::sockaddr_in6 {
-                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                    sin6_port: a.port().to_be(),
-                    sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr {
-                        s6_addr: a.ip().octets(),
-                    },
-                    sin6_scope_id: a.scope_id(),
-                };
-                // SAFETY: sockaddr_storage is larger than and aligned at least as sockaddr_in6.
-                unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
-                std::mem::size_of::<libc::sockaddr_in6>()
-            }
+            Endpoint::Tcp(_) => len as usize,
             Endpoint::Unix(path) => {
                 use std::os::unix::ffi::OsStrExt;
                 let bytes = path.as_os_str().as_bytes();
