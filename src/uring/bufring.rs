@@ -20,6 +20,9 @@ pub struct BufRing {
     mem_len: usize,
     count: u16,
     size: usize,
+    /// Distance between buffer starts: a cache line more than `size`, so the starts of the
+    /// buffers (where requests land) do not all fall into the same cache sets.
+    stride: usize,
     tail: u16,
 }
 
@@ -52,7 +55,8 @@ impl BufRing {
         }
         let entries_len = usize::from(count) * std::mem::size_of::<BufRingEntry>();
         let entries = mmap_anon(entries_len)?.cast::<BufRingEntry>();
-        let mem_len = usize::from(count) * size;
+        let stride = size + 64;
+        let mem_len = usize::from(count) * stride;
         let mem = match mmap_anon(mem_len) {
             Ok(m) => m,
             Err(e) => {
@@ -68,6 +72,7 @@ impl BufRing {
             mem_len,
             count,
             size,
+            stride,
             tail: 0,
         };
         // SAFETY: the entries array is page-aligned, `count` entries long, and stays mapped
@@ -98,7 +103,7 @@ impl BufRing {
         );
         // SAFETY: `bid` and `len` are in bounds (checked above); the kernel finished writing
         // this buffer before posting the completion, and will not touch it until `recycle`.
-        unsafe { std::slice::from_raw_parts(self.mem.add(usize::from(bid) * self.size), len) }
+        unsafe { std::slice::from_raw_parts(self.mem.add(usize::from(bid) * self.stride), len) }
     }
 
     /// Gives buffer `bid` back to the kernel.
@@ -113,7 +118,7 @@ impl BufRing {
         // entries before the published tail, and this one is after it.
         let entry = unsafe { &mut *self.entries.add(idx) };
         // SAFETY: `bid` < `count`, so the address is inside the buffer mapping.
-        entry.set_addr(unsafe { self.mem.add(usize::from(bid) * self.size) } as u64);
+        entry.set_addr(unsafe { self.mem.add(usize::from(bid) * self.stride) } as u64);
         entry.set_len(self.size as u32);
         entry.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
