@@ -14,6 +14,7 @@ pub mod probe;
 pub mod routes;
 pub mod server;
 mod session;
+mod shard_state;
 pub mod stats;
 mod sys;
 mod timer;

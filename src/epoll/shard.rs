@@ -12,18 +12,16 @@
 //! `Session::out`, and a short one leaves the rest there until the socket is writable again.
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Instant;
 
 use slab::Slab;
 
 use crate::config::ServeConfig;
 use crate::epoll::sys::{self, Epoll};
 use crate::handler::Handler;
-use crate::http::conn::Ctx;
-use crate::http::date::HttpDate;
-use crate::session::{Env, Next, Pool, Session, State, Timeouts};
-use crate::stats::{Latency, ShardStats};
-use crate::timer::{Millis, Timers};
+use crate::session::{Env, Next, Session, State};
+use crate::shard_state::ShardState;
+use crate::stats::ShardStats;
+use crate::timer::Millis;
 use crate::uring::token::{self, Op};
 use crate::wake::Wakeup;
 
@@ -78,32 +76,17 @@ impl Connection {
 
 /// An epoll shard ready to run: its listener and eventfd are registered.
 pub struct Shard<H: Handler> {
+    st: ShardState<H>,
     ep: Epoll,
-    id: usize,
     listener: Option<OwnedFd>,
     conns: Slab<Connection>,
     next_gen: u32,
-    handler: H,
-    cfg: ServeConfig,
-    timeouts: Timeouts,
-    wakeup: Wakeup,
-    timers: Timers,
-    date: HttpDate,
-    start: Instant,
-    now: Millis,
-    accept_retry_at: Millis,
-    draining: bool,
     rbuf: Box<[u8]>,
     dirty: Vec<(u32, u32)>,
     /// Connections to read again at the end of the turn (reading resumed, or lingering began).
     rearm: Vec<(u32, u32)>,
     woken: Vec<(u32, u32)>,
     expired: Vec<(u32, u32)>,
-    /// Sampled server-side latency (head parsed to response queued).
-    latency: Latency,
-    latency_published: Millis,
-    pool: Pool,
-    pub stats: ShardStats,
 }
 
 impl<H: Handler> Shard<H> {
@@ -129,30 +112,16 @@ impl<H: Handler> Shard<H> {
         )
         .map_err(|e| format!("epoll_ctl (eventfd): {e}"))?;
         Ok(Shard {
+            st: ShardState::new(id, cfg, handler, wakeup),
             ep,
-            id,
             listener: Some(listener),
             conns: Slab::with_capacity(1024),
             next_gen: 1,
-            handler,
-            cfg: cfg.clone(),
-            timeouts: Timeouts::from_config(cfg),
-            wakeup,
-            timers: Timers::default(),
-            date: HttpDate::default(),
-            start: Instant::now(),
-            now: 1,
-            accept_retry_at: 0,
-            draining: false,
-            latency: Latency::default(),
-            latency_published: 0,
             rbuf: vec![0; READ_BUF].into_boxed_slice(),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
             woken: Vec::new(),
             expired: Vec::new(),
-            pool: Pool::default(),
-            stats: ShardStats::default(),
         })
     }
 
@@ -176,30 +145,30 @@ impl<H: Handler> Shard<H> {
                 0
             } else {
                 let mut t = self
+                    .st
                     .timers
                     .next()
-                    .map(|at| at.saturating_sub(self.now).clamp(1, i32::MAX as u64) as i32);
-                if self.accept_retry_at != 0 {
+                    .map(|at| at.saturating_sub(self.st.now).clamp(1, i32::MAX as u64) as i32);
+                if self.st.accept_retry_at != 0 {
                     t = Some(t.map_or(100, |t| t.min(100)));
                 }
                 t.unwrap_or(-1)
             };
-            self.stats.enters += 1;
+            self.st.stats.enters += 1;
             let n = match self.ep.wait(timeout) {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!(
                         "ringshard: shard {}: epoll_wait failed: {e}; stopping this shard",
-                        self.id
+                        self.st.id
                     );
                     break;
                 }
             };
-            self.now = self.start.elapsed().as_millis() as Millis + 1;
-            self.date.refresh();
+            self.st.tick();
 
             // 2. Every event: accepts, input (parsed and answered here), output space, wakes.
-            self.stats.cqes += n as u64;
+            self.st.stats.cqes += n as u64;
             for i in 0..n {
                 let (events, data) = self.ep.event(i);
                 self.ready(events, data);
@@ -211,24 +180,17 @@ impl<H: Handler> Shard<H> {
             self.flush();
 
             self.publish();
-            if self.draining && self.conns.is_empty() {
+            if self.st.draining && self.conns.is_empty() {
                 break;
             }
         }
-        self.stats
+        self.st.stats
     }
 
     /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
     /// latency histogram once a second).
     fn publish(&mut self) {
-        let Some(board) = &self.cfg.metrics else {
-            return;
-        };
-        board.publish(self.id, &self.stats);
-        if self.now >= self.latency_published + 1000 {
-            self.latency_published = self.now;
-            board.publish_latency(self.id, &self.latency.snapshot());
-        }
+        self.st.publish();
     }
 
     fn ready(&mut self, events: u32, data: u64) {
@@ -245,35 +207,21 @@ impl<H: Handler> Shard<H> {
 
     /// Splits the borrows a session call needs from the rest of the shard.
     fn env(&mut self) -> (&mut Slab<Connection>, Env<'_, H>) {
-        let ctx = Ctx {
-            limits: &self.cfg.limits,
-            date: self.date.as_bytes(),
-            draining: self.draining,
-            latency: Some(&self.latency),
-        };
-        (
-            &mut self.conns,
-            Env {
-                handler: &self.handler,
-                ctx,
-                pool: &mut self.pool,
-                now: self.now,
-            },
-        )
+        (&mut self.conns, self.st.env())
     }
 
     // ---- accept ----
 
     /// Accepts until the backlog is empty.
     fn accept(&mut self) {
-        if self.draining || self.accept_retry_at != 0 {
+        if self.st.draining || self.st.accept_retry_at != 0 {
             return;
         }
         let Some(lfd) = self.listener.as_ref().map(|l| l.as_raw_fd()) else {
             return;
         };
         loop {
-            self.stats.enters += 1;
+            self.st.stats.enters += 1;
             let fd = match sys::accept(lfd) {
                 Ok(fd) => fd,
                 Err(e) => match e.raw_os_error().unwrap_or(0) {
@@ -281,13 +229,13 @@ impl<H: Handler> Shard<H> {
                     libc::EINTR => continue,
                     // Out of descriptors or memory: back off instead of spinning on the error.
                     libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                        self.stats.accept_errors += 1;
-                        self.accept_retry_at = self.now + 100;
+                        self.st.stats.accept_errors += 1;
+                        self.st.accept_retry_at = self.st.now + 100;
                         return;
                     }
                     // A connection reset while in the backlog, or the like: take the next one.
                     _ => {
-                        self.stats.accept_errors += 1;
+                        self.st.stats.accept_errors += 1;
                         continue;
                     }
                 },
@@ -296,14 +244,14 @@ impl<H: Handler> Shard<H> {
             self.next_gen = token::next_gen(gen);
             let entry = self.conns.vacant_entry();
             let slot = entry.key() as u32;
-            self.stats.enters += 1;
+            self.st.stats.enters += 1;
             let raw = fd.as_raw_fd();
             if self
                 .ep
                 .add(raw, CONN_EVENTS, token::encode(Op::Recv, slot, gen))
                 .is_err()
             {
-                self.stats.accept_errors += 1;
+                self.st.stats.accept_errors += 1;
                 continue; // `fd` is closed here
             }
             entry.insert(Connection {
@@ -316,9 +264,9 @@ impl<H: Handler> Shard<H> {
                 blocked: 0,
                 sent: 0,
                 dirty: false,
-                s: Session::new(self.now),
+                s: Session::new(self.st.now),
             });
-            self.stats.accepted += 1;
+            self.st.stats.accepted += 1;
             self.refresh_deadline(slot);
         }
     }
@@ -357,7 +305,7 @@ impl<H: Handler> Shard<H> {
             if !c.readable || !c.may_read() {
                 return;
             }
-            self.stats.enters += 1;
+            self.st.stats.enters += 1;
             match sys::recv(c.fd.as_raw_fd(), &mut self.rbuf) {
                 Ok(0) => {
                     c.readable = false;
@@ -370,23 +318,12 @@ impl<H: Handler> Shard<H> {
                     return self.release_if_done(slot);
                 }
                 Ok(n) => {
-                    self.stats.bytes_in += n as u64;
+                    self.st.stats.bytes_in += n as u64;
                     if n < self.rbuf.len() && !c.hup {
                         // A short read emptied the socket; new input brings a new edge.
                         c.readable = false;
                     }
-                    let mut env = Env {
-                        handler: &self.handler,
-                        ctx: Ctx {
-                            limits: &self.cfg.limits,
-                            date: self.date.as_bytes(),
-                            draining: self.draining,
-                            latency: Some(&self.latency),
-                        },
-                        pool: &mut self.pool,
-                        now: self.now,
-                    };
-                    if c.s.receive(&self.rbuf[..n], &mut env) {
+                    if c.s.receive(&self.rbuf[..n], &mut self.st.env()) {
                         self.poll_task(slot);
                     }
                     self.after_output(slot);
@@ -399,7 +336,7 @@ impl<H: Handler> Shard<H> {
                     }
                     ErrorKind::Interrupted => {}
                     _ => {
-                        self.stats.recv_errors += 1;
+                        self.st.stats.recv_errors += 1;
                         return self.abort(slot);
                     }
                 },
@@ -411,7 +348,7 @@ impl<H: Handler> Shard<H> {
     /// move the deadline.
     fn after_output(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
-        self.stats.requests += c.s.answered();
+        self.st.stats.requests += c.s.answered();
         if !c.s.out.is_empty() && !c.dirty && c.writable {
             c.dirty = true;
             self.dirty.push((slot, c.gen));
@@ -426,13 +363,13 @@ impl<H: Handler> Shard<H> {
     // ---- handler tasks (the async path) ----
 
     fn poll_task(&mut self, slot: u32) {
-        let waker = self.wakeup.waker(slot, self.conns[slot as usize].gen);
+        let waker = self.st.wakeup.waker(slot, self.conns[slot as usize].gen);
         let (conns, mut env) = self.env();
         conns[slot as usize].s.poll_task(&waker, &mut env);
     }
 
     fn run_woken(&mut self) {
-        self.wakeup.take_woken(&mut self.woken);
+        self.st.wakeup.take_woken(&mut self.woken);
         let mut woken = std::mem::take(&mut self.woken);
         for (slot, gen) in woken.drain(..) {
             if self
@@ -457,30 +394,30 @@ impl<H: Handler> Shard<H> {
             return;
         }
         debug_assert!(c.sent < c.s.out.len(), "only what is not sent is kept");
-        self.stats.enters += 1;
+        self.st.stats.enters += 1;
         match sys::send(c.fd.as_raw_fd(), &c.s.out[c.sent..]) {
             Ok(n) if c.sent + n == c.s.out.len() => {
-                self.stats.bytes_out += n as u64;
+                self.st.stats.bytes_out += n as u64;
                 c.s.out.clear();
                 c.sent = 0;
             }
             Ok(n) => {
                 // The socket buffer filled: keep the rest and wait for the output edge.
-                self.stats.bytes_out += n as u64;
-                self.stats.short_sends += 1;
+                self.st.stats.bytes_out += n as u64;
+                self.st.stats.short_sends += 1;
                 c.sent += n;
                 if c.sent >= c.s.out.len() / 2 {
                     c.s.out.drain(..c.sent);
                     c.sent = 0;
                 }
                 c.writable = false;
-                c.blocked = self.now;
+                c.blocked = self.st.now;
                 return self.after_output(slot);
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                self.stats.short_sends += 1;
+                self.st.stats.short_sends += 1;
                 c.writable = false;
-                c.blocked = self.now;
+                c.blocked = self.st.now;
                 return self.after_output(slot);
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {
@@ -489,7 +426,7 @@ impl<H: Handler> Shard<H> {
                 return;
             }
             Err(_) => {
-                self.stats.send_errors += 1;
+                self.st.stats.send_errors += 1;
                 return self.abort(slot);
             }
         }
@@ -501,7 +438,7 @@ impl<H: Handler> Shard<H> {
         let c = &mut self.conns[slot as usize];
         if c.s.out.is_empty() && c.s.state == State::Open {
             let out = std::mem::take(&mut c.s.out);
-            self.pool.give(out);
+            self.st.pool.give(out);
         }
         self.after_output(slot);
         self.release_if_done(slot);
@@ -530,8 +467,8 @@ impl<H: Handler> Shard<H> {
         if self.dirty.is_empty() {
             self.dirty = dirty;
         }
-        if self.accept_retry_at != 0 && self.now >= self.accept_retry_at {
-            self.accept_retry_at = 0;
+        if self.st.accept_retry_at != 0 && self.st.now >= self.st.accept_retry_at {
+            self.st.accept_retry_at = 0;
             self.accept();
         }
     }
@@ -546,9 +483,9 @@ impl<H: Handler> Shard<H> {
         }
         // Its timer entries go stale: they carry this connection's generation.
         let mut c = self.conns.remove(slot as usize);
-        self.stats.requests += c.s.answered();
-        self.pool.give(c.s.out);
-        self.stats.closed += 1;
+        self.st.stats.requests += c.s.answered();
+        self.st.pool.give(c.s.out);
+        self.st.stats.closed += 1;
     }
 
     /// Moves a connection along its close: a finishing one whose output is all written shuts
@@ -558,11 +495,11 @@ impl<H: Handler> Shard<H> {
         let Some(c) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        self.stats.requests += c.s.answered();
+        self.st.stats.requests += c.s.answered();
         if c.s.state == State::Closing {
             return self.abort(slot);
         }
-        if self.draining && c.s.is_idle(c.sending()) {
+        if self.st.draining && c.s.is_idle(c.sending()) {
             // Its last response (begun before shutdown) is written: nothing is left to finish.
             return self.abort(slot);
         }
@@ -572,11 +509,11 @@ impl<H: Handler> Shard<H> {
         if c.eof {
             return self.abort(slot); // the peer already closed: nothing to linger for
         }
-        self.stats.enters += 1;
+        self.st.stats.enters += 1;
         if sys::shutdown_write(c.fd.as_raw_fd()).is_err() {
             return self.abort(slot);
         }
-        c.s.start_linger(self.now);
+        c.s.start_linger(self.st.now);
         if c.readable {
             self.rearm.push((slot, c.gen));
         }
@@ -588,17 +525,17 @@ impl<H: Handler> Shard<H> {
     fn refresh_deadline(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
         let sending = c.sending().then_some(c.blocked);
-        let at = c.s.deadline_at(sending, self.now, &self.timeouts);
-        self.timers.set(&mut c.s.deadline, at, slot, c.gen);
+        let at = c.s.deadline_at(sending, self.st.now, &self.st.timeouts);
+        self.st.timers.set(&mut c.s.deadline, at, slot, c.gen);
     }
 
     fn expire(&mut self) {
-        while let Some(entry) = self.timers.pop_due(self.now) {
+        while let Some(entry) = self.st.timers.pop_due(self.st.now) {
             let (_, slot, gen) = entry;
             let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
                 continue;
             };
-            if self.timers.settle(entry, &mut c.s.deadline, self.now) {
+            if self.st.timers.settle(entry, &mut c.s.deadline, self.st.now) {
                 self.expired.push((slot, gen));
             }
         }
@@ -615,7 +552,7 @@ impl<H: Handler> Shard<H> {
             let (conns, mut env) = self.env();
             let c = &mut conns[slot as usize];
             let (next, kind) = c.s.on_deadline(c.sending(), &mut env);
-            self.stats.count_expiry(kind);
+            self.st.stats.count_expiry(kind);
             match next {
                 Next::Close => self.abort(slot),
                 Next::Finish => {
@@ -633,9 +570,9 @@ impl<H: Handler> Shard<H> {
     /// The eventfd is readable: drain it, then see whether shutdown was asked for. Woken
     /// handler tasks are collected every turn by [`Shard::run_woken`].
     fn on_wake(&mut self) {
-        self.stats.enters += 1;
-        let _ = sys::read_eventfd(self.wakeup.eventfd().raw());
-        if self.wakeup.shutdown_requested() && !self.draining {
+        self.st.stats.enters += 1;
+        let _ = sys::read_eventfd(self.st.wakeup.eventfd().raw());
+        if self.st.wakeup.shutdown_requested() && !self.st.draining {
             self.begin_drain();
         }
     }
@@ -643,9 +580,9 @@ impl<H: Handler> Shard<H> {
     /// Graceful shutdown: stop accepting, close idle connections, let requests in flight
     /// finish (their responses say `Connection: close`).
     fn begin_drain(&mut self) {
-        self.draining = true;
+        self.st.draining = true;
         if let Some(l) = self.listener.take() {
-            self.stats.enters += 1;
+            self.st.stats.enters += 1;
             let _ = self.ep.delete(l.as_raw_fd());
         }
         let idle: Vec<u32> = self

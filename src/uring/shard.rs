@@ -8,18 +8,17 @@
 //! What to do with a connection (HTTP, deadlines, the close sequence) is the engine-independent
 //! [`Session`]'s; this file does the I/O and keeps what the kernel holds until it lets go.
 use std::os::fd::{OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use io_uring::cqueue;
 use slab::Slab;
 
 use crate::config::{RecvMode, ServeConfig, TaskRunFlag};
 use crate::handler::Handler;
-use crate::http::conn::Ctx;
-use crate::http::date::HttpDate;
-use crate::session::{Env, Next, Pool, Session, State, Timeouts};
-use crate::stats::{Latency, ShardStats};
-use crate::timer::{Millis, Timers};
+use crate::session::{Env, Next, Session, State};
+use crate::shard_state::ShardState;
+use crate::stats::ShardStats;
+use crate::timer::Millis;
 use crate::uring::bufring::BufRing;
 use crate::uring::probe;
 use crate::uring::ring::{Cqe, Ring, RingConfig, Sock, TaskRun};
@@ -56,41 +55,26 @@ pub struct Features {
 
 /// A shard ready to run: its ring is set up and its buffers registered.
 pub struct Shard<H: Handler> {
+    st: ShardState<H>,
     // Field order is drop order: the ring goes before the buffers it may refer to.
     ring: Ring,
     bufs: BufRing,
-    id: usize,
     listener: Option<OwnedFd>,
     listen_fd: RawFd,
     conns: Slab<Connection>,
     next_gen: u32,
-    handler: H,
-    cfg: ServeConfig,
-    timeouts: Timeouts,
     pub features: Features,
-    wakeup: Wakeup,
     wake_read: Option<u32>,
-    timers: Timers,
-    date: HttpDate,
-    start: Instant,
-    now: Millis,
     accept_armed: bool,
-    accept_retry_at: Millis,
-    draining: bool,
     cqes: Vec<Cqe>,
     dirty: Vec<(u32, u32)>,
     rearm: Vec<(u32, u32)>,
     woken: Vec<(u32, u32)>,
     expired: Vec<(u32, u32)>,
-    pool: Pool,
-    /// Sampled server-side latency (head parsed to response queued).
-    latency: Latency,
-    latency_published: Millis,
     /// Most completions handled per turn (`--reap`).
     reap_max: usize,
     /// Completions the last turn handled: what the next batched wait asks for.
     expect: usize,
-    pub stats: ShardStats,
 }
 
 impl<H: Handler> Shard<H> {
@@ -171,41 +155,27 @@ impl<H: Handler> Shard<H> {
         };
         let listen_fd = crate::sys::socket::raw(&listener);
         Ok(Shard {
+            st: ShardState::new(id, cfg, handler, wakeup),
             ring,
             bufs,
-            id,
             listener: Some(listener),
             listen_fd,
             conns: Slab::with_capacity(1024),
             next_gen: 1,
-            handler,
-            cfg: cfg.clone(),
             features,
-            wakeup,
             wake_read: None,
-            timers: Timers::default(),
-            date: HttpDate::default(),
-            start: Instant::now(),
-            now: 1,
             accept_armed: false,
-            accept_retry_at: 0,
-            draining: false,
-            latency: Latency::default(),
-            latency_published: 0,
             cqes: Vec::with_capacity(4096),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
             woken: Vec::new(),
             expired: Vec::new(),
-            pool: Pool::default(),
             expect: 1,
             reap_max: if cfg.reap == 0 {
                 usize::MAX
             } else {
                 cfg.reap as usize
             },
-            timeouts: Timeouts::from_config(cfg),
-            stats: ShardStats::default(),
         })
     }
 
@@ -223,17 +193,17 @@ impl<H: Handler> Shard<H> {
             self.features.taskrun.name(),
             kind(self.features.multishot_accept),
             kind(self.features.multishot_recv),
-            self.cfg.buf_count,
+            self.st.cfg.buf_count,
             self.bufs.size(),
         );
-        if let Some(idle) = self.cfg.sqpoll_idle_ms {
+        if let Some(idle) = self.st.cfg.sqpoll_idle_ms {
             line += &format!(", SQPOLL (idle {idle} ms)");
         }
-        if self.cfg.send_zc > 0 {
-            line += &format!(", SEND_ZC from {} B", self.cfg.send_zc);
+        if self.st.cfg.send_zc > 0 {
+            line += &format!(", SEND_ZC from {} B", self.st.cfg.send_zc);
         }
         if self.features.direct {
-            line += &format!(", {} registered file slots", self.cfg.registered_files);
+            line += &format!(", {} registered file slots", self.st.cfg.registered_files);
         }
         if let (batch @ 2.., usec) = self.ring.wait_batching() {
             line += &format!(", waits gather up to {batch} completions for {usec} us");
@@ -249,10 +219,11 @@ impl<H: Handler> Shard<H> {
             // 1. Wait once: submit everything queued last turn, sleep until completions arrive
             //    or the nearest deadline.
             let mut timeout = self
+                .st
                 .timers
                 .next()
-                .map(|at| Duration::from_millis(at.saturating_sub(self.now).max(1)));
-            if self.accept_retry_at != 0 {
+                .map(|at| Duration::from_millis(at.saturating_sub(self.st.now).max(1)));
+            if self.st.accept_retry_at != 0 {
                 timeout = Some(timeout.map_or(Duration::from_millis(100), |t| {
                     t.min(Duration::from_millis(100))
                 }));
@@ -263,16 +234,15 @@ impl<H: Handler> Shard<H> {
             {
                 eprintln!(
                     "ringshard: shard {}: io_uring_enter failed: {e}; stopping this shard",
-                    self.id
+                    self.st.id
                 );
                 break;
             }
-            self.now = self.start.elapsed().as_millis() as Millis + 1;
-            self.date.refresh();
+            self.st.tick();
 
             // 2. Every completion: accepts, received bytes (parsed and answered here), sends.
             self.ring.reap(&mut self.cqes, self.reap_max);
-            self.stats.cqes += self.cqes.len() as u64;
+            self.st.stats.cqes += self.cqes.len() as u64;
             // As many completions as this turn had is what the next wait may gather: a busy
             // shard batches, one serving a single client wakes at its first completion.
             self.expect = self.cqes.len();
@@ -288,29 +258,22 @@ impl<H: Handler> Shard<H> {
             self.flush();
 
             self.publish();
-            if self.draining && self.conns.is_empty() && !self.accept_armed {
+            if self.st.draining && self.conns.is_empty() && !self.accept_armed {
                 break;
             }
         }
         self.stop_wake();
-        self.stats.enters = self.ring.enters;
-        self.stats.sqes = self.ring.submitted;
-        self.stats
+        self.st.stats.enters = self.ring.enters;
+        self.st.stats.sqes = self.ring.submitted;
+        self.st.stats
     }
 
     /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
     /// latency histogram once a second).
     fn publish(&mut self) {
-        let Some(board) = &self.cfg.metrics else {
-            return;
-        };
-        self.stats.enters = self.ring.enters;
-        self.stats.sqes = self.ring.submitted;
-        board.publish(self.id, &self.stats);
-        if self.now >= self.latency_published + 1000 {
-            self.latency_published = self.now;
-            board.publish_latency(self.id, &self.latency.snapshot());
-        }
+        self.st.stats.enters = self.ring.enters;
+        self.st.stats.sqes = self.ring.submitted;
+        self.st.publish();
     }
 
     fn complete(&mut self, cqe: Cqe) {
@@ -329,27 +292,13 @@ impl<H: Handler> Shard<H> {
 
     /// Splits the borrows a session call needs from the rest of the shard.
     fn env(&mut self) -> (&mut Slab<Connection>, Env<'_, H>) {
-        let ctx = Ctx {
-            limits: &self.cfg.limits,
-            date: self.date.as_bytes(),
-            draining: self.draining,
-            latency: Some(&self.latency),
-        };
-        (
-            &mut self.conns,
-            Env {
-                handler: &self.handler,
-                ctx,
-                pool: &mut self.pool,
-                now: self.now,
-            },
-        )
+        (&mut self.conns, self.st.env())
     }
 
     // ---- accept ----
 
     fn arm_accept(&mut self) {
-        if self.accept_armed || self.draining || self.listener.is_none() {
+        if self.accept_armed || self.st.draining || self.listener.is_none() {
             return;
         }
         let ud = token::encode(Op::Accept, 0, 0);
@@ -365,7 +314,7 @@ impl<H: Handler> Shard<H> {
     fn on_accept(&mut self, cqe: Cqe) {
         if !cqe.more() {
             self.accept_armed = false;
-            if self.draining {
+            if self.st.draining {
                 self.listener = None; // no accept refers to it any more: close it
             }
         }
@@ -373,8 +322,8 @@ impl<H: Handler> Shard<H> {
             if cqe.result != -libc::ECANCELED {
                 // Out of descriptors or memory, or anything else: back off for 100 ms instead
                 // of spinning on the error.
-                self.stats.accept_errors += 1;
-                self.accept_retry_at = self.now + 100;
+                self.st.stats.accept_errors += 1;
+                self.st.accept_retry_at = self.st.now + 100;
             }
             return;
         }
@@ -383,7 +332,7 @@ impl<H: Handler> Shard<H> {
         } else {
             Sock::Fd(cqe.result)
         };
-        if self.draining {
+        if self.st.draining {
             self.ring.close(sock, token::encode(Op::Close, 0, 0));
             return;
         }
@@ -397,9 +346,9 @@ impl<H: Handler> Shard<H> {
             send_since: 0,
             recv_armed: false,
             dirty: false,
-            s: Session::new(self.now),
+            s: Session::new(self.st.now),
         }) as u32;
-        self.stats.accepted += 1;
+        self.st.stats.accepted += 1;
         self.arm_recv(slot);
         self.refresh_deadline(slot);
     }
@@ -436,22 +385,10 @@ impl<H: Handler> Shard<H> {
         match cqe.result {
             n if n > 0 => {
                 let Some(bid) = cqe.buffer() else { return };
-                self.stats.bytes_in += n as u64;
+                self.st.stats.bytes_in += n as u64;
                 // The buffer goes back to the kernel as soon as the HTTP core has read it.
                 let data = self.bufs.get(bid, n as usize);
-                let ctx = Ctx {
-                    limits: &self.cfg.limits,
-                    date: self.date.as_bytes(),
-                    draining: self.draining,
-                    latency: Some(&self.latency),
-                };
-                let mut env = Env {
-                    handler: &self.handler,
-                    ctx,
-                    pool: &mut self.pool,
-                    now: self.now,
-                };
-                let pending = c.s.receive(data, &mut env);
+                let pending = c.s.receive(data, &mut self.st.env());
                 self.bufs.recycle(bid);
                 if pending {
                     self.poll_task(slot);
@@ -473,12 +410,12 @@ impl<H: Handler> Shard<H> {
             }
             e if -e == libc::ENOBUFS => {
                 // The buffer ring ran dry; re-arm once this turn's buffers are back.
-                self.stats.enobufs += 1;
+                self.st.stats.enobufs += 1;
                 self.rearm.push((slot, gen));
             }
             e if -e == libc::ECANCELED => {}
             _ => {
-                self.stats.recv_errors += 1;
+                self.st.stats.recv_errors += 1;
                 self.abort(slot);
             }
         }
@@ -489,7 +426,7 @@ impl<H: Handler> Shard<H> {
     /// move the deadline.
     fn after_output(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
-        self.stats.requests += c.s.answered();
+        self.st.stats.requests += c.s.answered();
         if !c.s.out.is_empty() && !c.dirty {
             c.dirty = true;
             self.dirty.push((slot, c.gen));
@@ -509,13 +446,13 @@ impl<H: Handler> Shard<H> {
     // ---- handler tasks (the async path) ----
 
     fn poll_task(&mut self, slot: u32) {
-        let waker = self.wakeup.waker(slot, self.conns[slot as usize].gen);
+        let waker = self.st.wakeup.waker(slot, self.conns[slot as usize].gen);
         let (conns, mut env) = self.env();
         conns[slot as usize].s.poll_task(&waker, &mut env);
     }
 
     fn run_woken(&mut self) {
-        self.wakeup.take_woken(&mut self.woken);
+        self.st.wakeup.take_woken(&mut self.woken);
         let mut woken = std::mem::take(&mut self.woken);
         for (slot, gen) in woken.drain(..) {
             if self
@@ -538,11 +475,11 @@ impl<H: Handler> Shard<H> {
             return;
         }
         let buf = std::mem::take(&mut c.s.out);
-        self.stats.bytes_out += buf.len() as u64;
+        self.st.stats.bytes_out += buf.len() as u64;
         let key = self.send_buf(slot, buf, 0);
         let c = &mut self.conns[slot as usize];
         c.send = Some((key, 0));
-        c.send_since = self.now;
+        c.send_since = self.st.now;
         self.refresh_deadline(slot);
     }
 
@@ -550,9 +487,9 @@ impl<H: Handler> Shard<H> {
     fn send_buf(&mut self, slot: u32, buf: Vec<u8>, from: usize) -> u32 {
         let c = &self.conns[slot as usize];
         let ud = token::encode(Op::Send, slot, c.gen);
-        let zc = self.cfg.send_zc > 0 && buf.len() - from >= self.cfg.send_zc;
+        let zc = self.st.cfg.send_zc > 0 && buf.len() - from >= self.st.cfg.send_zc;
         if zc {
-            self.stats.zc_sends += 1;
+            self.st.stats.zc_sends += 1;
             self.ring.send_zc(c.sock, buf, from, ud)
         } else {
             self.ring.send(c.sock, buf, from, ud)
@@ -578,19 +515,19 @@ impl<H: Handler> Shard<H> {
         };
         let mut buf = self.ring.send_done(key);
         if cqe.result < 0 {
-            self.stats.send_errors += u64::from(cqe.result != -libc::ECANCELED);
-            self.pool.give(buf);
+            self.st.stats.send_errors += u64::from(cqe.result != -libc::ECANCELED);
+            self.st.pool.give(buf);
             self.abort(slot);
             return self.release_if_done(slot);
         }
         let sent = from + cqe.result as usize;
         if sent < buf.len() && c.s.state != State::Closing {
             // Short send: the socket buffer filled. Send the rest from where it stopped.
-            self.stats.short_sends += 1;
+            self.st.stats.short_sends += 1;
             let key = self.send_buf(slot, buf, sent);
             let c = &mut self.conns[slot as usize];
             c.send = Some((key, sent));
-            c.send_since = self.now;
+            c.send_since = self.st.now;
             return self.refresh_deadline(slot);
         }
         // Keep the buffer if nothing is queued; an idle connection gives it back below.
@@ -598,7 +535,7 @@ impl<H: Handler> Shard<H> {
         if c.s.out.is_empty() {
             std::mem::swap(&mut c.s.out, &mut buf);
         }
-        self.pool.give(buf);
+        self.st.pool.give(buf);
         if c.s.task_waiting_output && c.s.state == State::Open {
             self.poll_task(slot);
         }
@@ -607,7 +544,7 @@ impl<H: Handler> Shard<H> {
             self.start_send(slot);
         } else if c.s.state == State::Open {
             let out = std::mem::take(&mut c.s.out);
-            self.pool.give(out);
+            self.st.pool.give(out);
         }
         self.after_output(slot);
         self.release_if_done(slot);
@@ -637,10 +574,10 @@ impl<H: Handler> Shard<H> {
             }
         }
         self.rearm = rearm;
-        if self.accept_retry_at != 0 && self.now >= self.accept_retry_at {
-            self.accept_retry_at = 0;
+        if self.st.accept_retry_at != 0 && self.st.now >= self.st.accept_retry_at {
+            self.st.accept_retry_at = 0;
         }
-        if self.accept_retry_at == 0 {
+        if self.st.accept_retry_at == 0 {
             self.arm_accept();
         }
     }
@@ -663,7 +600,7 @@ impl<H: Handler> Shard<H> {
             self.ring
                 .cancel(token::encode(Op::Send, slot, c.gen), cancel);
         }
-        self.timers.set(&mut c.s.deadline, 0, slot, c.gen);
+        self.st.timers.set(&mut c.s.deadline, 0, slot, c.gen);
         self.release_if_done(slot);
     }
 
@@ -673,8 +610,8 @@ impl<H: Handler> Shard<H> {
         let Some(c) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        self.stats.requests += c.s.answered();
-        if self.draining && c.s.is_idle(c.send.is_some()) {
+        self.st.stats.requests += c.s.answered();
+        if self.st.draining && c.s.is_idle(c.send.is_some()) {
             return self.abort(slot); // went idle while draining: nothing more will come
         }
         if c.s.ready_to_linger(c.send.is_some()) {
@@ -683,7 +620,7 @@ impl<H: Handler> Shard<H> {
             }
             self.ring
                 .shutdown_write(c.sock, token::encode(Op::Shutdown, slot, c.gen));
-            c.s.start_linger(self.now);
+            c.s.start_linger(self.st.now);
             return self.refresh_deadline(slot);
         }
         if c.s.state != State::Closing || c.recv_armed || c.send.is_some() {
@@ -692,8 +629,8 @@ impl<H: Handler> Shard<H> {
         let c = self.conns.remove(slot as usize);
         self.ring
             .close(c.sock, token::encode(Op::Close, slot, c.gen));
-        self.pool.give(c.s.out);
-        self.stats.closed += 1;
+        self.st.pool.give(c.s.out);
+        self.st.stats.closed += 1;
     }
 
     // ---- deadlines ----
@@ -701,17 +638,17 @@ impl<H: Handler> Shard<H> {
     fn refresh_deadline(&mut self, slot: u32) {
         let c = &mut self.conns[slot as usize];
         let sending = c.send.map(|_| c.send_since);
-        let at = c.s.deadline_at(sending, self.now, &self.timeouts);
-        self.timers.set(&mut c.s.deadline, at, slot, c.gen);
+        let at = c.s.deadline_at(sending, self.st.now, &self.st.timeouts);
+        self.st.timers.set(&mut c.s.deadline, at, slot, c.gen);
     }
 
     fn expire(&mut self) {
-        while let Some(entry) = self.timers.pop_due(self.now) {
+        while let Some(entry) = self.st.timers.pop_due(self.st.now) {
             let (_, slot, gen) = entry;
             let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
                 continue;
             };
-            if self.timers.settle(entry, &mut c.s.deadline, self.now) {
+            if self.st.timers.settle(entry, &mut c.s.deadline, self.st.now) {
                 self.expired.push((slot, gen));
             }
         }
@@ -720,7 +657,7 @@ impl<H: Handler> Shard<H> {
             let (conns, mut env) = self.env();
             let c = &mut conns[slot as usize];
             let (next, kind) = c.s.on_deadline(c.send.is_some(), &mut env);
-            self.stats.count_expiry(kind);
+            self.st.stats.count_expiry(kind);
             match next {
                 Next::Close => self.abort(slot),
                 Next::Finish => self.after_output(slot),
@@ -733,7 +670,7 @@ impl<H: Handler> Shard<H> {
     // ---- wake-ups and shutdown ----
 
     fn arm_wake(&mut self) {
-        let fd = self.wakeup.eventfd().raw();
+        let fd = self.st.wakeup.eventfd().raw();
         self.wake_read = Some(self.ring.read_eventfd(fd, token::encode(Op::Wake, 0, 0)));
     }
 
@@ -741,7 +678,7 @@ impl<H: Handler> Shard<H> {
         if let Some(key) = self.wake_read.take() {
             self.ring.read_done(key);
         }
-        if self.wakeup.shutdown_requested() && !self.draining {
+        if self.st.wakeup.shutdown_requested() && !self.st.draining {
             self.begin_drain();
         }
         self.arm_wake();
@@ -750,7 +687,7 @@ impl<H: Handler> Shard<H> {
     /// Graceful shutdown: stop accepting, close idle connections, let requests in flight
     /// finish (their responses say `Connection: close`).
     fn begin_drain(&mut self) {
-        self.draining = true;
+        self.st.draining = true;
         if self.accept_armed {
             self.ring.cancel(
                 token::encode(Op::Accept, 0, 0),
