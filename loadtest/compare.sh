@@ -14,13 +14,18 @@
 #        SERVER_CPU=0 LOAD_CPU=1 PORT=18300 OUT=loadtest/out
 #        RINGSHARD=path (load generator; default: release build of this repository)
 #        RINGSHARD_SERVER=path (binary with `serve`; default: RINGSHARD)
-#        ANCHORS=../shared/anchors ANCHORS_BIN=/work/anchors-target/release
+#        ANCHORS=../shared/anchors ANCHORS_TARGET=../anchors-target if it exists, else
+#        /tmp/ringshard-anchors-target (built there when missing; BUILD=never: don't)
+#        ANCHORS_BIN=$ANCHORS_TARGET/release
 #        APPEND=1 (add to OUT's results.jsonl instead of starting it afresh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 anchors=${ANCHORS:-$root/../shared/anchors}
-anchors_bin=${ANCHORS_BIN:-/work/anchors-target/release}
+# The Rust reference servers build outside ../shared (which stays untouched).
+if [[ -d $root/../anchors-target ]]; then default_target=$root/../anchors-target; else default_target=/tmp/ringshard-anchors-target; fi
+anchors_target=${ANCHORS_TARGET:-$default_target}
+anchors_bin=${ANCHORS_BIN:-$anchors_target/release}
 dur=${DUR:-5} conns_list=${CONNS:-64 256} modes=${MODES:-keepalive pipe16}
 loaders=${LOADERS:-ringshard wrk oha}
 servers=${SERVERS:-ringshard limit_epoll nginx hyper may monoio ntex xitca}
@@ -48,6 +53,16 @@ if [[ -z ${RINGSHARD:-} ]]; then
   RINGSHARD=${CARGO_TARGET_DIR:-$root/target}/release/ringshard
 fi
 RINGSHARD_SERVER=${RINGSHARD_SERVER:-$RINGSHARD}
+# Build the Rust reference servers that are asked for and missing (BUILD=never: don't).
+missing=""
+for n in hyper may monoio; do
+  [[ " $servers " == *" $n "* && ! -x $anchors_bin/${n}_hello ]] && missing+=" $n"
+done
+if [[ -n $missing && ${BUILD:-missing} != never ]]; then
+  note "building the reference servers (${missing# }) into $anchors_target: a few minutes, once"
+  (cd "$anchors/rs" && CARGO_TARGET_DIR=$anchors_target cargo build --release --quiet) ||
+    note "could not build the reference servers; they will be skipped"
+fi
 avail_loaders=""
 for l in $loaders; do
   case $l in
