@@ -9,10 +9,11 @@
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::uring::bufring::BufRing;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::request::RequestSet;
@@ -110,80 +111,6 @@ impl SockAddr {
     }
 }
 
-/// An anonymous private mapping (page-aligned, zeroed).
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(len: usize) -> io::Result<Self> {
-        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping {
-            ptr: ptr.cast(),
-            len,
-        })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len came from mmap and nothing refers to the mapping any more (the ring
-        // leaks its mappings instead of dropping them while the kernel may still use them).
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
-}
-
-/// The provided-buffer ring: `count` buffers of `size` bytes the kernel picks from on receive.
-struct BufRing {
-    ring: Mapping,
-    bufs: Mapping,
-    size: usize,
-    /// Distance between buffers: a cache line more than `size`, so the starts of successive
-    /// buffers (where small responses land) do not all fall into the same cache sets.
-    stride: usize,
-    mask: u16,
-    tail: u16,
-}
-
-impl BufRing {
-    fn entry(&mut self, bid: u16) {
-        let slot = (self.tail & self.mask) as usize;
-        // SAFETY: slot < ring entries, so the entry lies inside the ring mapping; the kernel
-        // only reads entries between its head and our published tail, and this one is past it.
-        let e = unsafe { &mut *(self.ring.ptr as *mut types::BufRingEntry).add(slot) };
-        // SAFETY: bid < count, so the buffer lies inside the buffers mapping.
-        e.set_addr(unsafe { self.bufs.ptr.add(bid as usize * self.stride) } as u64);
-        e.set_len(self.size as u32);
-        e.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    /// Publishes the entries written since the last call.
-    fn commit(&self) {
-        // SAFETY: the tail field lives inside the first entry of the ring mapping, is 2-byte
-        // aligned, and is shared with the kernel only through atomic accesses.
-        let tail = unsafe {
-            &*(types::BufRingEntry::tail(self.ring.ptr as *const types::BufRingEntry)
-                as *const AtomicU16)
-        };
-        tail.store(self.tail, Ordering::Release);
-    }
-}
-
 /// Ring sizes.
 pub struct RingConfig {
     pub entries: u32,
@@ -220,29 +147,8 @@ impl Ring {
         // reference count, and a slot is ours alone, unlike a descriptor number.
         uring.submitter().register_files_sparse(cfg.slots)?;
         let count = cfg.buffers.next_power_of_two().max(1);
-        let ring_map =
-            Mapping::new((count as usize * std::mem::size_of::<types::BufRingEntry>()).max(4096))?;
-        let stride = cfg.buffer_size + 64;
-        let bufs_map = Mapping::new(count as usize * stride)?;
-        let mut bufs = BufRing {
-            ring: ring_map,
-            bufs: bufs_map,
-            size: cfg.buffer_size,
-            stride,
-            mask: count - 1,
-            tail: 0,
-        };
-        // SAFETY: the ring mapping holds `count` entries and outlives the registration (it is
-        // dropped after the io_uring, or leaked).
-        unsafe {
-            uring
-                .submitter()
-                .register_buf_ring_with_flags(bufs.ring.ptr as u64, count, BGID, 0)?
-        };
-        for bid in 0..count {
-            bufs.entry(bid);
-        }
-        bufs.commit();
+        // The server's provided-buffer ring: buffers a cache line apart, recycled in batches.
+        let bufs = BufRing::new(&uring, count, cfg.buffer_size, BGID)?;
         let (domain, tcp) = match endpoint {
             Endpoint::Tcp(std::net::SocketAddr::V4(_)) => (libc::AF_INET, true),
             Endpoint::Tcp(std::net::SocketAddr::V6(_)) => (libc::AF_INET6, true),
@@ -393,22 +299,17 @@ impl Ring {
 
     /// The data a receive completion delivered in buffer `bid`.
     pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
-        assert!(bid <= self.bufs.mask && len <= self.bufs.size);
-        // SAFETY: the kernel handed buffer `bid` to us with this completion and does not touch
-        // it again until `recycle` gives it back; it lies inside the buffers mapping.
-        unsafe {
-            std::slice::from_raw_parts(self.bufs.bufs.ptr.add(bid as usize * self.bufs.stride), len)
-        }
+        self.bufs.get(bid, len)
     }
 
     /// Returns buffer `bid` to the kernel (published by `commit_buffers`).
     pub fn recycle(&mut self, bid: u16) {
-        self.bufs.entry(bid);
+        self.bufs.put(bid);
     }
 
     /// Publishes the recycled buffers.
     pub fn commit_buffers(&mut self) {
-        self.bufs.commit();
+        self.bufs.publish();
     }
 
     /// A new blocking stream socket for the target (io_uring never blocks on it).

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 
-use crate::uring::ring::Ring;
+use io_uring::IoUring;
 
 /// A registered buffer ring with `count` buffers of `size` bytes.
 pub struct BufRing {
@@ -46,7 +46,7 @@ fn mmap_anon(len: usize) -> io::Result<*mut u8> {
 
 impl BufRing {
     /// Maps and registers `count` (a power of two, at most 32768) buffers of `size` bytes.
-    pub fn new(ring: &Ring, count: u16, size: usize, bgid: u16) -> io::Result<BufRing> {
+    pub fn new(ring: &IoUring, count: u16, size: usize, bgid: u16) -> io::Result<BufRing> {
         if !count.is_power_of_two() || count > 32768 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -78,8 +78,7 @@ impl BufRing {
         // SAFETY: the entries array is page-aligned, `count` entries long, and stays mapped
         // until `drop`, after the ring (declared before this in the shard) is gone.
         let reg = unsafe {
-            ring.inner()
-                .submitter()
+            ring.submitter()
                 .register_buf_ring_with_flags(entries as u64, count, bgid, 0)
         };
         reg?;
@@ -112,7 +111,8 @@ impl BufRing {
         self.publish();
     }
 
-    fn put(&mut self, bid: u16) {
+    /// Queues buffer `bid` for the kernel; it sees it at the next [`BufRing::publish`].
+    pub fn put(&mut self, bid: u16) {
         let idx = usize::from(self.tail & (self.count - 1));
         // SAFETY: `idx` < `count`, so the entry lies in the mapped array; the kernel reads only
         // entries before the published tail, and this one is after it.
@@ -124,7 +124,8 @@ impl BufRing {
         self.tail = self.tail.wrapping_add(1);
     }
 
-    fn publish(&self) {
+    /// Makes every buffer put so far visible to the kernel.
+    pub fn publish(&self) {
         // SAFETY: the tail field overlays the first entry's reserved field, inside the mapping,
         // 2-byte aligned; the kernel reads it concurrently, hence the atomic release store.
         let tail = unsafe { &*(BufRingEntry::tail(self.entries).cast::<AtomicU16>()) };

@@ -160,7 +160,7 @@ pub fn probe() -> Report {
             })
             .map_err(|e| e.to_string())
             .and_then(|r| {
-                crate::uring::bufring::BufRing::new(&r, 8, 4096, 0)
+                crate::uring::bufring::BufRing::new(r.inner(), 8, 4096, 0)
                     .map(drop)
                     .map_err(|e| e.to_string())
             });

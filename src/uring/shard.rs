@@ -112,7 +112,7 @@ impl<H: Handler> Shard<H> {
             }
             _ => crate::uring::ring::explain(&e).to_string(),
         })?;
-        let bufs = BufRing::new(&ring, cfg.buf_count, cfg.buf_size, BGID).map_err(|e| {
+        let bufs = BufRing::new(ring.inner(), cfg.buf_count, cfg.buf_size, BGID).map_err(|e| {
             format!("cannot register the provided-buffer ring ({e}); it needs Linux 5.19 or later")
         })?;
         if cfg.wait_explicit && cfg.wait_batch > 1 && ring.wait_batching().0 == 1 {
