@@ -257,6 +257,8 @@ pub(crate) fn put_head(
     connection: Option<&'static [u8]>,
     date: &[u8; 29],
 ) {
+    // Each line after the first is written with the line break before it, so the common head
+    // (status 200, a content type, a length) is seven small copies.
     if status == 200 {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: ringshard\r\nDate: ");
     } else {
@@ -267,36 +269,30 @@ pub(crate) fn put_head(
         out.extend_from_slice(b"\r\nServer: ringshard\r\nDate: ");
     }
     out.extend_from_slice(date);
-    out.extend_from_slice(b"\r\n");
     if let Some(ct) = content_type {
-        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(b"\r\nContent-Type: ");
         out.extend_from_slice(ct.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
     for (name, value) in headers {
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
     if let Some(c) = connection {
-        out.extend_from_slice(b"Connection: ");
+        out.extend_from_slice(b"\r\nConnection: ");
         out.extend_from_slice(c);
-        out.extend_from_slice(b"\r\n");
     }
     match framing {
-        Framing::Length(n) => {
-            // 1xx and 204 carry no body and no Content-Length (RFC 9110 §8.6).
-            if status >= 200 && status != 204 {
-                out.extend_from_slice(b"Content-Length: ");
-                put_dec(out, n);
-                out.extend_from_slice(b"\r\n");
-            }
+        // 1xx and 204 carry no body and no Content-Length (RFC 9110 §8.6).
+        Framing::Length(n) if status >= 200 && status != 204 => {
+            out.extend_from_slice(b"\r\nContent-Length: ");
+            put_dec(out, n);
         }
-        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        Framing::UntilClose => {}
+        Framing::Length(_) | Framing::UntilClose => {}
+        Framing::Chunked => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked"),
     }
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(b"\r\n\r\n");
 }
 
 #[cfg(test)]
