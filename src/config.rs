@@ -245,7 +245,10 @@ impl ServeArgs {
         if !(2..=32768).contains(&self.ring_entries) {
             return Err("--ring-entries must be between 2 and 32768".into());
         }
-        let wait_batch = self.wait_batch.unwrap_or(DEFAULT_WAIT_BATCH);
+        // The default gives way to a small ring; an explicit value is checked below.
+        let wait_batch = self
+            .wait_batch
+            .unwrap_or(DEFAULT_WAIT_BATCH.min(self.ring_entries));
         let wait_usec = self.wait_usec.unwrap_or(DEFAULT_WAIT_USEC);
         if wait_batch == 0 || wait_batch > self.ring_entries {
             return Err("--wait-batch must be between 1 and --ring-entries".into());

@@ -219,3 +219,48 @@ fn serves_on_an_inherited_listening_socket() {
 fn a_listen_fd_that_is_not_a_listener_is_refused() {
     refuses(&["--listen-fd", "0"], "--listen-fd 0");
 }
+
+/// Every ring knob serves the protocol correctly, not just starts: pipelining, a chunked body
+/// split over writes, and a large response that needs more than one send.
+#[test]
+fn every_ring_knob_serves_correctly() {
+    let knobs: &[&[&str]] = &[
+        &["--taskrun", "coop"],
+        &["--taskrun", "plain"],
+        &["--recv", "single"],
+        &["--registered-files", "256"],
+        &["--sqpoll", "100ms"],
+        &["--send-zc", "1"],
+        &["--reap", "2"],
+        &["--wait-usec", "0"],
+        &["--buf-count", "2", "--buf-size", "512"],
+        &["--ring-entries", "8"],
+    ];
+    for knob in knobs {
+        let srv = Server::start(
+            &["--engine", "uring"],
+            &[&["--shards", "1"][..], knob].concat(),
+        );
+        let mut c = srv.connect();
+        let mut batch = Vec::new();
+        for _ in 0..100 {
+            batch.extend_from_slice(&get("/plaintext"));
+        }
+        c.send(&batch);
+        for i in 0..100 {
+            let r = c.resp();
+            assert_eq!(
+                (r.status, r.text().as_str()),
+                (200, "Hello, World!"),
+                "{knob:?} response {i}"
+            );
+        }
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+        std::thread::sleep(Duration::from_millis(20));
+        c.send(b"lo\r\n0\r\n\r\n");
+        assert_eq!(c.resp().text(), "hello", "{knob:?}");
+        let big = vec![b'x'; 200_000];
+        c.send(&echo(&big));
+        assert_eq!(c.resp().body.len(), big.len(), "{knob:?}");
+    }
+}
