@@ -462,6 +462,7 @@ impl<H: Handler> Shard<H> {
             {
                 self.poll_task(slot);
                 self.after_output(slot);
+                self.release_if_done(slot);
             }
         }
         self.woken = woken;
