@@ -21,32 +21,19 @@ where
     }
 }
 
-enum Pattern {
-    Exact(String),
-    Prefix(String),
-}
-
-impl Pattern {
-    /// Match quality: exact beats the longest prefix.
-    fn score(&self, path: &str) -> Option<usize> {
-        match self {
-            Pattern::Exact(p) => (p == path).then_some(usize::MAX),
-            Pattern::Prefix(p) => path.starts_with(p.as_str()).then_some(p.len()),
-        }
-    }
-}
-
 struct Route {
-    method: String,
-    pattern: Pattern,
+    method: Box<str>,
+    path: Box<str>,
     handler: Box<dyn Handler>,
 }
 
-/// Routes by method and path: exact paths, then the longest prefix. A path that matches with
-/// another method gets 405 with `Allow`; no match gets 404. `HEAD` falls back to `GET`.
+/// Routes by method and path: an exact path first, else the longest prefix. A path that matches
+/// with another method gets 405 with `Allow`; no match gets 404. `HEAD` falls back to `GET`.
 #[derive(Default)]
 pub struct Router {
-    routes: Vec<Route>,
+    exact: Vec<Route>,
+    /// Longest prefix first, so the first match is the best.
+    prefixes: Vec<Route>,
 }
 
 impl Router {
@@ -56,21 +43,15 @@ impl Router {
 
     /// Adds a route for an exact path.
     pub fn route(mut self, method: &str, path: &str, handler: impl Handler) -> Router {
-        self.routes.push(Route {
-            method: method.to_ascii_uppercase(),
-            pattern: Pattern::Exact(path.to_string()),
-            handler: Box::new(handler),
-        });
+        self.exact.push(Route::new(method, path, handler));
         self
     }
 
     /// Adds a route for every path that starts with `prefix`.
     pub fn prefix(mut self, method: &str, prefix: &str, handler: impl Handler) -> Router {
-        self.routes.push(Route {
-            method: method.to_ascii_uppercase(),
-            pattern: Pattern::Prefix(prefix.to_string()),
-            handler: Box::new(handler),
-        });
+        self.prefixes.push(Route::new(method, prefix, handler));
+        // Stable: among equal prefixes the first added stays first.
+        self.prefixes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         self
     }
 
@@ -83,53 +64,162 @@ impl Router {
     pub fn post(self, path: &str, handler: impl Handler) -> Router {
         self.route("POST", path, handler)
     }
+}
 
-    fn allow(&self, path: &str, score: usize) -> String {
-        let mut methods: Vec<&str> = Vec::new();
-        for r in &self.routes {
-            if r.pattern.score(path) == Some(score) && !methods.contains(&r.method.as_str()) {
-                methods.push(&r.method);
-                if r.method == "GET" && !methods.contains(&"HEAD") {
-                    methods.push("HEAD");
+impl Route {
+    fn new(method: &str, path: &str, handler: impl Handler) -> Route {
+        Route {
+            method: method.to_ascii_uppercase().into(),
+            path: path.into(),
+            handler: Box::new(handler),
+        }
+    }
+}
+
+/// Among routes whose path matched, the one for this method (`HEAD` falling back to `GET`), or
+/// 405 naming the methods the path has.
+fn pick<'r>(
+    routes: impl Iterator<Item = &'r Route> + Clone,
+    method: &str,
+    req: &Request<'_>,
+) -> Reply {
+    let mut get = None;
+    for r in routes.clone() {
+        if same(&r.method, method) {
+            return r.handler.call(req);
+        }
+        if get.is_none() && &*r.method == "GET" {
+            get = Some(r);
+        }
+    }
+    match get {
+        Some(r) if method == "HEAD" => r.handler.call(req),
+        _ => {
+            let mut allow: Vec<&str> = Vec::new();
+            for r in routes {
+                for m in [&*r.method, "HEAD"] {
+                    if !allow.contains(&m) && (m == &*r.method || &*r.method == "GET") {
+                        allow.push(m);
+                    }
                 }
             }
+            Response::text(405, "Method Not Allowed\n")
+                .header("Allow", allow.join(", "))
+                .into()
         }
-        methods.join(", ")
+    }
+}
+
+/// Byte equality, quicker than `==` for the short strings of methods and paths: it compares
+/// machine words instead of calling `memcmp`.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap());
+    let half = |s: &[u8], i: usize| u32::from_ne_bytes(s[i..i + 4].try_into().unwrap());
+    match n {
+        // Two overlapping windows cover the whole string.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
     }
 }
 
 impl Handler for Router {
     fn call(&self, req: &Request<'_>) -> Reply {
-        // One pass: the best-matching pattern wins; among its routes, the request's method,
-        // else GET for a HEAD request.
         let (path, method) = (req.path(), req.method());
-        let mut best: Option<usize> = None;
-        let mut found: Option<(&Route, bool)> = None;
-        for r in &self.routes {
-            let Some(score) = r.pattern.score(path) else {
-                continue;
-            };
-            if best.is_none_or(|b| score > b) {
-                best = Some(score);
-                found = None;
-            } else if best != Some(score) {
-                continue;
-            }
-            if r.method == method {
-                if score == usize::MAX {
-                    return r.handler.call(req); // an exact path with its method: nothing beats it
-                }
-                found = Some((r, true));
-            } else if method == "HEAD" && r.method == "GET" && found.is_none() {
-                found = Some((r, false));
-            }
+        let exact = self.exact.iter().filter(|r| same(&r.path, path));
+        if exact.clone().next().is_some() {
+            return pick(exact, method, req);
         }
-        match (found, best) {
-            (Some((route, _)), _) => route.handler.call(req),
-            (None, Some(score)) => Response::text(405, "Method Not Allowed\n")
-                .header("Allow", self.allow(path, score))
-                .into(),
-            (None, None) => Response::text(404, "Not Found\n").into(),
+        // The longest matching prefix, and every route with that same prefix.
+        if let Some(best) = self.prefixes.iter().find(|r| path.starts_with(&*r.path)) {
+            let routes = self.prefixes.iter().filter(|r| r.path == best.path);
+            return pick(routes, method, req);
+        }
+        Response::text(404, "Not Found\n").into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request::Version;
+
+    fn status_and_body(router: &Router, method: &str, target: &str) -> (u16, String, String) {
+        let req = Request {
+            method,
+            target,
+            version: Version::Http11,
+            headers: &[],
+            body: b"",
+        };
+        let Reply::Ready(resp) = router.call(&req) else {
+            panic!("router answered later")
+        };
+        let allow = resp
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("allow"))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let body = match resp.body {
+            crate::http::response::Body::Static(b) => String::from_utf8_lossy(b).into_owned(),
+            crate::http::response::Body::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+            _ => String::new(),
+        };
+        (resp.status, body, allow)
+    }
+
+    fn fixed(body: &'static str) -> impl Handler {
+        move |_: &Request<'_>| Response::text(200, body)
+    }
+
+    #[test]
+    fn exact_prefix_methods_and_misses() {
+        let router = Router::new()
+            .get("/a", fixed("get a"))
+            .post("/a", fixed("post a"))
+            .route("DELETE", "/a/b/c/d/e/f/g/h", fixed("long exact"))
+            .prefix("GET", "/a/", fixed("prefix a/"))
+            .prefix("GET", "/a/b/", fixed("prefix a/b/"))
+            .prefix("PUT", "/a/b/", fixed("put prefix a/b/"))
+            .get("/", fixed("root"));
+        for (method, target, want) in [
+            ("GET", "/a", (200, "get a", "")),
+            ("GET", "/a?x=1", (200, "get a", "")),
+            ("HEAD", "/a", (200, "get a", "")),
+            ("POST", "/a", (200, "post a", "")),
+            ("PUT", "/a", (405, "Method Not Allowed\n", "GET, HEAD, POST")),
+            ("GET", "/a/x", (200, "prefix a/", "")),
+            ("GET", "/a/b/x", (200, "prefix a/b/", "")),
+            ("PUT", "/a/b/x", (200, "put prefix a/b/", "")),
+            ("POST", "/a/b/x", (405, "Method Not Allowed\n", "GET, HEAD, PUT")),
+            ("DELETE", "/a/b/c/d/e/f/g/h", (200, "long exact", "")),
+            ("DELETE", "/a/b/c/d/e/f/g/i", (405, "Method Not Allowed\n", "GET, HEAD, PUT")),
+            ("GET", "/", (200, "root", "")),
+            ("GET", "/b", (404, "Not Found\n", "")),
+            ("GET", "/A", (404, "Not Found\n", "")),
+            ("GE", "/a", (405, "Method Not Allowed\n", "GET, HEAD, POST")),
+        ] {
+            let (s, b, a) = status_and_body(&router, method, target);
+            assert_eq!((s, b.as_str(), a.as_str()), want, "{method} {target}");
+        }
+    }
+
+    #[test]
+    fn same_agrees_with_eq() {
+        let words = ["", "a", "ab", "abc", "abcd", "abcde", "abcdefg", "abcdefgh", "abcdefghi"];
+        let long = ["/plaintext", "/plaintexu", "/a/b/c/d/e/f/g/h/i", "/a/b/c/d/e/f/g/h/j"];
+        for x in words.iter().chain(&long) {
+            for y in words.iter().chain(&long) {
+                assert_eq!(same(x, y), x == y, "{x:?} {y:?}");
+            }
         }
     }
 }

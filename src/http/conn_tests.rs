@@ -286,6 +286,10 @@ const CASES: &[Case] = &[
     case("cl and te", b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", &[400], Close, Closed),
     case("differing cl", b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", &[400], Close, Closed),
     case("same cl twice", b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab", &[200], ReadMore, Idle),
+    case("framing names in any case", b"POST /echo HTTP/1.1\r\nhOsT: a\r\nCONTENT-length: 2\r\n\r\nokGET / HTTP/1.1\r\nHOST: a\r\nCONNECTION: Close\r\n\r\n", &[200, 200], Close, Closed),
+    case("te in upper case", b"POST /echo HTTP/1.1\r\nHost: a\r\nTRANSFER-ENCODING: CHUNKED\r\n\r\n1\r\nz\r\n0\r\n\r\n", &[200], ReadMore, Idle),
+    case("near-miss names are other headers", b"GET / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\nHost_: b\r\nConnection~: close\r\n\r\n", &[200], ReadMore, Idle),
+    case("upper-case cl and te", b"POST /echo HTTP/1.1\r\nHost: a\r\nCONTENT-LENGTH: 1\r\nTRANSFER-ENCODING: chunked\r\n\r\n", &[400], Close, Closed),
     case("te gzip", b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", &[501], Close, Closed),
     case("te on 1.0", b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", &[400], Close, Closed),
     case("http/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &[505], Close, Closed),
@@ -435,7 +439,7 @@ fn responses_carry_what_was_asked() {
     assert_eq!(
         String::from_utf8(out).unwrap(),
         format!(
-            "HTTP/1.1 200 OK\r\nServer: ringshard\r\nDate: {}\r\nContent-Type: text/plain\r\nX-Req: GET /\r\nContent-Length: 2\r\n\r\nhi",
+            "HTTP/1.1 200 OK\r\nServer: ringshard\r\nContent-Type: text/plain\r\nX-Req: GET /\r\nContent-Length: 2\r\nDate: {}\r\n\r\nhi",
             "x".repeat(29)
         )
     );

@@ -257,21 +257,25 @@ pub(crate) fn put_head(
     connection: Option<&'static [u8]>,
     date: &[u8; 29],
 ) {
-    // Each line after the first is written with the line break before it, so the common head
-    // (status 200, a content type, a length) is seven small copies.
-    if status == 200 {
-        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: ringshard\r\nDate: ");
-    } else {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        put_dec(out, u64::from(status));
-        out.push(b' ');
-        out.extend_from_slice(reason(status).as_bytes());
-        out.extend_from_slice(b"\r\nServer: ringshard\r\nDate: ");
-    }
-    out.extend_from_slice(date);
-    if let Some(ct) = content_type {
-        out.extend_from_slice(b"\r\nContent-Type: ");
-        out.extend_from_slice(ct.as_bytes());
+    // Each line after the first is written with the line break before it, and `Date` goes last
+    // with the blank line, so the common head (status 200, a content type, a length) is four
+    // constant-size copies, the content type and the length.
+    match (status, content_type) {
+        (200, Some(ct)) => {
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: ringshard\r\nContent-Type: ");
+            out.extend_from_slice(ct.as_bytes());
+        }
+        _ => {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            put_dec(out, u64::from(status));
+            out.push(b' ');
+            out.extend_from_slice(reason(status).as_bytes());
+            out.extend_from_slice(b"\r\nServer: ringshard");
+            if let Some(ct) = content_type {
+                out.extend_from_slice(b"\r\nContent-Type: ");
+                out.extend_from_slice(ct.as_bytes());
+            }
+        }
     }
     for (name, value) in headers {
         out.extend_from_slice(b"\r\n");
@@ -292,7 +296,9 @@ pub(crate) fn put_head(
         Framing::Length(_) | Framing::UntilClose => {}
         Framing::Chunked => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked"),
     }
-    out.extend_from_slice(b"\r\n\r\n");
+    let mut end = *b"\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n";
+    end[8..37].copy_from_slice(date);
+    out.extend_from_slice(&end);
 }
 
 #[cfg(test)]
