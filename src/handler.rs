@@ -4,11 +4,36 @@
 //! path; `Reply::Later` lets a handler wait on I/O on the shard's executor without blocking it.
 //! Each shard builds its own handler from a factory, so nothing here is shared between cores.
 use crate::http::request::Request;
-use crate::http::response::{Reply, Response};
+use crate::http::response::{Fixed, Reply, Response};
 
 /// Something that answers requests.
 pub trait Handler: 'static {
     fn call(&self, req: &Request<'_>) -> Reply;
+
+    /// What the connection asks: `call`'s reply, or a response encoded in advance that it can
+    /// copy. Handlers that hold [`Fixed`] responses (the router, `Fixed` itself) override it.
+    #[inline]
+    fn answer(&self, req: &Request<'_>) -> Answer<'_> {
+        Answer::Reply(self.call(req))
+    }
+}
+
+/// A handler's answer as the connection sees it.
+pub enum Answer<'h> {
+    Reply(Reply),
+    /// Borrowed from the handler: nothing is built or freed per request.
+    Fixed(&'h Fixed),
+}
+
+impl Handler for Fixed {
+    fn call(&self, _req: &Request<'_>) -> Reply {
+        Reply::Ready(self.to_response())
+    }
+
+    #[inline]
+    fn answer(&self, _req: &Request<'_>) -> Answer<'_> {
+        Answer::Fixed(self)
+    }
 }
 
 impl<F, R> Handler for F
@@ -51,7 +76,8 @@ impl Router {
     pub fn prefix(mut self, method: &str, prefix: &str, handler: impl Handler) -> Router {
         self.prefixes.push(Route::new(method, prefix, handler));
         // Stable: among equal prefixes the first added stays first.
-        self.prefixes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+        self.prefixes
+            .sort_by_key(|r| std::cmp::Reverse(r.path.len()));
         self
     }
 
@@ -82,18 +108,18 @@ fn pick<'r>(
     routes: impl Iterator<Item = &'r Route> + Clone,
     method: &str,
     req: &Request<'_>,
-) -> Reply {
+) -> Answer<'r> {
     let mut get = None;
     for r in routes.clone() {
         if same(&r.method, method) {
-            return r.handler.call(req);
+            return r.handler.answer(req);
         }
         if get.is_none() && &*r.method == "GET" {
             get = Some(r);
         }
     }
     match get {
-        Some(r) if method == "HEAD" => r.handler.call(req),
+        Some(r) if method == "HEAD" => r.handler.answer(req),
         _ => {
             let mut allow: Vec<&str> = Vec::new();
             for r in routes {
@@ -103,9 +129,11 @@ fn pick<'r>(
                     }
                 }
             }
-            Response::text(405, "Method Not Allowed\n")
-                .header("Allow", allow.join(", "))
-                .into()
+            Answer::Reply(
+                Response::text(405, "Method Not Allowed\n")
+                    .header("Allow", allow.join(", "))
+                    .into(),
+            )
         }
     }
 }
@@ -132,17 +160,40 @@ fn same(a: &str, b: &str) -> bool {
 
 impl Handler for Router {
     fn call(&self, req: &Request<'_>) -> Reply {
-        let (path, method) = (req.path(), req.method());
-        let exact = self.exact.iter().filter(|r| same(&r.path, path));
-        if exact.clone().next().is_some() {
-            return pick(exact, method, req);
+        match self.answer(req) {
+            Answer::Reply(reply) => reply,
+            Answer::Fixed(fixed) => fixed.call(req),
         }
-        // The longest matching prefix, and every route with that same prefix.
-        if let Some(best) = self.prefixes.iter().find(|r| path.starts_with(&*r.path)) {
-            let routes = self.prefixes.iter().filter(|r| r.path == best.path);
+    }
+
+    fn answer(&self, req: &Request<'_>) -> Answer<'_> {
+        let method = req.method();
+        // Most targets carry no query: try them whole before looking for one.
+        let target = req.target();
+        let exact = |path: &str| self.exact.iter().position(|r| same(&r.path, path));
+        let path = match exact(target) {
+            Some(i) => Some((i, target)),
+            None => Some(req.path())
+                .filter(|p| p.len() < target.len())
+                .and_then(|p| Some((exact(p)?, p))),
+        };
+        if let Some((i, path)) = path {
+            // The first exact route for the path, and the ones after it with the same path.
+            let routes = self.exact[i..].iter().filter(|r| same(&r.path, path));
             return pick(routes, method, req);
         }
-        Response::text(404, "Not Found\n").into()
+        let path = req.path();
+        // The longest matching prefix, and every route with that same prefix.
+        if let Some(i) = self
+            .prefixes
+            .iter()
+            .position(|r| path.starts_with(&*r.path))
+        {
+            let best = &self.prefixes[i].path;
+            let routes = self.prefixes[i..].iter().filter(|r| r.path == *best);
+            return pick(routes, method, req);
+        }
+        Answer::Reply(Response::text(404, "Not Found\n").into())
     }
 }
 
@@ -195,13 +246,25 @@ mod tests {
             ("GET", "/a?x=1", (200, "get a", "")),
             ("HEAD", "/a", (200, "get a", "")),
             ("POST", "/a", (200, "post a", "")),
-            ("PUT", "/a", (405, "Method Not Allowed\n", "GET, HEAD, POST")),
+            (
+                "PUT",
+                "/a",
+                (405, "Method Not Allowed\n", "GET, HEAD, POST"),
+            ),
             ("GET", "/a/x", (200, "prefix a/", "")),
             ("GET", "/a/b/x", (200, "prefix a/b/", "")),
             ("PUT", "/a/b/x", (200, "put prefix a/b/", "")),
-            ("POST", "/a/b/x", (405, "Method Not Allowed\n", "GET, HEAD, PUT")),
+            (
+                "POST",
+                "/a/b/x",
+                (405, "Method Not Allowed\n", "GET, HEAD, PUT"),
+            ),
             ("DELETE", "/a/b/c/d/e/f/g/h", (200, "long exact", "")),
-            ("DELETE", "/a/b/c/d/e/f/g/i", (405, "Method Not Allowed\n", "GET, HEAD, PUT")),
+            (
+                "DELETE",
+                "/a/b/c/d/e/f/g/i",
+                (405, "Method Not Allowed\n", "GET, HEAD, PUT"),
+            ),
             ("GET", "/", (200, "root", "")),
             ("GET", "/b", (404, "Not Found\n", "")),
             ("GET", "/A", (404, "Not Found\n", "")),
@@ -214,8 +277,23 @@ mod tests {
 
     #[test]
     fn same_agrees_with_eq() {
-        let words = ["", "a", "ab", "abc", "abcd", "abcde", "abcdefg", "abcdefgh", "abcdefghi"];
-        let long = ["/plaintext", "/plaintexu", "/a/b/c/d/e/f/g/h/i", "/a/b/c/d/e/f/g/h/j"];
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abcde",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+        ];
+        let long = [
+            "/plaintext",
+            "/plaintexu",
+            "/a/b/c/d/e/f/g/h/i",
+            "/a/b/c/d/e/f/g/h/j",
+        ];
         for x in words.iter().chain(&long) {
             for y in words.iter().chain(&long) {
                 assert_eq!(same(x, y), x == y, "{x:?} {y:?}");

@@ -22,7 +22,7 @@ mod uring;
 mod wake;
 
 pub use config::ServeConfig;
-pub use handler::{Handler, Router};
+pub use handler::{Answer, Handler, Router};
 pub use http::request::Request;
-pub use http::response::{Body, BodyStream, Reply, Response};
+pub use http::response::{Body, BodyStream, Fixed, Reply, Response};
 pub use server::Running;

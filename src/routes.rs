@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use crate::handler::Router;
 use crate::http::request::Request;
-use crate::http::response::Response;
+use crate::http::response::{Fixed, Response};
 use crate::metrics::{Board, MetricsHandler};
 
 const HELLO: &str = "Hello, World!";
@@ -12,10 +12,10 @@ const HELLO_JSON: &str = r#"{"message":"Hello, World!"}"#;
 /// Adds `GET /`, `/plaintext`, `/json`, `/health` and `POST /echo` to a router.
 pub fn builtin(router: Router) -> Router {
     router
-        .get("/", |_: &Request<'_>| Response::text(200, HELLO))
-        .get("/plaintext", |_: &Request<'_>| Response::text(200, HELLO))
-        .get("/json", |_: &Request<'_>| Response::json(200, HELLO_JSON))
-        .get("/health", |_: &Request<'_>| Response::text(200, "ok\n"))
+        .get("/", Fixed::new(Response::text(200, HELLO)))
+        .get("/plaintext", Fixed::new(Response::text(200, HELLO)))
+        .get("/json", Fixed::new(Response::json(200, HELLO_JSON)))
+        .get("/health", Fixed::new(Response::text(200, "ok\n")))
         .post("/echo", |req: &Request<'_>| {
             let ct = match req.header("content-type") {
                 Some(v) => String::from_utf8_lossy(v).into_owned(),

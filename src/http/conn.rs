@@ -10,12 +10,12 @@
 use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
 
-use crate::handler::Handler;
+use crate::handler::{Answer, Handler};
 use crate::http::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::limits::Limits;
 use crate::http::request::{Request, Version};
 use crate::http::response::{
-    put_chunk, put_head, Body, BodyStream, Framing, LaterResponse, Reply, Response,
+    has_body, put_chunk, put_head, Body, BodyStream, Fixed, Framing, LaterResponse, Reply, Response,
 };
 
 /// Most header fields httparse is given room for; `--max-headers` is capped here.
@@ -410,11 +410,7 @@ impl Conn {
                         let body = &after[..body_len as usize];
                         pos += n + body.len();
                         let request = view(&req, body);
-                        let t0 = cx.latency.and_then(|l| l.start());
-                        let progress = match call(handler, &request) {
-                            Some(reply) => self.respond(reply, info.reply, t0, cx, out),
-                            None => self.reject(500, cx, out),
-                        };
+                        let progress = self.answer(handler, &request, info.reply, cx, out);
                         if progress != Progress::ReadMore {
                             return (pos, progress);
                         }
@@ -470,14 +466,56 @@ impl Conn {
         };
         match info {
             Ok(info) => {
-                let t0 = cx.latency.and_then(|l| l.start());
-                match call(handler, &view(&req, &buf[head_len..])) {
-                    Some(reply) => self.respond(reply, info.reply, t0, cx, out),
-                    None => self.reject(500, cx, out),
-                }
+                let request = view(&req, &buf[head_len..]);
+                self.answer(handler, &request, info.reply, cx, out)
             }
             Err(status) => self.reject(status, cx, out),
         }
+    }
+
+    /// Asks the handler for the answer to a request and writes it, or parks its future.
+    fn answer<H: Handler + ?Sized>(
+        &mut self,
+        handler: &H,
+        req: &Request<'_>,
+        r: Reply1,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Progress {
+        let t0 = cx.latency.and_then(|l| l.start());
+        let mark = out.len();
+        // The answer is written inside the guarded call, so what crosses it is only `Progress`
+        // (moving a whole `Reply` out of it cost a store-forwarding stall per request).
+        let progress = catch(|| match handler.answer(req) {
+            Answer::Fixed(fixed) => self.write_fixed(fixed, r, t0, cx, out),
+            Answer::Reply(reply) => self.respond(reply, r, t0, cx, out),
+        });
+        progress.unwrap_or_else(|| {
+            out.truncate(mark); // nothing half-written goes before the 500
+            self.task = None;
+            self.reject(500, cx, out)
+        })
+    }
+
+    /// Writes a response encoded in advance: copied whole for a keep-alive HTTP/1.1 request.
+    fn write_fixed(
+        &mut self,
+        fixed: &Fixed,
+        r: Reply1,
+        t0: Option<std::time::Instant>,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Progress {
+        let as_encoded = r.keep_alive && r.version == Version::Http11 && !r.head;
+        if !as_encoded || cx.draining || self.close_after {
+            return self.respond(Reply::Ready(fixed.to_response()), r, t0, cx, out);
+        }
+        self.responses += 1;
+        fixed.put(out, cx.date);
+        if let (Some(l), Some(t0)) = (cx.latency, t0) {
+            l.record(t0);
+        }
+        Progress::ReadMore
     }
 
     /// Writes a handler's reply, or parks its future.
@@ -547,8 +585,7 @@ impl Conn {
             connection,
             cx.date,
         );
-        let no_body = r.head || status == 204 || status == 304 || status < 200;
-        if !no_body {
+        if has_body(status, r.head) {
             out.extend_from_slice(bytes);
             if let Body::Stream(stream) = body {
                 self.task = Some(Task::Stream(stream, framing));
@@ -582,13 +619,8 @@ impl Conn {
     }
 }
 
-/// Calls the handler; a panic becomes `None` (answered 500, connection closed) instead of
+/// Runs handler code, turning a panic into `None` (answered 500, connection closed) instead of
 /// taking the shard, and every connection on it, down. Free when nothing panics.
-fn call<H: Handler + ?Sized>(handler: &H, req: &Request<'_>) -> Option<Reply> {
-    catch(|| handler.call(req))
-}
-
-/// Runs handler code, turning a panic into `None`.
 fn catch<T>(f: impl FnOnce() -> T) -> Option<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
@@ -608,6 +640,9 @@ fn view<'x>(req: &'x httparse::Request<'_, '_>, body: &'x [u8]) -> Request<'x> {
 }
 
 /// Checks a parsed head for what HTTP/1.1 forbids or ringshard refuses; decides the framing.
+/// Inlined: its result, returned through memory, was read back wider than it was written (a
+/// store-forwarding stall on every request).
+#[inline(always)]
 fn check_head(req: &httparse::Request<'_, '_>) -> Result<HeadInfo, u16> {
     let version = match req.version {
         Some(0) => Version::Http10,

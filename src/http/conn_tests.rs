@@ -684,3 +684,57 @@ fn big_stream_arrives_whole_past_the_high_water_mark() {
         assert!(c.iter().all(|&b| b == i as u8), "chunk {i}");
     }
 }
+
+/// A `Fixed` response is byte for byte what the same response built per request would be, for
+/// every kind of request: keep-alive, HEAD, HTTP/1.0 with and without keep-alive, `Connection:
+/// close`, while draining; and with a 204, which has no body.
+#[test]
+fn fixed_responses_encode_as_built_ones() {
+    use crate::handler::Router;
+    use crate::http::response::Fixed;
+    let make = |status: u16| {
+        Response::text(status, "hello")
+            .header("X-A", "1")
+            .header("Cache-Control", "no-store")
+    };
+    let router = Router::new()
+        .get("/fixed", Fixed::new(make(200)))
+        .get("/built", move |_: &Request<'_>| make(200))
+        .get("/fixed-204", Fixed::new(make(204)))
+        .get("/built-204", move |_: &Request<'_>| make(204))
+        .get("/fixed-404", Fixed::new(Response::text(404, "gone")))
+        .get("/built-404", |_: &Request<'_>| Response::text(404, "gone"));
+    let limits = Limits::default();
+    for draining in [false, true] {
+        let cx = Ctx {
+            limits: &limits,
+            date: &DATE,
+            draining,
+            latency: None,
+        };
+        for path in ["", "-204", "-404"] {
+            for (method, version, extra) in [
+                ("GET", "1.1", ""),
+                ("HEAD", "1.1", ""),
+                ("GET", "1.0", ""),
+                ("GET", "1.0", "Connection: keep-alive\r\n"),
+                ("GET", "1.1", "Connection: close\r\n"),
+            ] {
+                let answer = |kind: &str| {
+                    let req = format!(
+                        "{method} /{kind}{path} HTTP/{version}\r\nHost: a\r\n{extra}\r\n\
+                         GET /{kind}{path} HTTP/1.1\r\nHost: a\r\n\r\n"
+                    );
+                    let mut out = Vec::new();
+                    let progress = Conn::new().on_data(req.as_bytes(), &router, &cx, &mut out);
+                    (String::from_utf8(out).unwrap(), progress)
+                };
+                let (fixed, built) = (answer("fixed"), answer("built"));
+                assert_eq!(
+                    fixed, built,
+                    "{method} {path} HTTP/{version} {extra:?} {draining}"
+                );
+            }
+        }
+    }
+}

@@ -151,6 +151,89 @@ impl From<Response> for Reply {
     }
 }
 
+/// A response encoded once, when its route is built, and served by copying its bytes: for answers
+/// that never change (health checks, fixed pages, the benchmark routes). A keep-alive HTTP/1.1
+/// request gets the stored head, the shard's `Date` and the stored body; any other request (HEAD,
+/// HTTP/1.0, `Connection: close`, shutting down) is answered from the same parts, encoded then.
+pub struct Fixed {
+    status: u16,
+    content_type: Option<&'static str>,
+    headers: Vec<(HeaderValue, HeaderValue)>,
+    body: Bytes,
+    /// The head up to and including `Date: `.
+    head: Box<[u8]>,
+    /// What follows the date: the end of the head and the body.
+    tail: Box<[u8]>,
+}
+
+impl Fixed {
+    /// Encodes `resp`. Its body must be whole: a streaming body is never fixed, and panics here,
+    /// where routes are built.
+    pub fn new(resp: Response) -> Fixed {
+        let Response {
+            status,
+            content_type,
+            headers,
+            body,
+        } = resp;
+        let body = match body {
+            Body::Empty => Bytes::new(),
+            Body::Static(s) => Bytes::from_static(s),
+            Body::Bytes(b) => b,
+            Body::Stream(_) => panic!("a streaming body cannot be a fixed response"),
+        };
+        let mut out = Vec::new();
+        let framing = Framing::Length(body.len() as u64);
+        put_head(
+            &mut out,
+            status,
+            content_type,
+            &headers,
+            framing,
+            None,
+            &[b'-'; 29],
+        );
+        // `put_head` ends with the date and the blank line.
+        let date_at = out.len() - 4 - 29;
+        let mut tail = out[date_at + 29..].to_vec();
+        if has_body(status, false) {
+            tail.extend_from_slice(&body);
+        }
+        out.truncate(date_at);
+        Fixed {
+            status,
+            content_type,
+            headers,
+            body,
+            head: out.into(),
+            tail: tail.into(),
+        }
+    }
+
+    /// The same response, as a handler would return it.
+    pub fn to_response(&self) -> Response {
+        Response {
+            status: self.status,
+            content_type: self.content_type,
+            headers: self.headers.clone(),
+            body: Body::Bytes(self.body.clone()),
+        }
+    }
+
+    /// Appends the encoded response with today's `Date`.
+    #[inline]
+    pub(crate) fn put(&self, out: &mut Vec<u8>, date: &[u8; 29]) {
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(date);
+        out.extend_from_slice(&self.tail);
+    }
+}
+
+/// Whether a response with this status, to a request with this method, carries a body.
+pub(crate) fn has_body(status: u16, head_request: bool) -> bool {
+    !(head_request || status == 204 || status == 304 || status < 200)
+}
+
 /// The reason phrase for a status code.
 pub fn reason(status: u16) -> &'static str {
     match status {
