@@ -12,7 +12,9 @@ pub struct Latency {
 }
 
 /// One request in this many is timed.
-pub const SAMPLE: u32 = 16;
+/// One in 64: at 2M requests/s a shard still times 30,000 a second, and the clock reads stay
+/// under half a percent of its CPU time.
+pub const SAMPLE: u32 = 64;
 
 impl Default for Latency {
     fn default() -> Self {

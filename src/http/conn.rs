@@ -658,6 +658,11 @@ fn check_head(req: &httparse::Request<'_, '_>) -> Result<HeadInfo, u16> {
     let mut expect_continue = false;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
+        // `Host` first: it is in every HTTP/1.1 request, often the only header.
+        if name.len() == 4 {
+            hosts += u32::from(is_name(name, b"host"));
+            continue;
+        }
         match name.len() {
             14 if is_name(name, b"content-length") => {
                 for part in h.value.split(|&b| b == b',') {
@@ -684,7 +689,6 @@ fn check_head(req: &httparse::Request<'_, '_>) -> Result<HeadInfo, u16> {
                     keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            4 if is_name(name, b"host") => hosts += 1,
             6 if is_name(name, b"expect") => {
                 if !trim(h.value).eq_ignore_ascii_case(b"100-continue") {
                     return Err(417);
@@ -738,10 +742,22 @@ fn head_too_large(input: &[u8], max_head: usize) -> u16 {
 /// Whether a header name is `lower`, in any case. Header names are tokens (httparse checked),
 /// and the names compared here are letters and `-`: setting bit 0x20 lower-cases a letter and
 /// maps no other token byte onto a letter or `-`. Cheaper than `eq_ignore_ascii_case`, which
-/// lower-cases both sides with a table.
+/// lower-cases both sides with a table. Compared in words: (overlapping) 8- or 4-byte windows.
 #[inline]
-fn is_name(name: &[u8], lower: &[u8]) -> bool {
-    name.len() == lower.len() && name.iter().zip(lower).all(|(a, b)| a | 0x20 == *b)
+pub(crate) fn is_name(name: &[u8], lower: &[u8]) -> bool {
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    let w8 = |s: &[u8], i: usize| {
+        u64::from_le_bytes(s[i..i + 8].try_into().unwrap()) | 0x2020_2020_2020_2020
+    };
+    let w4 = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap()) | 0x2020_2020;
+    match n {
+        8.. => (0..n - 8).step_by(8).chain([n - 8]).all(|i| w8(name, i) == w8(lower, i)),
+        4.. => w4(name, 0) == w4(lower, 0) && w4(name, n - 4) == w4(lower, n - 4),
+        _ => name.iter().zip(lower).all(|(a, b)| a | 0x20 == *b),
+    }
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
