@@ -155,15 +155,15 @@ impl From<Response> for Reply {
 /// that never change (health checks, fixed pages, the benchmark routes). A keep-alive HTTP/1.1
 /// request gets the stored head, the shard's `Date` and the stored body; any other request (HEAD,
 /// HTTP/1.0, `Connection: close`, shutting down) is answered from the same parts, encoded then.
+#[derive(Clone)]
 pub struct Fixed {
     status: u16,
     content_type: Option<&'static str>,
     headers: Vec<(HeaderValue, HeaderValue)>,
     body: Bytes,
-    /// The head up to and including `Date: `.
-    head: Box<[u8]>,
-    /// What follows the date: the end of the head and the body.
-    tail: Box<[u8]>,
+    /// The whole response as sent, with a placeholder date at `date_at`.
+    bytes: Box<[u8]>,
+    date_at: usize,
 }
 
 impl Fixed {
@@ -195,18 +195,16 @@ impl Fixed {
         );
         // `put_head` ends with the date and the blank line.
         let date_at = out.len() - 4 - 29;
-        let mut tail = out[date_at + 29..].to_vec();
         if has_body(status, false) {
-            tail.extend_from_slice(&body);
+            out.extend_from_slice(&body);
         }
-        out.truncate(date_at);
         Fixed {
             status,
             content_type,
             headers,
             body,
-            head: out.into(),
-            tail: tail.into(),
+            bytes: out.into(),
+            date_at,
         }
     }
 
@@ -223,9 +221,10 @@ impl Fixed {
     /// Appends the encoded response with today's `Date`.
     #[inline]
     pub(crate) fn put(&self, out: &mut Vec<u8>, date: &[u8; 29]) {
-        out.extend_from_slice(&self.head);
-        out.extend_from_slice(date);
-        out.extend_from_slice(&self.tail);
+        // One copy, then today's date over the placeholder.
+        let at = out.len() + self.date_at;
+        out.extend_from_slice(&self.bytes);
+        out[at..at + 29].copy_from_slice(date);
     }
 }
 
