@@ -106,7 +106,7 @@ pub struct ServeArgs {
     /// Longest a loop turn waits to gather completions, in microseconds (default 200): fewer, fuller turns under load for at most this much added latency.
     #[arg(long)]
     pub wait_usec: Option<u32>,
-    /// Keep accepted sockets in a registered file table of this many slots per shard (0: plain descriptors). Also caps connections per shard.
+    /// Keep accepted sockets in a registered file table of this many slots per shard (0: plain descriptors). Caps connections per shard: when the table is full the kernel closes a connection it accepted (plain descriptors leave it in the backlog), which is why this is off by default.
     #[arg(long, default_value_t = 0)]
     pub registered_files: u32,
     /// Run a kernel thread that polls the submission queue (SQPOLL), idling after this long (e.g. 1000ms); off by default.

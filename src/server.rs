@@ -241,6 +241,8 @@ where
     H: Handler,
 {
     signals::block_shutdown_signals()?;
+    // Every connection is a descriptor (or a registered file slot, sized from this limit).
+    crate::sys::limits::raise_open_files();
     let shutdown_timeout = cfg.shutdown_timeout;
     let print_stats = cfg.stats;
     let running = Running::start(cfg, factory)?;

@@ -229,6 +229,7 @@ fn every_ring_knob_serves_correctly() {
         &["--taskrun", "plain"],
         &["--recv", "single"],
         &["--registered-files", "256"],
+        &["--registered-files", "0"],
         &["--sqpoll", "100ms"],
         &["--send-zc", "1"],
         &["--reap", "2"],
@@ -262,5 +263,46 @@ fn every_ring_knob_serves_correctly() {
         let big = vec![b'x'; 200_000];
         c.send(&echo(&big));
         assert_eq!(c.resp().body.len(), big.len(), "{knob:?}");
+    }
+}
+
+/// A full registered file table: the kernel closes a connection it accepted but could not
+/// place (unlike plain descriptors, where it stays in the backlog), the shard counts the
+/// accept error and backs off, and the connections it holds keep being served.
+#[test]
+fn full_file_table_closes_the_newcomer_and_keeps_serving() {
+    let srv = Server::start(
+        &["--engine", "uring"],
+        &["--shards", "1", "--registered-files", "2"],
+    );
+    let mut a = srv.connect();
+    let mut b = srv.connect();
+    for c in [&mut a, &mut b] {
+        c.send(&get("/plaintext"));
+        assert_eq!(c.resp().status, 200);
+    }
+    let mut c = srv.connect();
+    let _ = c.try_send(&get("/plaintext"));
+    assert!(c
+        .read_to_eof(Duration::from_secs(5))
+        .is_ok_and(|b| b.is_empty()));
+    a.send(&get("/plaintext"));
+    assert_eq!(a.resp().status, 200);
+    b.send(&get("/metrics"));
+    let page = b.resp().text();
+    assert!(metric(&page, "accept_errors_total") >= 1, "{page}");
+    // Once a slot is free, the next connection is served.
+    drop(a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut d = srv.connect();
+        if d.try_send(&get("/plaintext")).is_ok() {
+            if let Ok(r) = d.try_resp(false) {
+                assert_eq!(r.status, 200);
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no slot freed");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -754,7 +754,10 @@ pub(crate) fn is_name(name: &[u8], lower: &[u8]) -> bool {
     };
     let w4 = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap()) | 0x2020_2020;
     match n {
-        8.. => (0..n - 8).step_by(8).chain([n - 8]).all(|i| w8(name, i) == w8(lower, i)),
+        8.. => (0..n - 8)
+            .step_by(8)
+            .chain([n - 8])
+            .all(|i| w8(name, i) == w8(lower, i)),
         4.. => w4(name, 0) == w4(lower, 0) && w4(name, n - 4) == w4(lower, n - 4),
         _ => name.iter().zip(lower).all(|(a, b)| a | 0x20 == *b),
     }

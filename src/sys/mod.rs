@@ -1,6 +1,7 @@
 //! The few calls into the kernel outside the ring: sockets, CPU sets, signals, eventfds.
 pub mod cpus;
 pub mod eventfd;
+pub mod limits;
 pub mod signals;
 pub mod socket;
 

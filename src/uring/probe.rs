@@ -82,22 +82,6 @@ pub struct Report {
     pub cpus_allowed: usize,
 }
 
-fn rlimit(resource: libc::__rlimit_resource_t) -> Option<u64> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into a live rlimit.
-    if unsafe { libc::getrlimit(resource, &mut r) } != 0 {
-        return None;
-    }
-    Some(if r.rlim_cur == libc::RLIM_INFINITY {
-        u64::MAX
-    } else {
-        r.rlim_cur
-    })
-}
-
 fn try_setup(
     f: impl FnOnce(&mut io_uring::Builder) -> &mut io_uring::Builder,
 ) -> Result<IoUring, String> {
@@ -237,8 +221,8 @@ pub fn probe() -> Report {
         kernel,
         io_uring: usable,
         features,
-        memlock_bytes: rlimit(libc::RLIMIT_MEMLOCK),
-        open_files: rlimit(libc::RLIMIT_NOFILE),
+        memlock_bytes: crate::sys::limits::soft(libc::RLIMIT_MEMLOCK),
+        open_files: crate::sys::limits::soft(libc::RLIMIT_NOFILE),
         somaxconn: std::fs::read_to_string("/proc/sys/net/core/somaxconn")
             .ok()
             .and_then(|s| s.trim().parse().ok()),
