@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use ringshard::{Reply, Request, Response, Router, ServeConfig};
+use ringshard::{Fixed, Reply, Request, Response, Router, ServeConfig};
 
 /// A future that becomes ready when a timer thread fires: stands in for an upstream or a file.
 struct Delay {
@@ -48,6 +48,8 @@ fn main() -> std::process::ExitCode {
     let cfg = ServeConfig::default();
     let result = ringshard::server::serve(cfg, || {
         Router::new()
+            // Encoded once, copied per request.
+            .get("/health", Fixed::new(Response::text(200, "ok\n")))
             .prefix("GET", "/hello/", |req: &Request<'_>| {
                 let name = req.path().trim_start_matches("/hello/").to_string();
                 Response::text(200, format!("Hello, {name}!\n"))
