@@ -39,7 +39,7 @@ CONFIGS = [
     ("uring, no DEFER_TASKRUN (coop)", ["--engine", "uring", "--taskrun", "coop"]),
     ("uring, plain task running", ["--engine", "uring", "--taskrun", "plain"]),
     ("uring, single-shot recv", ["--engine", "uring", "--recv", "single"]),
-    ("uring, registered files", ["--engine", "uring", "--registered-files", "4096"]),
+    ("uring, plain descriptors", ["--engine", "uring", "--registered-files", "0"]),
     ("uring, SQPOLL", ["--engine", "uring", "--sqpoll", "1s"]),
     ("uring, SEND_ZC for every send", ["--engine", "uring", "--send-zc", "1"]),
     ("uring, no batched waits", ["--engine", "uring", "--wait-usec", "0"]),

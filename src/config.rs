@@ -106,9 +106,9 @@ pub struct ServeArgs {
     /// Longest a loop turn waits to gather completions, in microseconds (default 200): fewer, fuller turns under load for at most this much added latency.
     #[arg(long)]
     pub wait_usec: Option<u32>,
-    /// Keep accepted sockets in a registered file table of this many slots per shard (0: plain descriptors). Caps connections per shard: when the table is full the kernel closes a connection it accepted (plain descriptors leave it in the backlog), which is why this is off by default.
-    #[arg(long, default_value_t = 0)]
-    pub registered_files: u32,
+    /// Keep accepted sockets in a registered file table of this many slots per shard (0: plain descriptors); caps connections per shard, the rest wait in the backlog. Default: the open-files limit, at most 65536, where the kernel has direct accept (5.19+), else plain descriptors.
+    #[arg(long)]
+    pub registered_files: Option<u32>,
     /// Run a kernel thread that polls the submission queue (SQPOLL), idling after this long (e.g. 1000ms); off by default.
     #[arg(long, value_parser = parse_duration)]
     pub sqpoll: Option<Duration>,
@@ -155,7 +155,8 @@ pub struct ServeConfig {
     pub wait_usec: u32,
     /// The wait knobs were given on the command line: refuse them if the kernel lacks them.
     pub wait_explicit: bool,
-    pub registered_files: u32,
+    /// Registered file slots per shard; `None`: chosen at start-up (see `--registered-files`).
+    pub registered_files: Option<u32>,
     pub sqpoll_idle_ms: Option<u32>,
     pub send_zc: usize,
     pub reap: u32,
@@ -190,7 +191,7 @@ impl Default for ServeConfig {
             wait_batch: DEFAULT_WAIT_BATCH,
             wait_usec: DEFAULT_WAIT_USEC,
             wait_explicit: false,
-            registered_files: 0,
+            registered_files: None,
             sqpoll_idle_ms: None,
             send_zc: 0,
             reap: 0,
@@ -261,7 +262,7 @@ impl ServeArgs {
         if wait_usec > 1_000_000 {
             return Err("--wait-usec must be at most 1000000 (one second)".into());
         }
-        if self.registered_files > 1 << 20 {
+        if self.registered_files.is_some_and(|n| n > 1 << 20) {
             return Err("--registered-files must be at most 1048576".into());
         }
         if self.backlog < 1 {

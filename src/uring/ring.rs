@@ -225,12 +225,16 @@ impl Ring {
         self.push(e.user_data(ud));
     }
 
-    /// A single accept (kernels without multishot accept).
-    pub fn accept(&mut self, fd: RawFd, ud: u64) {
-        let e = opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
-            .flags(libc::SOCK_CLOEXEC)
-            .build();
-        self.push(e.user_data(ud));
+    /// A single accept: on kernels without multishot accept, and for the last free slots of a
+    /// registered file table (one accept in flight cannot take more than one).
+    pub fn accept(&mut self, fd: RawFd, direct: bool, ud: u64) {
+        let e = opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut());
+        let e = if direct {
+            e.file_index(Some(types::DestinationSlot::auto_target()))
+        } else {
+            e.flags(libc::SOCK_CLOEXEC)
+        };
+        self.push(e.build().user_data(ud));
     }
 
     /// Arms a multishot receive into buffers from group `bgid`.

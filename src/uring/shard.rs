@@ -66,6 +66,14 @@ pub struct Shard<H: Handler> {
     pub features: Features,
     wake_read: Option<u32>,
     accept_armed: bool,
+    /// The armed accept is multishot.
+    accept_multishot: bool,
+    /// Slots in the registered file table (0: sockets are plain descriptors), how many hold a
+    /// socket (accepted, and not yet closed by a completed close), and the free count at or
+    /// below which accepts are single-shot.
+    file_slots: u32,
+    files_in_use: u32,
+    multishot_floor: u32,
     cqes: Vec<Cqe>,
     dirty: Vec<(u32, u32)>,
     rearm: Vec<(u32, u32)>,
@@ -135,23 +143,39 @@ impl<H: Handler> Shard<H> {
             RecvMode::Single => false,
         };
         let multishot_accept = probe::has_multishot_accept(kernel);
-        let direct = cfg.registered_files > 0;
-        if direct {
-            if !multishot_accept {
-                return Err(format!("--registered-files needs multishot accept (Linux 5.19 or later); this is {kernel}"));
+        // Accepts stay multishot while more slots are free than the backlog (which one
+        // multishot accept can drain at once) plus headroom for arrivals meanwhile; then one
+        // at a time.
+        let multishot_floor = cfg.backlog.max(1) as u32 + 64;
+        let file_slots = match cfg.registered_files {
+            Some(0) => 0,
+            Some(n) => {
+                if !multishot_accept {
+                    return Err(format!("--registered-files needs multishot accept (Linux 5.19 or later); this is {kernel}"));
+                }
+                ring.register_files(n).map_err(|e| {
+                    format!("--registered-files {n}: the kernel refused the table ({e})")
+                })?;
+                n
             }
-            ring.register_files(cfg.registered_files).map_err(|e| {
-                format!(
-                    "--registered-files {}: the kernel refused the table ({e})",
-                    cfg.registered_files
-                )
-            })?;
-        }
+            // Direct descriptors spare every send and receive the fd-table lookup. Without
+            // room for many multishot accepts (a low open-files limit), or on a kernel that
+            // refuses the table, sockets are plain descriptors.
+            None => {
+                let n = crate::sys::limits::open_files().min(65_536) as u32;
+                let roomy = n > 2 * multishot_floor;
+                if roomy && multishot_accept && ring.register_files(n).is_ok() {
+                    n
+                } else {
+                    0
+                }
+            }
+        };
         let features = Features {
             taskrun: ring.taskrun,
             multishot_accept,
             multishot_recv,
-            direct,
+            direct: file_slots > 0,
         };
         let listen_fd = crate::sys::socket::raw(&listener);
         Ok(Shard {
@@ -165,6 +189,10 @@ impl<H: Handler> Shard<H> {
             features,
             wake_read: None,
             accept_armed: false,
+            accept_multishot: false,
+            file_slots,
+            files_in_use: 0,
+            multishot_floor,
             cqes: Vec::with_capacity(4096),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
@@ -203,7 +231,7 @@ impl<H: Handler> Shard<H> {
             line += &format!(", SEND_ZC from {} B", self.st.cfg.send_zc);
         }
         if self.features.direct {
-            line += &format!(", {} registered file slots", self.st.cfg.registered_files);
+            line += &format!(", {} registered file slots", self.file_slots);
         }
         if let (batch @ 2.., usec) = self.ring.wait_batching() {
             line += &format!(", waits gather up to {batch} completions for {usec} us");
@@ -286,6 +314,10 @@ impl<H: Handler> Shard<H> {
             Op::Send => self.on_send(slot, gen, cqe),
             Op::Wake => self.on_wake(),
             Op::Timeout => self.ring.timeout_fired(),
+            // Every close is of an accepted socket; a direct one's slot is free once it is done.
+            Op::Close if self.features.direct => {
+                self.files_in_use = self.files_in_use.saturating_sub(1)
+            }
             Op::Cancel | Op::Close | Op::Shutdown => {}
         }
     }
@@ -301,14 +333,22 @@ impl<H: Handler> Shard<H> {
         if self.accept_armed || self.st.draining || self.listener.is_none() {
             return;
         }
+        let direct = self.features.direct;
+        let free = self.file_slots - self.files_in_use;
+        if direct && free == 0 {
+            return; // a full table: new connections wait in the backlog until a close completes
+        }
         let ud = token::encode(Op::Accept, 0, 0);
-        if self.features.multishot_accept {
-            self.ring
-                .accept_multi(self.listen_fd, self.features.direct, ud);
+        // A multishot accept may take many slots at once; near a full table, one at a time
+        // never takes one that is not there (the kernel would close that connection).
+        let multishot = self.features.multishot_accept && (!direct || free > self.multishot_floor);
+        if multishot {
+            self.ring.accept_multi(self.listen_fd, direct, ud);
         } else {
-            self.ring.accept(self.listen_fd, ud);
+            self.ring.accept(self.listen_fd, direct, ud);
         }
         self.accept_armed = true;
+        self.accept_multishot = multishot;
     }
 
     fn on_accept(&mut self, cqe: Cqe) {
@@ -328,6 +368,14 @@ impl<H: Handler> Shard<H> {
             return;
         }
         let sock = if self.features.direct {
+            self.files_in_use += 1;
+            let free = self.file_slots - self.files_in_use;
+            if self.accept_multishot && cqe.more() && free <= self.multishot_floor {
+                // Going single-shot: the cancelled accept's last completion re-arms it.
+                let cancel = token::encode(Op::Cancel, 0, 0);
+                self.ring.cancel(token::encode(Op::Accept, 0, 0), cancel);
+                self.accept_multishot = false;
+            }
             Sock::Fixed(cqe.result as u32)
         } else {
             Sock::Fd(cqe.result)
