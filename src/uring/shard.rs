@@ -334,7 +334,7 @@ impl<H: Handler> Shard<H> {
             return;
         }
         let direct = self.features.direct;
-        let free = self.file_slots - self.files_in_use;
+        let free = self.file_slots.saturating_sub(self.files_in_use);
         if direct && free == 0 {
             return; // a full table: new connections wait in the backlog until a close completes
         }
@@ -369,7 +369,7 @@ impl<H: Handler> Shard<H> {
         }
         let sock = if self.features.direct {
             self.files_in_use += 1;
-            let free = self.file_slots - self.files_in_use;
+            let free = self.file_slots.saturating_sub(self.files_in_use);
             if self.accept_multishot && cqe.more() && free <= self.multishot_floor {
                 // Going single-shot: the cancelled accept's last completion re-arms it.
                 let cancel = token::encode(Op::Cancel, 0, 0);
