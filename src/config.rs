@@ -51,7 +51,7 @@ pub enum RecvMode {
 /// Flags of `ringshard serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on (IPv4 or IPv6, e.g. 127.0.0.1:8080 or [::1]:8080).
+    /// Address to listen on (IPv4 or IPv6, e.g. `127.0.0.1:8080` or `[::1]:8080`).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Serve on an inherited listening socket instead of binding (repeat for one per shard; a
