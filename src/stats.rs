@@ -11,9 +11,8 @@ pub struct Latency {
     tick: Cell<u32>,
 }
 
-/// One request in this many is timed.
-/// One in 64: at 2M requests/s a shard still times 30,000 a second, and the clock reads stay
-/// under half a percent of its CPU time.
+/// One request in this many is timed. One in 64: at 2M requests/s a shard still times 30,000
+/// a second, and the clock reads stay under half a percent of its CPU time.
 pub const SAMPLE: u32 = 64;
 
 impl Default for Latency {

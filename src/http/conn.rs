@@ -17,6 +17,7 @@ use crate::http::request::{Request, Version};
 use crate::http::response::{
     has_body, put_chunk, put_head, Body, BodyStream, Fixed, Framing, LaterResponse, Reply, Response,
 };
+use crate::http::words::is_name;
 
 /// Most header fields httparse is given room for; `--max-headers` is capped here.
 pub const MAX_HEADERS_CAP: usize = 1024;
@@ -260,9 +261,7 @@ impl Conn {
                     }
                     Some(Poll::Ready(resp)) => {
                         self.write_response(resp, reply, cx, out);
-                        if let (Some(l), Some(t0)) = (cx.latency, t0) {
-                            l.record(t0);
-                        }
+                        record_latency(cx, t0);
                         if self.task.is_none() {
                             self.finish_task();
                             return TaskPoll::Done;
@@ -512,9 +511,7 @@ impl Conn {
         }
         self.responses += 1;
         fixed.put(out, cx.date);
-        if let (Some(l), Some(t0)) = (cx.latency, t0) {
-            l.record(t0);
-        }
+        record_latency(cx, t0);
         Progress::ReadMore
     }
 
@@ -530,9 +527,7 @@ impl Conn {
         match reply {
             Reply::Ready(resp) => {
                 self.write_response(resp, r, cx, out);
-                if let (Some(l), Some(t0)) = (cx.latency, t0) {
-                    l.record(t0);
-                }
+                record_latency(cx, t0);
                 if self.task.is_some() {
                     self.state = State::Waiting;
                     Progress::Pending
@@ -616,6 +611,13 @@ impl Conn {
         self.buf = Vec::new();
         self.body = Vec::new();
         Progress::Close
+    }
+}
+
+/// Records a sampled request's latency (`t0` is set for one request in `stats::SAMPLE`).
+fn record_latency(cx: &Ctx<'_>, t0: Option<std::time::Instant>) {
+    if let (Some(l), Some(t0)) = (cx.latency, t0) {
+        l.record(t0);
     }
 }
 
@@ -736,30 +738,6 @@ fn head_too_large(input: &[u8], max_head: usize) -> u16 {
         431
     } else {
         414
-    }
-}
-
-/// Whether a header name is `lower`, in any case. Header names are tokens (httparse checked),
-/// and the names compared here are letters and `-`: setting bit 0x20 lower-cases a letter and
-/// maps no other token byte onto a letter or `-`. Cheaper than `eq_ignore_ascii_case`, which
-/// lower-cases both sides with a table. Compared in words: (overlapping) 8- or 4-byte windows.
-#[inline]
-pub(crate) fn is_name(name: &[u8], lower: &[u8]) -> bool {
-    let n = name.len();
-    if n != lower.len() {
-        return false;
-    }
-    let w8 = |s: &[u8], i: usize| {
-        u64::from_le_bytes(s[i..i + 8].try_into().unwrap()) | 0x2020_2020_2020_2020
-    };
-    let w4 = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap()) | 0x2020_2020;
-    match n {
-        8.. => (0..n - 8)
-            .step_by(8)
-            .chain([n - 8])
-            .all(|i| w8(name, i) == w8(lower, i)),
-        4.. => w4(name, 0) == w4(lower, 0) && w4(name, n - 4) == w4(lower, n - 4),
-        _ => name.iter().zip(lower).all(|(a, b)| a | 0x20 == *b),
     }
 }
 

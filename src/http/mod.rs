@@ -7,3 +7,4 @@ pub mod date;
 pub mod limits;
 pub mod request;
 pub mod response;
+pub(crate) mod words;

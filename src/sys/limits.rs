@@ -12,8 +12,8 @@ pub fn open_files() -> u64 {
 }
 
 /// Raises the open-files soft limit to the hard limit, as servers do (a connection is a
-/// descriptor); returns the soft limit in force afterwards.
-pub fn raise_open_files() -> u64 {
+/// descriptor). Best effort: the limit stays as it was if the kernel refuses.
+pub fn raise_open_files() {
     if let Some(mut r) = get(libc::RLIMIT_NOFILE) {
         if r.rlim_cur < r.rlim_max {
             r.rlim_cur = r.rlim_max;
@@ -21,7 +21,6 @@ pub fn raise_open_files() -> u64 {
             unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) };
         }
     }
-    open_files()
 }
 
 fn get(resource: libc::__rlimit_resource_t) -> Option<libc::rlimit> {
