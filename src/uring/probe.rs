@@ -90,6 +90,16 @@ fn try_setup(
     b.build(8).map_err(|e| e.to_string())
 }
 
+/// A feature the ring's set-up parameters report as a flag.
+fn flag(name: &'static str, present: bool, yes: &str) -> Feature {
+    let r = if present {
+        Ok(())
+    } else {
+        Err("feature flag absent".into())
+    };
+    feature(name, r, yes)
+}
+
 fn feature(name: &'static str, r: Result<(), String>, yes: &str) -> Feature {
     match r {
         Ok(()) => Feature {
@@ -186,31 +196,19 @@ pub fn probe() -> Report {
                 "ring set up with SQPOLL",
             ));
             let params = ring.params();
-            features.push(feature(
+            features.push(flag(
                 "recv_bundle",
-                if params.is_feature_recvsend_bundle() {
-                    Ok(())
-                } else {
-                    Err("feature flag absent".into())
-                },
+                params.is_feature_recvsend_bundle(),
                 "IORING_FEAT_RECVSEND_BUNDLE",
             ));
-            features.push(feature(
+            features.push(flag(
                 "ext_arg",
-                if params.is_feature_ext_arg() {
-                    Ok(())
-                } else {
-                    Err("feature flag absent".into())
-                },
+                params.is_feature_ext_arg(),
                 "IORING_FEAT_EXT_ARG",
             ));
-            features.push(feature(
+            features.push(flag(
                 "min_timeout",
-                if params.is_feature_min_timeout() {
-                    Ok(())
-                } else {
-                    Err("feature flag absent".into())
-                },
+                params.is_feature_min_timeout(),
                 "IORING_FEAT_MIN_TIMEOUT (--wait-batch)",
             ));
             Ok(())
