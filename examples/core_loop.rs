@@ -21,12 +21,7 @@ fn main() {
     };
     let router = routes::builtin(Router::new());
     let limits = Limits::default();
-    let ctx = Ctx {
-        limits: &limits,
-        date: b"Mon, 23 Nov 2026 12:00:00 GMT",
-        draining: false,
-        latency: None,
-    };
+    let ctx = Ctx::new(&limits, b"Mon, 23 Nov 2026 12:00:00 GMT");
     let mut conn = Conn::new();
     let mut out = Vec::with_capacity(64 * 1024);
     let batch = REQ.repeat(16);

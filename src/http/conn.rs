@@ -35,6 +35,18 @@ pub struct Ctx<'a> {
     pub latency: Option<&'a crate::stats::Latency>,
 }
 
+impl<'a> Ctx<'a> {
+    /// A context that is not draining and samples no latency (tests, benches, profiling).
+    pub fn new(limits: &'a Limits, date: &'a [u8; 29]) -> Ctx<'a> {
+        Ctx {
+            limits,
+            date,
+            draining: false,
+            latency: None,
+        }
+    }
+}
+
 /// What the engine should do next with this connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {

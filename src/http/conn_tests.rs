@@ -89,10 +89,8 @@ fn drive(
     draining: bool,
 ) -> (Vec<u8>, Progress) {
     let cx = Ctx {
-        limits,
-        date: &DATE,
         draining,
-        latency: None,
+        ..Ctx::new(limits, &DATE)
     };
     let waker = Waker::from(Arc::new(Noop));
     let mut task_cx = Context::from_waker(&waker);
@@ -543,12 +541,7 @@ fn draining_closes_after_the_response() {
 #[test]
 fn timeouts_by_phase() {
     let limits = Limits::default();
-    let cx = Ctx {
-        limits: &limits,
-        date: &DATE,
-        draining: false,
-        latency: None,
-    };
+    let cx = Ctx::new(&limits, &DATE);
     // Idle: no response.
     let mut conn = Conn::new();
     let mut out = Vec::new();
@@ -588,12 +581,7 @@ fn timeouts_by_phase() {
 #[test]
 fn after_close_nothing_more() {
     let limits = Limits::default();
-    let cx = Ctx {
-        limits: &limits,
-        date: &DATE,
-        draining: false,
-        latency: None,
-    };
+    let cx = Ctx::new(&limits, &DATE);
     let mut conn = Conn::new();
     let mut out = Vec::new();
     assert_eq!(
@@ -624,12 +612,7 @@ fn after_close_nothing_more() {
 #[test]
 fn input_behind_a_pending_task_is_buffered() {
     let limits = Limits::default();
-    let cx = Ctx {
-        limits: &limits,
-        date: &DATE,
-        draining: false,
-        latency: None,
-    };
+    let cx = Ctx::new(&limits, &DATE);
     let waker = Waker::from(Arc::new(Noop));
     let mut task_cx = Context::from_waker(&waker);
     let mut conn = Conn::new();
@@ -707,10 +690,8 @@ fn fixed_responses_encode_as_built_ones() {
     let limits = Limits::default();
     for draining in [false, true] {
         let cx = Ctx {
-            limits: &limits,
-            date: &DATE,
             draining,
-            latency: None,
+            ..Ctx::new(&limits, &DATE)
         };
         for path in ["", "-204", "-404"] {
             for (method, version, extra) in [
