@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&cuts, input)) = data.split_first() else { return };
     let router = routes::builtin(Router::new());
     let limits = Limits { max_head: 512, max_headers: 16, max_body: 1024 };
-    let ctx = Ctx { limits: &limits, date: b"Mon, 23 Nov 2026 12:00:00 GMT", draining: false, latency: None };
+    let ctx = Ctx::new(&limits, b"Mon, 23 Nov 2026 12:00:00 GMT");
     let run = |step: usize| {
         let mut conn = Conn::new();
         let mut out = Vec::new();
