@@ -25,7 +25,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let result = match cli.command {
         Command::Serve(args) => ringshard::server::run_cli(*args),
         Command::Load(args) => ringshard::load::run(*args),
@@ -38,4 +41,34 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Help and version print as clap has them; a usage error is one line naming the problem and
+/// where to read more, not clap's block of tips and usage.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    // The message is the first paragraph (a list of missing arguments continues it, indented).
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let sub = std::env::args()
+        .nth(1)
+        .filter(|a| ["serve", "load", "probe"].contains(&a.as_str()));
+    let help = match sub {
+        Some(sub) => format!("ringshard {sub} --help"),
+        None => "ringshard --help".into(),
+    };
+    eprintln!("{}; see '{help}'", message.join(" "));
+    ExitCode::from(2)
 }

@@ -791,6 +791,8 @@ fn bad_input_gets_one_clear_line_and_nonzero_exit() {
         let r = load(&args);
         assert_ne!(r.code, 0, "{args:?}");
         assert!(r.stderr.starts_with("error:"), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("ringshard load --help"), "{}", r.stderr);
     }
     // A sanity check that the closed port really refuses.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());

@@ -1435,11 +1435,8 @@ fn bad_flags_exit_non_zero_naming_the_flag() {
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!status.success(), "{args:?}: exit {status:?}");
-        let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        assert!(
-            first.contains(flag),
-            "{args:?}: first stderr line {first:?} does not name {flag}; all:\n{err}"
-        );
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line:\n{err}");
+        assert!(err.contains(flag), "{args:?}: {err:?} does not name {flag}");
         assert!(!err.contains("listening on"), "{args:?}: it started: {err}");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
     after_help = "URL forms: http://host[:port]/path, http://[::1]:port/path, unix:/path/to.sock[:/http/path]"
 )]
 pub struct LoadArgs {
-    /// Target URL(s); several URLs (same server) rotate their paths per connection.
+    /// Target URL(s); several URLs (same server) rotate their paths request by request.
     #[arg(required = true, value_name = "URL")]
     pub url: Vec<String>,
 
