@@ -389,11 +389,30 @@ impl Ring {
     }
 }
 
-/// Whether io_uring can be used here at all: sets up and drops a tiny ring.
+/// Whether the io_uring engine can run here: sets up a tiny ring and registers a tiny
+/// provided-buffer ring on it (the engine needs both), then drops them.
 pub fn usable() -> Result<(), Unavailable> {
-    match IoUring::new(2) {
+    let ring = IoUring::new(2).map_err(|e| explain(&e))?;
+    let bufs = crate::uring::bufring::BufRing::new(&ring, 2, 512, 0);
+    // The ring first, as in a shard: the kernel lets go of the buffers it registered.
+    drop(ring);
+    match bufs {
         Ok(_) => Ok(()),
-        Err(e) => Err(explain(&e)),
+        Err(e) => Err(no_buffer_ring(&e)),
+    }
+}
+
+/// Why a provided-buffer ring could not be registered, and the fix.
+pub(crate) fn no_buffer_ring(err: &io::Error) -> Unavailable {
+    match err.raw_os_error() {
+        Some(libc::ENOMEM) => Unavailable {
+            cause: "the provided-buffer ring could not be registered (ENOMEM), usually the locked-memory limit (ulimit -l)".into(),
+            fix: "Raise the memlock limit (ulimit -l unlimited, or LimitMEMLOCK= in systemd), or use --engine epoll.".into(),
+        },
+        _ => Unavailable {
+            cause: format!("this kernel has io_uring but refused a provided-buffer ring ({err}); it needs Linux 5.19 or later"),
+            fix: "Run on Linux 6.1 or later, or use --engine epoll.".into(),
+        },
     }
 }
 
@@ -425,5 +444,54 @@ pub fn explain(err: &io::Error) -> Unavailable {
             fix: "Run on Linux 6.1 or later, or lower --ring-entries.".into(),
         },
         _ => Unavailable { cause: format!("io_uring_setup failed: {err}"), fix: "Use --engine epoll.".into() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_setup_failure_names_its_cause_and_fix() {
+        let cases = [
+            (libc::ENOSYS, "no io_uring", "--engine epoll"),
+            (libc::ENOMEM, "locked-memory limit", "ulimit -l"),
+            (libc::EINVAL, "too old", "Linux 6.1"),
+            (libc::EIO, "io_uring_setup failed", "--engine epoll"),
+        ];
+        for (errno, cause, fix) in cases {
+            let why = explain(&io::Error::from_raw_os_error(errno));
+            assert!(why.cause.contains(cause), "{errno}: {}", why.cause);
+            assert!(why.fix.contains(fix), "{errno}: {}", why.fix);
+            assert!(why.to_string().starts_with("io_uring is unavailable: "));
+        }
+        // EPERM: the sysctl when it is set, else a seccomp filter.
+        let why = explain(&io::Error::from_raw_os_error(libc::EPERM));
+        let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+            .map(|s| s.trim() != "0")
+            .unwrap_or(false);
+        let (cause, fix) = if disabled {
+            (
+                "kernel.io_uring_disabled",
+                "sysctl -w kernel.io_uring_disabled=0",
+            )
+        } else {
+            ("seccomp", "seccomp profile")
+        };
+        assert!(why.cause.contains(cause), "{}", why.cause);
+        assert!(why.fix.contains(fix), "{}", why.fix);
+
+        let why = no_buffer_ring(&io::Error::from_raw_os_error(libc::EINVAL));
+        assert!(why.cause.contains("5.19") && why.fix.contains("--engine epoll"));
+        let why = no_buffer_ring(&io::Error::from_raw_os_error(libc::ENOMEM));
+        assert!(why.cause.contains("locked-memory") && why.fix.contains("ulimit -l"));
+    }
+
+    #[test]
+    fn this_kernel_can_run_the_engine() {
+        // The machines this project runs on have io_uring; if this fails, the message says why.
+        if let Err(why) = usable() {
+            panic!("{why}");
+        }
     }
 }

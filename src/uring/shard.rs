@@ -120,9 +120,8 @@ impl<H: Handler> Shard<H> {
             }
             _ => crate::uring::ring::explain(&e).to_string(),
         })?;
-        let bufs = BufRing::new(ring.inner(), cfg.buf_count, cfg.buf_size, BGID).map_err(|e| {
-            format!("cannot register the provided-buffer ring ({e}); it needs Linux 5.19 or later")
-        })?;
+        let bufs = BufRing::new(ring.inner(), cfg.buf_count, cfg.buf_size, BGID)
+            .map_err(|e| crate::uring::ring::no_buffer_ring(&e).to_string())?;
         if cfg.wait_explicit && cfg.wait_batch > 1 && ring.wait_batching().0 == 1 {
             return Err("--wait-batch needs io_uring's min-timeout wait (Linux 6.12 or later) and --wait-usec above 0".into());
         }
