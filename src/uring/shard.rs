@@ -357,6 +357,17 @@ impl<H: Handler> Shard<H> {
                 self.listener = None; // no accept refers to it any more: close it
             }
         }
+        if cqe.result == -libc::EINVAL && self.accept_multishot {
+            // Multishot accept is decided from the kernel version (no probe can see it); a
+            // kernel that refuses it gets single-shot accepts from now on.
+            self.features.multishot_accept = false;
+            self.accept_multishot = false;
+            eprintln!(
+                "ringshard: shard {}: multishot accept refused (EINVAL); accepting one at a time",
+                self.st.id
+            );
+            return;
+        }
         if cqe.result < 0 {
             if cqe.result != -libc::ECANCELED {
                 // Out of descriptors or memory, or anything else: back off for 100 ms instead
@@ -461,6 +472,16 @@ impl<H: Handler> Shard<H> {
                 self.rearm.push((slot, gen));
             }
             e if -e == libc::ECANCELED => {}
+            e if -e == libc::EINVAL && self.features.multishot_recv => {
+                // As for accept: a kernel that refuses multishot receive gets single-shot
+                // receives from the buffer ring, on this connection and every later one.
+                self.features.multishot_recv = false;
+                eprintln!(
+                    "ringshard: shard {}: multishot recv refused (EINVAL); receiving single-shot",
+                    self.st.id
+                );
+                self.rearm.push((slot, gen));
+            }
             _ => {
                 self.st.stats.recv_errors += 1;
                 self.abort(slot);
