@@ -59,6 +59,10 @@ pub struct ShardStats {
     pub requests: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Reads that delivered bytes, and send operations started (a send carries every response
+    /// its connection's reads of one turn produced; continuations of short sends count too).
+    pub recvs: u64,
+    pub sends: u64,
     /// `io_uring_enter` calls, submission entries queued, completions reaped.
     pub enters: u64,
     pub sqes: u64,
@@ -93,6 +97,8 @@ impl ShardStats {
         self.closed += o.closed;
         self.requests += o.requests;
         self.bytes_in += o.bytes_in;
+        self.recvs += o.recvs;
+        self.sends += o.sends;
         self.bytes_out += o.bytes_out;
         self.enters += o.enters;
         self.sqes += o.sqes;
@@ -110,7 +116,7 @@ impl ShardStats {
 }
 
 /// Number of counters in [`ShardStats::fields`].
-pub const FIELDS: usize = 19;
+pub const FIELDS: usize = 21;
 
 impl ShardStats {
     /// Every counter as (Prometheus name, help, value), in a fixed order.
@@ -137,6 +143,12 @@ impl ShardStats {
                 self.requests,
             ),
             ("received_bytes_total", "Bytes received.", self.bytes_in),
+            ("recvs_total", "Reads that delivered bytes.", self.recvs),
+            (
+                "sends_total",
+                "Send operations started (one carries all of a turn's responses on a connection).",
+                self.sends,
+            ),
             (
                 "sent_bytes_total",
                 "Bytes handed to the kernel to send.",

@@ -59,6 +59,28 @@ fn metrics_count_what_was_sent() {
     }
 }
 
+#[test]
+fn pipelined_responses_go_out_in_one_send_per_read() {
+    for engine in engines() {
+        let srv = Server::start(&engine, &["--shards", "1"]);
+        let mut a = srv.connect();
+        // 100 requests in one write (3.6 KB, one segment on loopback): a read or two.
+        a.send(&get("/plaintext").repeat(100));
+        for _ in 0..100 {
+            assert_eq!(a.resp().status, 200);
+        }
+        let mut m = srv.connect();
+        m.send(&get("/metrics"));
+        let page = m.resp().text();
+        let (recvs, sends) = (metric(&page, "recvs_total"), metric(&page, "sends_total"));
+        // Not one send per response: one per turn that read, at most.
+        assert!(
+            (1..=recvs).contains(&sends) && recvs <= 5,
+            "{engine:?}: {sends} sends for {recvs} reads of 100 pipelined requests"
+        );
+    }
+}
+
 fn probe_json() -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ringshard"))
         .args(["probe", "--json"])

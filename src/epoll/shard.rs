@@ -319,6 +319,7 @@ impl<H: Handler> Shard<H> {
                 }
                 Ok(n) => {
                     self.st.stats.bytes_in += n as u64;
+                    self.st.stats.recvs += 1;
                     if n < self.rbuf.len() && !c.hup {
                         // A short read emptied the socket; new input brings a new edge.
                         c.readable = false;
@@ -395,6 +396,7 @@ impl<H: Handler> Shard<H> {
         }
         debug_assert!(c.sent < c.s.out.len(), "only what is not sent is kept");
         self.st.stats.enters += 1;
+        self.st.stats.sends += 1;
         match sys::send(c.fd.as_raw_fd(), &c.s.out[c.sent..]) {
             Ok(n) if c.sent + n == c.s.out.len() => {
                 self.st.stats.bytes_out += n as u64;

@@ -444,6 +444,7 @@ impl<H: Handler> Shard<H> {
             n if n > 0 => {
                 let Some(bid) = cqe.buffer() else { return };
                 self.st.stats.bytes_in += n as u64;
+                self.st.stats.recvs += 1;
                 // The buffer goes back to the kernel as soon as the HTTP core has read it.
                 let data = self.bufs.get(bid, n as usize);
                 let pending = c.s.receive(data, &mut self.st.env());
@@ -556,6 +557,7 @@ impl<H: Handler> Shard<H> {
     fn send_buf(&mut self, slot: u32, buf: Vec<u8>, from: usize) -> u32 {
         let c = &self.conns[slot as usize];
         let ud = token::encode(Op::Send, slot, c.gen);
+        self.st.stats.sends += 1;
         let zc = self.st.cfg.send_zc > 0 && buf.len() - from >= self.st.cfg.send_zc;
         if zc {
             self.st.stats.zc_sends += 1;
