@@ -348,3 +348,26 @@ fn filling_the_file_table_loses_no_connection() {
     assert_eq!(metric(&page, "accept_errors_total"), 0, "{page}");
     assert_eq!(metric(&page, "connections_accepted_total"), 105, "{page}");
 }
+
+#[test]
+fn version_and_help_print_and_exit_zero() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringshard"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {:?}", out.status);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        run(&["--version"]).trim(),
+        format!("ringshard {}", env!("CARGO_PKG_VERSION"))
+    );
+    let top = run(&["--help"]);
+    for sub in ["serve", "load", "probe"] {
+        assert!(top.contains(sub), "{top}");
+    }
+    assert!(run(&["serve", "--help"]).contains("--listen"));
+    assert!(run(&["load", "--help"]).contains("--pipeline"));
+    assert!(run(&["probe", "--help"]).contains("--json"));
+}
