@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 /// One parsed request, as a handler sees it.
 struct Req<'a> {
     path: &'a str,
+    body: &'a [u8],
     /// 1-based index of the request on its connection.
     on_conn: u64,
     /// 1-based index over the whole server.
@@ -90,12 +91,13 @@ fn conn_loop<S: Read + Write>(mut s: S, h: Handler, count: Arc<AtomicU64>) {
             if buf.len() < end + 4 + body_len {
                 break;
             }
-            buf.drain(..end + 4 + body_len);
+            let body: Vec<u8> = buf.drain(..end + 4 + body_len).skip(end + 4).collect();
             on_conn += 1;
             let global = count.fetch_add(1, Ordering::SeqCst) + 1;
             let path = head.split(' ').nth(1).unwrap_or("/").to_string();
             match h(&Req {
                 path: &path,
+                body: &body,
                 on_conn,
                 global,
             }) {
@@ -709,6 +711,26 @@ fn requests_carry_method_headers_body_and_host() {
     assert!(req.contains(&format!("\r\nHost: {addr}\r\n")), "{req}");
     assert!(req.contains("\r\nX-Test: yes\r\n"), "{req}");
     assert!(req.contains("\r\nContent-Length: 5\r\n\r\nbody!"), "{req}");
+}
+
+#[test]
+fn several_urls_rotate_request_by_request_with_a_body_file() {
+    let paths: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let p2 = paths.clone();
+    let s = serve_tcp(Arc::new(move |r| {
+        p2.lock()
+            .unwrap()
+            .push(format!("{} {}", r.path, String::from_utf8_lossy(r.body)));
+        Reply::Send(ok("fine"))
+    }));
+    let body = tmp_file("rotate-body", "from a file");
+    let (a, b) = (format!("{}a", s.url), format!("{}b?q=1", s.url));
+    let j = load_json(&["-n", "6", "-c", "1", "--body-file", &body, &a, &b]);
+    assert_eq!(j.u("requests"), 6);
+    assert_eq!(s.count.load(Ordering::SeqCst), 6);
+    let seen = paths.lock().unwrap().clone();
+    let (a, b) = ("/a from a file", "/b?q=1 from a file");
+    assert_eq!(seen, [a, b, a, b, a, b]);
 }
 
 #[test]
