@@ -527,22 +527,31 @@ fn server_closing_mid_stream_counts_errors_and_reconnects() {
 #[test]
 fn fixed_rate_is_achieved_within_5_percent() {
     let s = serve_tcp(Arc::new(|_| Reply::Send(ok("hello"))));
-    let j = load_json(&[
-        "--rate",
-        "2000",
-        "-d",
-        "3s",
-        "-c",
-        "8",
-        "--threads",
-        "1",
-        &s.url,
-    ]);
-    let rate = j.num("rate");
-    assert!((rate - 2000.0).abs() <= 100.0, "achieved {rate} req/s");
-    assert_eq!(j.u("errors.total"), 0);
-    let n = j.u("requests");
-    assert!((5700..=6300).contains(&n), "{n} requests in 3 s at 2000/s");
+    // One thread, and the rate split over two threads and their connections.
+    for threads in ["1", "2"] {
+        let j = load_json(&[
+            "--rate",
+            "2000",
+            "-d",
+            "3s",
+            "-c",
+            "8",
+            "--threads",
+            threads,
+            &s.url,
+        ]);
+        let rate = j.num("rate");
+        assert!(
+            (rate - 2000.0).abs() <= 100.0,
+            "{threads} thread(s): achieved {rate} req/s"
+        );
+        assert_eq!(j.u("errors.total"), 0);
+        let n = j.u("requests");
+        assert!(
+            (5700..=6300).contains(&n),
+            "{threads} thread(s): {n} requests in 3 s at 2000/s"
+        );
+    }
 }
 
 #[test]
