@@ -525,6 +525,55 @@ fn server_closing_mid_stream_counts_errors_and_reconnects() {
 }
 
 #[test]
+fn malformed_responses_and_refused_reconnects_are_counted() {
+    // Every 5th response on a connection has a broken status line: counted as malformed, the
+    // connection is dropped and opened again, and the run still completes its -n.
+    let s = serve_tcp(Arc::new(|r| {
+        if r.on_conn % 5 == 0 {
+            Reply::Send(b"HTTP/1.1 2x0 Nope\r\nContent-Length: 0\r\n\r\n".to_vec())
+        } else {
+            Reply::Send(ok("ok"))
+        }
+    }));
+    let j = load_json(&["-n", "100", "-c", "2", "--threads", "1", &s.url]);
+    assert_eq!(j.u("requests"), 100);
+    assert!(
+        j.u("errors.malformed") > 0,
+        "malformed: {}",
+        j.u("errors.malformed")
+    );
+    assert!(j.u("connects") > 2, "reconnected: {}", j.u("connects"));
+
+    // A server that answers 3 requests on its only connection and then goes away: the
+    // loader's reconnects are refused and counted, and the run ends at its deadline.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", l.local_addr().unwrap());
+    thread::spawn(move || {
+        let _preflight = l.accept().unwrap(); // the loader's reachability check
+        let (s, _) = l.accept().unwrap();
+        drop(l); // nothing listens any more
+        conn_loop(
+            s,
+            Arc::new(|r| {
+                if r.on_conn <= 3 {
+                    Reply::Send(ok("ok"))
+                } else {
+                    Reply::Drop
+                }
+            }),
+            Arc::new(AtomicU64::new(0)),
+        );
+    });
+    let j = load_json(&["-d", "1s", "-c", "1", "--threads", "1", &url]);
+    assert_eq!(j.u("requests"), 3);
+    assert!(
+        j.u("errors.connect") > 0,
+        "connect errors: {}",
+        j.u("errors.connect")
+    );
+}
+
+#[test]
 fn fixed_rate_is_achieved_within_5_percent() {
     let s = serve_tcp(Arc::new(|_| Reply::Send(ok("hello"))));
     // One thread, and the rate split over two threads and their connections.
