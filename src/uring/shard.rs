@@ -38,6 +38,8 @@ struct Connection {
     zc_result: Option<i32>,
     send_since: Millis,
     recv_armed: bool,
+    /// The armed receive is multishot.
+    recv_multishot: bool,
     /// Queued for a send at the end of this turn.
     dirty: bool,
     s: Session,
@@ -403,6 +405,7 @@ impl<H: Handler> Shard<H> {
             zc_result: None,
             send_since: 0,
             recv_armed: false,
+            recv_multishot: false,
             dirty: false,
             s: Session::new(self.st.now),
         }) as u32;
@@ -425,6 +428,7 @@ impl<H: Handler> Shard<H> {
             self.ring.recv_select(c.sock, BGID, ud);
         }
         c.recv_armed = true;
+        c.recv_multishot = self.features.multishot_recv;
     }
 
     fn on_recv(&mut self, slot: u32, gen: u32, cqe: Cqe) {
@@ -473,14 +477,16 @@ impl<H: Handler> Shard<H> {
                 self.rearm.push((slot, gen));
             }
             e if -e == libc::ECANCELED => {}
-            e if -e == libc::EINVAL && self.features.multishot_recv => {
+            e if -e == libc::EINVAL && c.recv_multishot => {
                 // As for accept: a kernel that refuses multishot receive gets single-shot
-                // receives from the buffer ring, on this connection and every later one.
-                self.features.multishot_recv = false;
-                eprintln!(
-                    "ringshard: shard {}: multishot recv refused (EINVAL); receiving single-shot",
-                    self.st.id
-                );
+                // receives from the buffer ring, on this connection and every other one.
+                if self.features.multishot_recv {
+                    self.features.multishot_recv = false;
+                    eprintln!(
+                        "ringshard: shard {}: multishot recv refused (EINVAL); receiving single-shot",
+                        self.st.id
+                    );
+                }
                 self.rearm.push((slot, gen));
             }
             _ => {
