@@ -15,7 +15,7 @@ use crate::http::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::limits::Limits;
 use crate::http::request::{Request, Version};
 use crate::http::response::{
-    has_body, put_chunk, put_head, Body, BodyStream, Fixed, Framing, LaterResponse, Reply, Response,
+    has_body, put_chunk, put_head, BodyStream, Fixed, Framing, LaterResponse, Reply, Response,
 };
 use crate::http::words::is_name;
 
@@ -552,21 +552,14 @@ impl Conn {
     fn write_response(&mut self, resp: Response, r: Reply1, cx: &Ctx<'_>, out: &mut Vec<u8>) {
         self.responses += 1;
         let mut keep_alive = r.keep_alive && !cx.draining && !self.close_after;
-        let Response {
-            status,
-            content_type,
-            headers,
-            body,
-        } = resp;
+        let body = resp.body.into_whole();
         let (framing, bytes): (Framing, &[u8]) = match &body {
-            Body::Empty => (Framing::Length(0), &[]),
-            Body::Static(s) => (Framing::Length(s.len() as u64), s),
-            Body::Bytes(b) => (Framing::Length(b.len() as u64), b),
-            Body::Stream(_) if r.version == Version::Http10 => {
+            Ok(b) => (Framing::Length(b.len() as u64), b),
+            Err(_) if r.version == Version::Http10 => {
                 keep_alive = false;
                 (Framing::UntilClose, &[])
             }
-            Body::Stream(_) => (Framing::Chunked, &[]),
+            Err(_) => (Framing::Chunked, &[]),
         };
         let connection: Option<&'static [u8]> = match (keep_alive, r.version) {
             (false, _) => Some(b"close"),
@@ -575,16 +568,16 @@ impl Conn {
         };
         put_head(
             out,
-            status,
-            content_type,
-            &headers,
+            resp.status,
+            resp.content_type,
+            &resp.headers,
             framing,
             connection,
             cx.date,
         );
-        if has_body(status, r.head) {
+        if has_body(resp.status, r.head) {
             out.extend_from_slice(bytes);
-            if let Body::Stream(stream) = body {
+            if let Err(stream) = body {
                 self.task = Some(Task::Stream(stream, framing));
             }
         }

@@ -110,6 +110,18 @@ impl Response {
     }
 }
 
+impl Body {
+    /// The whole body, or the stream that will produce it.
+    pub(crate) fn into_whole(self) -> Result<Bytes, Box<dyn BodyStream>> {
+        match self {
+            Body::Empty => Ok(Bytes::new()),
+            Body::Static(s) => Ok(Bytes::from_static(s)),
+            Body::Bytes(b) => Ok(b),
+            Body::Stream(stream) => Err(stream),
+        }
+    }
+}
+
 impl From<&'static str> for Body {
     fn from(s: &'static str) -> Body {
         Body::Static(s.as_bytes())
@@ -176,11 +188,8 @@ impl Fixed {
             headers,
             body,
         } = resp;
-        let body = match body {
-            Body::Empty => Bytes::new(),
-            Body::Static(s) => Bytes::from_static(s),
-            Body::Bytes(b) => b,
-            Body::Stream(_) => panic!("a streaming body cannot be a fixed response"),
+        let Ok(body) = body.into_whole() else {
+            panic!("a streaming body cannot be a fixed response");
         };
         let mut out = Vec::new();
         let framing = Framing::Length(body.len() as u64);
