@@ -402,12 +402,16 @@ pub fn usable() -> Result<(), Unavailable> {
     }
 }
 
+/// The fix for a locked-memory limit too low for the ring or its buffers.
+const RAISE_MEMLOCK: &str =
+    "Raise the memlock limit (ulimit -l unlimited, or LimitMEMLOCK= in systemd)";
+
 /// Why a provided-buffer ring could not be registered, and the fix.
 pub(crate) fn no_buffer_ring(err: &io::Error) -> Unavailable {
     match err.raw_os_error() {
         Some(libc::ENOMEM) => Unavailable {
             cause: "the provided-buffer ring could not be registered (ENOMEM), usually the locked-memory limit (ulimit -l)".into(),
-            fix: "Raise the memlock limit (ulimit -l unlimited, or LimitMEMLOCK= in systemd), or use --engine epoll.".into(),
+            fix: format!("{RAISE_MEMLOCK}, or use --engine epoll."),
         },
         _ => Unavailable {
             cause: format!("this kernel has io_uring but refused a provided-buffer ring ({err}); it needs Linux 5.19 or later"),
@@ -437,7 +441,7 @@ pub fn explain(err: &io::Error) -> Unavailable {
         },
         Some(libc::ENOMEM) => Unavailable {
             cause: "the ring could not be allocated (ENOMEM), usually the locked-memory limit (ulimit -l) on kernels before 5.12".into(),
-            fix: "Raise the memlock limit (ulimit -l unlimited, or LimitMEMLOCK= in systemd), or lower --ring-entries.".into(),
+            fix: format!("{RAISE_MEMLOCK}, or lower --ring-entries."),
         },
         Some(libc::EINVAL) => Unavailable {
             cause: "the kernel refused the ring parameters (EINVAL): it is too old for the requested features".into(),
