@@ -96,7 +96,9 @@ for mode in keepalive pipe16; do
 done
 
 echo
-echo "limit_epoll (1 process) on CPU $server_cpu, load generator on CPU $load_cpu, 1 thread, c=$conns, median of $runs x ${dur}s, $(date -u +%Y-%m-%d)"
+cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+echo "limit_epoll (1 process) on CPU $server_cpu, load generator on CPU $load_cpu, 1 thread, c=$conns, median of $runs x ${dur}s, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) CPUs, $cpu_model; kernel $(uname -r)"
 echo
 for mode in keepalive pipe16; do
   for tool in wrk ringshard; do echo "$mode $tool ${res[$mode.$tool]}"; done
