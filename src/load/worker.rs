@@ -71,6 +71,10 @@ pub struct Worker {
     /// Requests still to hand out (`u64::MAX` without `-n`).
     to_issue: u64,
     inflight: usize,
+    /// Connections with a request in flight, and sends queued since the last wait: the
+    /// completions that will arrive without this worker doing anything (what a wait may gather).
+    awaiting: usize,
+    queued_sends: usize,
     stopping: bool,
     stop_at: u64,
     /// Open loop: per-connection interval and the earliest time a ready connection is due.
@@ -127,6 +131,8 @@ impl Worker {
             start: Instant::now(),
             now: 0,
             inflight: 0,
+            awaiting: 0,
+            queued_sends: 0,
             stopping: false,
             stop_at: 0,
             period_ns,
@@ -171,7 +177,6 @@ impl Worker {
             }
         }
         let mut cqes = Vec::with_capacity(1024);
-        let mut last_reaped = 1;
         let mut next_tick = self.now + tick;
         let mut next_p99 = self.now + 500_000_000;
         loop {
@@ -191,21 +196,24 @@ impl Worker {
                 wake = wake.min(self.stop_at.saturating_add(grace));
             }
             let wait = Duration::from_nanos(wake.saturating_sub(now).max(1));
-            // Open loop must wake on time for each send; a closed loop may batch.
+            // Open loop must wake on time for each send. A closed loop gathers what is sure to
+            // come: a completion per queued send and at least one per connection awaiting a
+            // response. Never more, so a lone connection is never kept waiting, and not what
+            // the last turn happened to reap, which could settle on small turns for good.
             let want = if self.plan.rate.is_some() {
                 1
             } else {
-                last_reaped
+                self.queued_sends + self.awaiting
             };
             self.ring
                 .submit_and_wait(Some(wait), want)
                 .map_err(|e| format!("io_uring wait failed: {e}"))?;
+            self.queued_sends = 0;
             self.clock();
             if !self.down.is_empty() && !self.stopping {
                 self.reconnect_due();
             }
             self.ring.reap(&mut cqes);
-            last_reaped = cqes.len();
             for c in &cqes {
                 self.complete(c);
             }
@@ -349,6 +357,9 @@ impl Worker {
         }
         c.gen = c.gen.wrapping_add(1);
         let lost = c.inflight.len();
+        if lost > 0 {
+            self.awaiting -= 1;
+        }
         c.inflight.clear();
         c.parser.reset();
         c.sending = false;
@@ -442,6 +453,7 @@ impl Worker {
                     c.send_len -= sent;
                     let (off, len, u) = (c.send_off, c.send_len, ud(c.gen, i, OP_SEND));
                     self.ring.send(i as u32, off, len, u);
+                    self.queued_sends += 1;
                 } else {
                     c.sending = false;
                     self.try_send(i);
@@ -479,7 +491,7 @@ impl Worker {
                     done += 1;
                 }
             });
-            self.inflight -= done;
+            self.settle(i, done);
             let lost = cut || !self.conns[i].inflight.is_empty();
             self.fail(i, lost.then_some(ErrorKind::Closed));
             self.check_budget();
@@ -508,7 +520,7 @@ impl Worker {
                 },
             );
         self.ring.recycle(bid);
-        self.inflight -= done;
+        self.settle(i, done);
         match flow {
             _ if unsolicited => self.fail(i, Some(ErrorKind::Malformed)),
             Err(_) => self.fail(i, Some(ErrorKind::Malformed)),
@@ -524,6 +536,14 @@ impl Worker {
             }
         }
         self.check_budget();
+    }
+
+    /// `done` responses of connection `i` arrived.
+    fn settle(&mut self, i: usize, done: usize) {
+        self.inflight -= done;
+        if done > 0 && self.conns[i].inflight.is_empty() {
+            self.awaiting -= 1;
+        }
     }
 
     fn check_budget(&mut self) {
@@ -568,6 +588,9 @@ impl Worker {
         let distinct = self.ring.requests().distinct();
         let open = self.plan.rate.is_some();
         let base_k = c.sched_k;
+        if c.inflight.is_empty() {
+            self.awaiting += 1;
+        }
         for j in 0..k as u64 {
             let t = if open {
                 self.intended(&self.conns[i], base_k + j)
@@ -584,6 +607,7 @@ impl Worker {
         c.send_len = len;
         let u = ud(c.gen, i, OP_SEND);
         self.ring.send(i as u32, off, len, u);
+        self.queued_sends += 1;
         self.stats.sent += k as u64;
         self.inflight += k;
         if self.to_issue != u64::MAX {
