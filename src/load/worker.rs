@@ -217,6 +217,11 @@ impl Worker {
             for c in &cqes {
                 self.complete(c);
             }
+            debug_assert_eq!(
+                self.awaiting,
+                self.conns.iter().filter(|c| !c.inflight.is_empty()).count(),
+                "awaiting counts the connections with a request in flight"
+            );
             self.ring.commit_buffers();
             while let Some(i) = self.rearm.pop() {
                 let c = &mut self.conns[i];
