@@ -362,9 +362,6 @@ impl Worker {
         }
         c.gen = c.gen.wrapping_add(1);
         let lost = c.inflight.len();
-        if lost > 0 {
-            self.awaiting -= 1;
-        }
         c.inflight.clear();
         c.parser.reset();
         c.sending = false;
@@ -375,7 +372,7 @@ impl Worker {
         } else {
             now
         };
-        self.inflight -= lost;
+        self.settle(i, lost);
         if self.plan.budget.is_some() {
             self.to_issue += lost as u64;
         }
@@ -543,7 +540,8 @@ impl Worker {
         self.check_budget();
     }
 
-    /// `done` responses of connection `i` arrived.
+    /// `done` requests of connection `i` are no longer in flight (answered, or lost with the
+    /// connection); the counts that size each wait follow.
     fn settle(&mut self, i: usize, done: usize) {
         self.inflight -= done;
         if done > 0 && self.conns[i].inflight.is_empty() {
