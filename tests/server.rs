@@ -621,6 +621,11 @@ fn rejections_with_default_limits() {
             "chunk data too long": b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n" => 400;
             "bare LF in chunk": b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\nhi\r\n0\r\n\r\n" => 400;
             "negative chunk": b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\nhi\r\n0\r\n\r\n" => 400;
+            "junk after a chunk size": b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5 zz\r\nhello\r\n0\r\n\r\n" => 400;
+            "control byte in a chunk extension": b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;a\x01\r\nhello\r\n0\r\n\r\n" => 400;
+            // Without the final CRLF, the next request must not pass for trailer fields.
+            "request line as a trailer": b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nGET /json HTTP/1.1\r\nHost: a\r\n\r\n" => 400;
+            "control byte in a trailer": b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: \x01\r\n\r\n" => 400;
             // Default limits: head 16 KiB (431, 414 for the target), 100 headers, body 1 MiB.
             "head too large": big_header => 431;
             "target too long": target_of_len(17 * 1024) => 414;
@@ -653,6 +658,12 @@ fn rejections_with_default_limits() {
         );
         assert_eq!(r.body, b"hello");
         expect_ok(&srv, "100 headers", &with_headers(100));
+        let r = expect_ok(
+            &srv,
+            "chunk size with leading zeros",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000000005\r\nhello\r\n0\r\n\r\n",
+        );
+        assert_eq!(r.body, b"hello");
         expect_ok(&srv, "head of 16 KiB", &head_of_len(16 * 1024));
         // RFC 9112 §2.2 lets a recipient take a bare LF as a line end; httparse does.
         expect_ok(
@@ -1438,5 +1449,25 @@ fn bad_flags_exit_non_zero_naming_the_flag() {
         assert_eq!(err.lines().count(), 1, "{args:?}: not one line:\n{err}");
         assert!(err.contains(flag), "{args:?}: {err:?} does not name {flag}");
         assert!(!err.contains("listening on"), "{args:?}: it started: {err}");
+    }
+}
+
+#[test]
+fn reading_resumes_after_backpressure() {
+    // A response larger than the output the server holds before it stops reading (1 MiB): it
+    // pauses reading while the response drains, and must read the next request once it has.
+    for engine in engines() {
+        let srv = Server::start(&engine, &["--shards", "1"]);
+        let mut c = srv.connect();
+        let body = vec![b'x'; 1 << 20];
+        for round in 0..3 {
+            c.send(&echo(&body));
+            let r = c.resp();
+            assert_eq!(r.status, 200, "round {round}");
+            assert!(r.body == body, "round {round}: echoed body differs");
+            c.send(&get("/plaintext"));
+            let r = c.resp();
+            assert_eq!(r.body, b"Hello, World!", "round {round}");
+        }
     }
 }

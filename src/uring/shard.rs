@@ -476,7 +476,9 @@ impl<H: Handler> Shard<H> {
                 self.st.stats.enobufs += 1;
                 self.rearm.push((slot, gen));
             }
-            e if -e == libc::ECANCELED => {}
+            // Cancelled for backpressure (or on close): if the output drained before this
+            // completion came, the resume found the recv still armed, so re-arm here.
+            e if -e == libc::ECANCELED => self.rearm.push((slot, gen)),
             e if -e == libc::EINVAL && c.recv_multishot => {
                 // As for accept: a kernel that refuses multishot receive gets single-shot
                 // receives from the buffer ring, on this connection and every other one.
@@ -512,7 +514,9 @@ impl<H: Handler> Shard<H> {
                 self.ring
                     .cancel(token::encode(Op::Recv, slot, c.gen), cancel);
             }
-            Some(false) if c.s.state == State::Open => self.arm_recv(slot),
+            Some(false) if matches!(c.s.state, State::Open | State::Lingering) => {
+                self.arm_recv(slot)
+            }
             _ => {}
         }
         self.refresh_deadline(slot);
