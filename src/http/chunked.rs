@@ -16,15 +16,25 @@ pub enum ChunkedError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    Size { digits: u8 },
+    /// `digits`: every hex digit of the size line so far; `significant`: those after leading
+    /// zeros.
+    Size {
+        digits: u8,
+        significant: u8,
+    },
+    /// Whitespace after the size: more of it, a `;` starting an extension, or the line end.
+    SizeWs,
     Ext,
     SizeLf,
     Data,
     DataCr,
     DataLf,
     TrailerStart,
-    TrailerLine,
-    TrailerLf { empty: bool },
+    TrailerName,
+    TrailerValue,
+    TrailerLf {
+        empty: bool,
+    },
     Done,
 }
 
@@ -41,7 +51,10 @@ pub struct ChunkedDecoder {
 impl Default for ChunkedDecoder {
     fn default() -> Self {
         ChunkedDecoder {
-            state: State::Size { digits: 0 },
+            state: State::Size {
+                digits: 0,
+                significant: 0,
+            },
             size: 0,
             remaining: 0,
             ext_len: 0,
@@ -52,6 +65,19 @@ impl Default for ChunkedDecoder {
 
 /// Longest chunk extension accepted (extensions are ignored, but must not be unbounded).
 const MAX_EXT: usize = 1024;
+/// Most hex digits in a size line, leading zeros included (15 significant ones already exceed
+/// any body limit).
+const MAX_SIZE_DIGITS: u8 = 64;
+
+/// A field-name byte (RFC 9110 `tchar`).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A control byte other than HTAB: never allowed in a field value or a chunk extension.
+fn is_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
 
 impl ChunkedDecoder {
     /// Decodes from `input`, appending data to `body`. Returns how many bytes were consumed and
@@ -67,25 +93,45 @@ impl ChunkedDecoder {
         while i < input.len() {
             let b = input[i];
             match self.state {
-                State::Size { digits } => match b {
+                State::Size {
+                    digits,
+                    significant,
+                } => match b {
                     b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                        if digits >= 15 {
+                        if digits >= MAX_SIZE_DIGITS {
+                            return Err(ChunkedError::Invalid);
+                        }
+                        let significant = significant + u8::from(self.size > 0 || b != b'0');
+                        if significant > 15 {
                             return Err(ChunkedError::TooLarge);
                         }
                         let v = (b as char).to_digit(16).unwrap_or(0) as u64;
                         self.size = self.size * 16 + v;
-                        self.state = State::Size { digits: digits + 1 };
+                        self.state = State::Size {
+                            digits: digits + 1,
+                            significant,
+                        };
                     }
-                    b';' | b' ' | b'\t' if digits > 0 => {
+                    b';' if digits > 0 => {
                         self.ext_len = 0;
                         self.state = State::Ext;
                     }
+                    b' ' | b'\t' if digits > 0 => self.state = State::SizeWs,
                     b'\r' if digits > 0 => self.state = State::SizeLf,
+                    _ => return Err(ChunkedError::Invalid),
+                },
+                State::SizeWs => match b {
+                    b' ' | b'\t' => {}
+                    b';' => {
+                        self.ext_len = 0;
+                        self.state = State::Ext;
+                    }
+                    b'\r' => self.state = State::SizeLf,
                     _ => return Err(ChunkedError::Invalid),
                 },
                 State::Ext => match b {
                     b'\r' => self.state = State::SizeLf,
-                    b'\n' => return Err(ChunkedError::Invalid),
+                    _ if is_ctl(b) => return Err(ChunkedError::Invalid),
                     _ => {
                         self.ext_len += 1;
                         if self.ext_len > MAX_EXT {
@@ -128,26 +174,34 @@ impl ChunkedDecoder {
                     if b != b'\n' {
                         return Err(ChunkedError::Invalid);
                     }
-                    self.state = State::Size { digits: 0 };
+                    self.state = State::Size {
+                        digits: 0,
+                        significant: 0,
+                    };
                 }
+                // Each trailer line is a field: a name of token bytes, `:`, a value without
+                // control bytes. Anything else (a request line, a bare line) is refused rather
+                // than swallowed as a trailer.
                 State::TrailerStart => {
                     self.trailer_len += 1;
                     self.state = match b {
                         b'\r' => State::TrailerLf { empty: true },
-                        b'\n' | b' ' | b'\t' | b':' => return Err(ChunkedError::Invalid),
-                        _ => State::TrailerLine,
+                        _ if is_tchar(b) => State::TrailerName,
+                        _ => return Err(ChunkedError::Invalid),
                     };
                 }
-                State::TrailerLine => {
+                State::TrailerName | State::TrailerValue => {
                     self.trailer_len += 1;
                     if self.trailer_len > max_trailers {
                         return Err(ChunkedError::TrailersTooLarge);
                     }
-                    match b {
-                        b'\r' => self.state = State::TrailerLf { empty: false },
-                        b'\n' => return Err(ChunkedError::Invalid),
-                        _ => {}
-                    }
+                    self.state = match (self.state, b) {
+                        (State::TrailerName, b':') => State::TrailerValue,
+                        (State::TrailerName, _) if is_tchar(b) => State::TrailerName,
+                        (State::TrailerValue, b'\r') => State::TrailerLf { empty: false },
+                        (State::TrailerValue, _) if !is_ctl(b) => State::TrailerValue,
+                        _ => return Err(ChunkedError::Invalid),
+                    };
                 }
                 State::TrailerLf { empty } => {
                     if b != b'\n' {
@@ -198,6 +252,25 @@ mod tests {
             (b"-1\r\n", Err(ChunkedError::Invalid)),
             (b"0\r\nbad\nline\r\n\r\n", Err(ChunkedError::Invalid)),
             (b"ffffffffffffffffff\r\n", Err(ChunkedError::TooLarge)),
+            // Leading zeros are digits like any other, but do not count toward the size's.
+            (
+                b"0000000000000000003\r\nabc\r\n0\r\n\r\n",
+                Ok((31, true, b"abc")),
+            ),
+            (b"3 \t;x\r\nabc\r\n0\r\n\r\n", Ok((17, true, b"abc"))),
+            (b"3 \r\nabc\r\n0\r\n\r\n", Ok((14, true, b"abc"))),
+            // After the size and its whitespace, only an extension.
+            (b"3 zz\r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"3;a\x00\r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"3;a\x7f\r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
+            // A trailer line must be a field: a request line after a missing final CRLF is not.
+            (
+                b"0\r\nGET /json HTTP/1.1\r\nHost: a\r\n\r\n",
+                Err(ChunkedError::Invalid),
+            ),
+            (b"0\r\nX: \x00\x01\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"0\r\n: v\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"0\r\nX-A: a\tb\r\n\r\n", Ok((15, true, b""))),
             (b"11\r\n", Err(ChunkedError::TooLarge)),
         ];
         for (input, want) in cases {
