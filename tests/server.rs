@@ -647,6 +647,11 @@ fn rejections_with_default_limits() {
             "obs-fold": b"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n  folded\r\n\r\n" => 400;
             "NUL in a header value": b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n" => 400;
             "empty TE": b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: \r\n\r\n" => 400;
+            // Request targets a method does not allow, and an invalid Host.
+            "asterisk target for GET": b"GET * HTTP/1.1\r\nHost: t\r\n\r\n" => 400;
+            "relative target": b"GET json HTTP/1.1\r\nHost: t\r\n\r\n" => 400;
+            "fragment in the target": b"GET /json#x HTTP/1.1\r\nHost: t\r\n\r\n" => 400;
+            "Host with a path and userinfo": b"GET / HTTP/1.1\r\nHost: a b/c@d\r\n\r\n" => 400;
         }
         // Valid near-misses are accepted.
         let r = expect_ok(&srv, "same CL twice", b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello");
@@ -658,6 +663,13 @@ fn rejections_with_default_limits() {
         );
         assert_eq!(r.body, b"hello");
         expect_ok(&srv, "100 headers", &with_headers(100));
+        // Absolute-form targets route by their path (RFC 9112 §3.2.2).
+        let r = expect_ok(
+            &srv,
+            "absolute-form target",
+            b"GET http://t/json HTTP/1.1\r\nHost: t\r\n\r\n",
+        );
+        assert_eq!(r.body, br#"{"message":"Hello, World!"}"#);
         let r = expect_ok(
             &srv,
             "chunk size with leading zeros",

@@ -653,11 +653,19 @@ fn check_head(req: &httparse::Request<'_, '_>) -> Result<HeadInfo, u16> {
     let mut keep_alive = false;
     let mut hosts = 0u32;
     let mut expect_continue = false;
+    if !target_form_ok(req.method.unwrap_or(""), req.path.unwrap_or("").as_bytes()) {
+        return Err(400);
+    }
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         // `Host` first: it is in every HTTP/1.1 request, often the only header.
         if name.len() == 4 {
-            hosts += u32::from(is_name(name, b"host"));
+            if is_name(name, b"host") {
+                if !host_ok(h.value) {
+                    return Err(400); // RFC 9112 §3.2: an invalid Host is a 400
+                }
+                hosts += 1;
+            }
             continue;
         }
         match name.len() {
@@ -724,6 +732,90 @@ fn check_head(req: &httparse::Request<'_, '_>) -> Result<HeadInfo, u16> {
         framing,
         expect_continue,
     })
+}
+
+/// Whether a request target has a form the method allows (RFC 9112 §3.2): origin-form
+/// (`/path?query`) for any method, absolute-form (`http://host/path`) for any method,
+/// authority-form (`host:port`) for CONNECT only, `*` for OPTIONS only; never a fragment.
+fn target_form_ok(method: &str, target: &[u8]) -> bool {
+    match target {
+        [b'/', ..] => !has_byte(target, b'#'),
+        b"*" => method == "OPTIONS",
+        _ if method == "CONNECT" => {
+            // host ":" port, the host a name or an IPv4 address or a bracketed IPv6 one.
+            let Some(colon) = target.iter().rposition(|&b| b == b':') else {
+                return false;
+            };
+            let (host, port) = (&target[..colon], &target[colon + 1..]);
+            !host.is_empty()
+                && host.iter().all(|&b| is_host_byte(b))
+                && !port.is_empty()
+                && port.iter().all(u8::is_ascii_digit)
+        }
+        _ => crate::http::request::after_authority(target).is_some() && !has_byte(target, b'#'),
+    }
+}
+
+/// Whether a Host value holds only bytes a host and port may have. Branch-free: a Host is
+/// valid nearly always, so every byte is read anyway.
+fn host_ok(v: &[u8]) -> bool {
+    v.iter().fold(true, |ok, &b| ok & is_host_byte(b))
+}
+
+/// A byte that may appear in a Host value (`uri-host [":" port]`, RFC 3986 §3.2.2: unreserved,
+/// sub-delims, `%` of a percent-encoding, `:` and the brackets of an IP literal).
+fn is_host_byte(b: u8) -> bool {
+    HOST_BYTES[b as usize]
+}
+
+/// [`is_host_byte`] as a table: one load per byte of every request's Host.
+static HOST_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = (c as u8).is_ascii_alphanumeric();
+        c += 1;
+    }
+    let other = b"-._~!$&'()*+,;=%:[]";
+    let mut i = 0;
+    while i < other.len() {
+        t[other[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Whether `s` holds the byte `b`, in overlapping 8- or 4-byte windows: `contains` calls out
+/// to a searcher built for long haystacks, and request targets are short.
+fn has_byte(s: &[u8], b: u8) -> bool {
+    const LO: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HI: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A zero byte in `w ^ pat` is a `b` in `w` (the classic has-zero-byte test).
+    let hit = |w: u64| {
+        let x = w ^ (LO * u64::from(b));
+        x.wrapping_sub(LO) & !x & HI != 0
+    };
+    let w8 = |i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap());
+    let w4 = |i: usize| u64::from(u32::from_ne_bytes(s[i..i + 4].try_into().unwrap()));
+    let n = s.len();
+    match n {
+        8.. => {
+            let mut i = 0;
+            while i + 8 < n {
+                if hit(w8(i)) {
+                    return true;
+                }
+                i += 8;
+            }
+            hit(w8(n - 8))
+        }
+        // Two 4-byte windows, high halves padded with a byte that is not `b`.
+        4.. => {
+            let pad = u64::from_ne_bytes([!b; 8]) << 32;
+            hit(w4(0) | pad) || hit(w4(n - 4) | pad)
+        }
+        _ => s.contains(&b),
+    }
 }
 
 /// The status for a head longer than `max_head`: 414 when the request line alone does not fit,

@@ -27,12 +27,21 @@ impl<'a> Request<'a> {
         self.target
     }
 
-    /// The path part of the target, without the query.
+    /// The path part of the target, without the query; for an absolute-form target
+    /// (`http://host/path`, RFC 9112 §3.2.2) the path after the authority, `/` if it has none.
     pub fn path(&self) -> &'a str {
+        let mut target = self.target;
+        if !target.starts_with('/') {
+            match after_authority(target.as_bytes()) {
+                Some(i) if target[i..].starts_with('/') => target = &target[i..],
+                Some(_) => return "/",
+                None => return target,
+            }
+        }
         // A plain loop: targets are short, and `find` would call out to a generic searcher.
-        match self.target.bytes().position(|b| b == b'?') {
-            Some(i) => &self.target[..i],
-            None => self.target,
+        match target.bytes().position(|b| b == b'?') {
+            Some(i) => &target[..i],
+            None => target,
         }
     }
 
@@ -63,4 +72,21 @@ impl<'a> Request<'a> {
     pub fn body(&self) -> &'a [u8] {
         self.body
     }
+}
+
+/// For an absolute-form target with an `http` or `https` scheme, where its authority ends (the
+/// index of the path, query or end); `None` for any other target.
+pub(crate) fn after_authority(target: &[u8]) -> Option<usize> {
+    let rest = if target.len() >= 7 && target[..7].eq_ignore_ascii_case(b"http://") {
+        7
+    } else if target.len() >= 8 && target[..8].eq_ignore_ascii_case(b"https://") {
+        8
+    } else {
+        return None;
+    };
+    let end = target[rest..]
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .map_or(target.len(), |i| rest + i);
+    (end > rest).then_some(end)
 }

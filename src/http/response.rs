@@ -379,8 +379,9 @@ pub(crate) fn put_head(
         out.extend_from_slice(c);
     }
     match framing {
-        // 1xx and 204 carry no body and no Content-Length (RFC 9110 §8.6).
-        Framing::Length(n) if status >= 200 && status != 204 => {
+        // 1xx and 204 carry no body and no Content-Length (RFC 9110 §8.6); a 304's would
+        // have to be the selected representation's length, which a handler does not give.
+        Framing::Length(n) if status >= 200 && status != 204 && status != 304 => {
             out.extend_from_slice(b"\r\nContent-Length: ");
             put_dec(out, n);
         }
@@ -395,6 +396,30 @@ pub(crate) fn put_head(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_content_length_on_1xx_204_304() {
+        for (status, want) in [
+            (100, false),
+            (204, false),
+            (304, false),
+            (200, true),
+            (404, true),
+        ] {
+            let mut out = Vec::new();
+            put_head(
+                &mut out,
+                status,
+                None,
+                &[],
+                Framing::Length(0),
+                None,
+                &[b'x'; 29],
+            );
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text.contains("Content-Length"), want, "{status}: {text}");
+        }
+    }
 
     #[test]
     fn numbers() {
