@@ -310,6 +310,19 @@ impl Ring {
         self.push(e.user_data(ud));
     }
 
+    /// Resets a connection (RST) and drops what its socket still holds to send, keeping the
+    /// descriptor: a connect to `AF_UNSPEC` is TCP's disconnect.
+    pub fn reset(&mut self, sock: Sock, ud: u64) {
+        /// Static: the kernel may read the address after this call returns.
+        static UNSPEC: libc::sockaddr = libc::sockaddr {
+            sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+            sa_data: [0; 14],
+        };
+        let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+        let e = on_sock!(sock, |t| opcode::Connect::new(t, &UNSPEC, len));
+        self.push(e.user_data(ud));
+    }
+
     /// Half-closes a socket for writing (lingering close).
     pub fn shutdown_write(&mut self, sock: Sock, ud: u64) {
         let e = on_sock!(sock, |t| opcode::Shutdown::new(t, libc::SHUT_WR));

@@ -319,7 +319,7 @@ impl<H: Handler> Shard<H> {
             Op::Close if self.features.direct => {
                 self.files_in_use = self.files_in_use.saturating_sub(1)
             }
-            Op::Cancel | Op::Close | Op::Shutdown => {}
+            Op::Cancel | Op::Close | Op::Shutdown | Op::Reset => {}
         }
     }
 
@@ -680,6 +680,13 @@ impl<H: Handler> Shard<H> {
         if c.send.is_some() {
             self.ring
                 .cancel(token::encode(Op::Send, slot, c.gen), cancel);
+        }
+        if c.zc_result.is_some() {
+            // A zero-copy send's buffer comes back only once the kernel frees the data it
+            // queued, which a peer that reads nothing never lets happen: reset the connection,
+            // which drops that data, so the notification (and the slot's release) follows.
+            self.ring
+                .reset(c.sock, token::encode(Op::Reset, slot, c.gen));
         }
         self.st.timers.set(&mut c.s.deadline, 0, slot, c.gen);
         self.release_if_done(slot);

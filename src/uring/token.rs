@@ -16,6 +16,7 @@ pub enum Op {
     Shutdown = 6,
     Wake = 7,
     Timeout = 8,
+    Reset = 9,
 }
 
 const GEN_MASK: u32 = (1 << 24) - 1;
@@ -36,6 +37,7 @@ pub fn decode(ud: u64) -> Option<(Op, u32, u32)> {
         6 => Op::Shutdown,
         7 => Op::Wake,
         8 => Op::Timeout,
+        9 => Op::Reset,
         _ => return None,
     };
     Some((op, ud as u32, (ud >> 32) as u32 & GEN_MASK))
