@@ -371,3 +371,24 @@ fn version_and_help_print_and_exit_zero() {
     assert!(run(&["load", "--help"]).contains("--pipeline"));
     assert!(run(&["probe", "--help"]).contains("--json"));
 }
+
+/// Many connections sending at once into a two-buffer ring: most receives find it empty and
+/// wait their turn for a buffer, and every request is still answered, in order.
+#[test]
+fn an_exhausted_buffer_ring_serves_every_connection() {
+    let srv = Server::start(
+        &["--engine", "uring"],
+        &["--shards", "1", "--buf-count", "2", "--buf-size", "512"],
+    );
+    let mut clients: Vec<_> = (0..200).map(|_| srv.connect()).collect();
+    let batch: Vec<u8> = (0..10).flat_map(|_| get("/plaintext")).collect();
+    for c in &mut clients {
+        c.send(&batch);
+    }
+    for (n, c) in clients.iter_mut().enumerate() {
+        for i in 0..10 {
+            let r = c.resp();
+            assert_eq!(r.body, b"Hello, World!", "connection {n}, response {i}");
+        }
+    }
+}

@@ -79,6 +79,12 @@ pub struct Shard<H: Handler> {
     cqes: Vec<Cqe>,
     dirty: Vec<(u32, u32)>,
     rearm: Vec<(u32, u32)>,
+    /// Connections whose receive found the buffer ring empty, oldest first. Each turn re-arms
+    /// as many as it gave buffers back (at least one): re-arming them all would have every one
+    /// but a few fail again at once, turn after turn.
+    starved: std::collections::VecDeque<(u32, u32)>,
+    /// Receive buffers given back to the ring this turn.
+    recycled: usize,
     woken: Vec<(u32, u32)>,
     expired: Vec<(u32, u32)>,
     /// Most completions handled per turn (`--reap`).
@@ -197,6 +203,8 @@ impl<H: Handler> Shard<H> {
             cqes: Vec::with_capacity(4096),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
+            starved: std::collections::VecDeque::new(),
+            recycled: 0,
             woken: Vec::new(),
             expired: Vec::new(),
             expect: 1,
@@ -265,7 +273,7 @@ impl<H: Handler> Shard<H> {
                     "ringshard: shard {}: io_uring_enter failed: {e}; stopping this shard",
                     self.st.id
                 );
-                break;
+                return self.abandon();
             }
             self.st.tick();
 
@@ -295,6 +303,18 @@ impl<H: Handler> Shard<H> {
         self.st.stats.enters = self.ring.enters;
         self.st.stats.sqes = self.ring.submitted;
         self.st.stats
+    }
+
+    /// Stops a shard whose ring no longer answers. The kernel may still hold receive and send
+    /// buffers, and no completion will say when it lets go of them: they, the ring and
+    /// everything else of the shard are kept for the life of the process (which a stopped
+    /// shard ends: see `server::serve`) rather than freed under a write the kernel may yet make.
+    fn abandon(mut self) -> ShardStats {
+        self.st.stats.enters = self.ring.enters;
+        self.st.stats.sqes = self.ring.submitted;
+        let stats = self.st.stats;
+        std::mem::forget(self);
+        stats
     }
 
     /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
@@ -437,6 +457,7 @@ impl<H: Handler> Shard<H> {
             // A connection that is gone cannot hold a recv, but a buffer must never leak.
             if let Some(bid) = cqe.buffer() {
                 self.bufs.recycle(bid);
+                self.recycled += 1;
             }
             return;
         }
@@ -453,6 +474,7 @@ impl<H: Handler> Shard<H> {
                 let data = self.bufs.get(bid, n as usize);
                 let pending = c.s.receive(data, &mut self.st.env());
                 self.bufs.recycle(bid);
+                self.recycled += 1;
                 if pending {
                     self.poll_task(slot);
                 }
@@ -474,7 +496,7 @@ impl<H: Handler> Shard<H> {
             e if -e == libc::ENOBUFS => {
                 // The buffer ring ran dry; re-arm once this turn's buffers are back.
                 self.st.stats.enobufs += 1;
-                self.rearm.push((slot, gen));
+                self.starved.push_back((slot, gen));
             }
             // Cancelled for backpressure (or on close): if the output drained before this
             // completion came, the resume found the recv still armed, so re-arm here.
@@ -644,6 +666,9 @@ impl<H: Handler> Shard<H> {
         }
         self.dirty = dirty;
         let mut rearm = std::mem::take(&mut self.rearm);
+        let n = self.starved.len().min(self.recycled.max(1));
+        rearm.extend(self.starved.drain(..n));
+        self.recycled = 0;
         for (slot, gen) in rearm.drain(..) {
             let ok = self.conns.get(slot as usize).is_some_and(|c| {
                 c.gen == gen
