@@ -604,6 +604,11 @@ impl<H: Handler> Shard<H> {
         if cqueue::more(cqe.flags) {
             // Zero-copy: the result now, the buffer with the notification that follows.
             c.zc_result = Some(cqe.result);
+            if c.s.state == State::Closing {
+                // Aborted before this result came: drop what it queued, as `abort` does.
+                self.ring
+                    .reset(c.sock, token::encode(Op::Reset, slot, c.gen));
+            }
             return;
         }
         if cqueue::notif(cqe.flags) {
