@@ -17,7 +17,7 @@ use crate::http::request::{Request, Version};
 use crate::http::response::{
     has_body, put_chunk, put_head, BodyStream, Fixed, Framing, LaterResponse, Reply, Response,
 };
-use crate::http::words::is_name;
+use crate::http::words::{is_name, same_bytes};
 
 /// Most header fields httparse is given room for; `--max-headers` is capped here.
 pub const MAX_HEADERS_CAP: usize = 1024;
@@ -125,6 +125,35 @@ pub struct Conn {
     responses: u64,
     /// The peer sent FIN.
     peer_done: bool,
+    /// The last Host value this connection sent that was checked and valid.
+    host: HostMemo,
+}
+
+/// A connection's requests nearly always name the same host: remembering the last valid value
+/// turns the byte-by-byte check of each request's Host into one comparison.
+#[derive(Default)]
+struct HostMemo {
+    len: u8,
+    bytes: [u8; 32],
+}
+
+impl HostMemo {
+    /// Whether `v` is a valid Host value: the remembered one, or one that passes the check
+    /// (and is then remembered, if it fits).
+    #[inline]
+    fn check(&mut self, v: &[u8]) -> bool {
+        if usize::from(self.len) == v.len() && same_bytes(&self.bytes[..v.len()], v) {
+            return true;
+        }
+        if !host_ok(v) {
+            return false;
+        }
+        if v.len() <= self.bytes.len() {
+            self.bytes[..v.len()].copy_from_slice(v);
+            self.len = v.len() as u8;
+        }
+        true
+    }
 }
 
 impl Default for Conn {
@@ -157,6 +186,7 @@ impl Conn {
             close_after: false,
             responses: 0,
             peer_done: false,
+            host: HostMemo::default(),
         }
     }
 
@@ -409,7 +439,7 @@ impl Conn {
             let max_headers = limits.max_headers.min(MAX_HEADERS_CAP);
             match req.parse_with_uninit_headers(window, &mut slots[..max_headers]) {
                 Ok(httparse::Status::Complete(n)) => {
-                    let info = match check_head(&req) {
+                    let info = match check_head(&req, &mut self.host) {
                         Ok(info) => info,
                         Err(status) => return (pos, self.reject(status, cx, out)),
                     };
@@ -640,7 +670,7 @@ fn view<'x>(req: &'x httparse::Request<'_, '_>, body: &'x [u8]) -> Request<'x> {
 /// Inlined: its result, returned through memory, was read back wider than it was written (a
 /// store-forwarding stall on every request).
 #[inline(always)]
-fn check_head(req: &httparse::Request<'_, '_>) -> Result<HeadInfo, u16> {
+fn check_head(req: &httparse::Request<'_, '_>, host: &mut HostMemo) -> Result<HeadInfo, u16> {
     let version = match req.version {
         Some(0) => Version::Http10,
         Some(1) => Version::Http11,
@@ -661,7 +691,7 @@ fn check_head(req: &httparse::Request<'_, '_>) -> Result<HeadInfo, u16> {
         // `Host` first: it is in every HTTP/1.1 request, often the only header.
         if name.len() == 4 {
             if is_name(name, b"host") {
-                if !host_ok(h.value) {
+                if !host.check(h.value) {
                     return Err(400); // RFC 9112 §3.2: an invalid Host is a 400
                 }
                 hosts += 1;

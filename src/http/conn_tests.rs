@@ -306,6 +306,8 @@ const CASES: &[Case] = &[
     case("authority without CONNECT", b"GET a.example:443 HTTP/1.1\r\nHost: a\r\n\r\n", &[400], Close, Closed),
     case("CONNECT without port", b"CONNECT a.example HTTP/1.1\r\nHost: a\r\n\r\n", &[400], Close, Closed),
     case("hosts of every form", b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\nGET / HTTP/1.1\r\nHost: Xn--a-b.Example.COM\r\n\r\nGET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\n\r\nGET / HTTP/1.1\r\nHost:\r\n\r\n", &[200, 200, 200, 200], ReadMore, Idle),
+    case("valid host then an invalid one", b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET / HTTP/1.1\r\nHost: a.example\r\n\r\nGET / HTTP/1.1\r\nHost: a.exampl/\r\n\r\n", &[200, 200, 400], Close, Closed),
+    case("long host twice then an invalid one", b"GET / HTTP/1.1\r\nHost: a-host-name-longer-than-thirty-two-bytes.example\r\n\r\nGET / HTTP/1.1\r\nHost: a-host-name-longer-than-thirty-two-bytes.example\r\n\r\nGET / HTTP/1.1\r\nHost: a-host-name-longer-than-thirty-two-bytes.exampl@\r\n\r\n", &[200, 200, 400], Close, Closed),
     case("host with a space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", &[400], Close, Closed),
     case("host with a path", b"GET / HTTP/1.1\r\nHost: a/c@d\r\n\r\n", &[400], Close, Closed),
     case("host with userinfo", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", &[400], Close, Closed),

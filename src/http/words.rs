@@ -32,6 +32,12 @@ fn eq_folded(a: &[u8], b: &[u8], fold: u8) -> bool {
     }
 }
 
+/// Byte equality of short byte strings (header values).
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    eq_folded(a, b, 0)
+}
+
 /// Byte equality of short strings (methods, paths).
 #[inline]
 pub(crate) fn same(a: &str, b: &str) -> bool {
