@@ -798,7 +798,7 @@ fn is_host_byte(b: u8) -> bool {
     HOST_BYTES[b as usize]
 }
 
-/// [`is_host_byte`] as a table: one load per byte of every request's Host.
+/// [`is_host_byte`] as a table: one load per byte of a Host value being checked.
 static HOST_BYTES: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0;
