@@ -17,7 +17,7 @@ use crate::http::request::{Request, Version};
 use crate::http::response::{
     has_body, put_chunk, put_head, BodyStream, Fixed, Framing, LaterResponse, Reply, Response,
 };
-use crate::http::words::{is_name, same_bytes};
+use crate::http::words::{has_byte, is_name, same_bytes};
 
 /// Most header fields httparse is given room for; `--max-headers` is capped here.
 pub const MAX_HEADERS_CAP: usize = 1024;
@@ -814,39 +814,6 @@ static HOST_BYTES: [bool; 256] = {
     }
     t
 };
-
-/// Whether `s` holds the byte `b`, in overlapping 8- or 4-byte windows: `contains` calls out
-/// to a searcher built for long haystacks, and request targets are short.
-fn has_byte(s: &[u8], b: u8) -> bool {
-    const LO: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HI: u64 = u64::from_ne_bytes([0x80; 8]);
-    // A zero byte in `w ^ pat` is a `b` in `w` (the classic has-zero-byte test).
-    let hit = |w: u64| {
-        let x = w ^ (LO * u64::from(b));
-        x.wrapping_sub(LO) & !x & HI != 0
-    };
-    let w8 = |i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap());
-    let w4 = |i: usize| u64::from(u32::from_ne_bytes(s[i..i + 4].try_into().unwrap()));
-    let n = s.len();
-    match n {
-        8.. => {
-            let mut i = 0;
-            while i + 8 < n {
-                if hit(w8(i)) {
-                    return true;
-                }
-                i += 8;
-            }
-            hit(w8(n - 8))
-        }
-        // Two 4-byte windows, high halves padded with a byte that is not `b`.
-        4.. => {
-            let pad = u64::from_ne_bytes([!b; 8]) << 32;
-            hit(w4(0) | pad) || hit(w4(n - 4) | pad)
-        }
-        _ => s.contains(&b),
-    }
-}
 
 /// The status for a head longer than `max_head`: 414 when the request line alone does not fit,
 /// else 431. The same whether the head arrived whole or in pieces.

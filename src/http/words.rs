@@ -52,9 +52,59 @@ pub(crate) fn is_name(name: &[u8], lower: &[u8]) -> bool {
     eq_folded(name, lower, 0x20)
 }
 
+/// Whether `s` holds the byte `b`, in overlapping 8- or 4-byte windows (`contains` calls out
+/// to a searcher built for long haystacks; request targets are short).
+pub(crate) fn has_byte(s: &[u8], b: u8) -> bool {
+    const LO: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HI: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A zero byte in `w ^ pat` is a `b` in `w` (the classic has-zero-byte test).
+    let hit = |w: u64| {
+        let x = w ^ (LO * u64::from(b));
+        x.wrapping_sub(LO) & !x & HI != 0
+    };
+    let w8 = |i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap());
+    let w4 = |i: usize| u64::from(u32::from_ne_bytes(s[i..i + 4].try_into().unwrap()));
+    let n = s.len();
+    match n {
+        8.. => {
+            let mut i = 0;
+            while i + 8 < n {
+                if hit(w8(i)) {
+                    return true;
+                }
+                i += 8;
+            }
+            hit(w8(n - 8))
+        }
+        // Two 4-byte windows, high halves padded with a byte that is not `b`.
+        4.. => {
+            let pad = u64::from_ne_bytes([!b; 8]) << 32;
+            hit(w4(0) | pad) || hit(w4(n - 4) | pad)
+        }
+        _ => s.contains(&b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_byte_agrees_with_contains() {
+        // Every length a window split handles, the byte at every place or nowhere, among
+        // neighbours that differ from it by one bit or by the high bit.
+        for n in 0..=20 {
+            for at in 0..=n {
+                for filler in [b'"', b'$', b'#' ^ 0x80, b'/', 0x00, 0xff] {
+                    let mut s = vec![filler; n];
+                    if at < n {
+                        s[at] = b'#';
+                    }
+                    assert_eq!(has_byte(&s, b'#'), s.contains(&b'#'), "{s:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn same_agrees_with_eq() {

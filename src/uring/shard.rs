@@ -300,9 +300,7 @@ impl<H: Handler> Shard<H> {
             }
         }
         self.stop_wake();
-        self.st.stats.enters = self.ring.enters;
-        self.st.stats.sqes = self.ring.submitted;
-        self.st.stats
+        self.counters()
     }
 
     /// Stops a shard whose ring no longer answers. The kernel may still hold receive and send
@@ -310,18 +308,22 @@ impl<H: Handler> Shard<H> {
     /// everything else of the shard are kept for the life of the process (which a stopped
     /// shard ends: see `server::serve`) rather than freed under a write the kernel may yet make.
     fn abandon(mut self) -> ShardStats {
-        self.st.stats.enters = self.ring.enters;
-        self.st.stats.sqes = self.ring.submitted;
-        let stats = self.st.stats;
+        let stats = self.counters();
         std::mem::forget(self);
         stats
+    }
+
+    /// This shard's counters, with the ring's own brought up to date.
+    fn counters(&mut self) -> ShardStats {
+        self.st.stats.enters = self.ring.enters;
+        self.st.stats.sqes = self.ring.submitted;
+        self.st.stats
     }
 
     /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
     /// latency histogram once a second).
     fn publish(&mut self) {
-        self.st.stats.enters = self.ring.enters;
-        self.st.stats.sqes = self.ring.submitted;
+        self.counters();
         self.st.publish();
     }
 
@@ -494,7 +496,7 @@ impl<H: Handler> Shard<H> {
                 }
             }
             e if -e == libc::ENOBUFS => {
-                // The buffer ring ran dry; re-arm once this turn's buffers are back.
+                // The buffer ring ran dry: wait in line for buffers to come back (`flush`).
                 self.st.stats.enobufs += 1;
                 self.starved.push_back((slot, gen));
             }
@@ -605,9 +607,7 @@ impl<H: Handler> Shard<H> {
             // Zero-copy: the result now, the buffer with the notification that follows.
             c.zc_result = Some(cqe.result);
             if c.s.state == State::Closing {
-                // Aborted before this result came: drop what it queued, as `abort` does.
-                self.ring
-                    .reset(c.sock, token::encode(Op::Reset, slot, c.gen));
+                self.drop_queued(slot); // aborted before this result came
             }
             return;
         }
@@ -711,15 +711,22 @@ impl<H: Handler> Shard<H> {
             self.ring
                 .cancel(token::encode(Op::Send, slot, c.gen), cancel);
         }
-        if c.zc_result.is_some() {
-            // A zero-copy send's buffer comes back only once the kernel frees the data it
-            // queued, which a peer that reads nothing never lets happen: reset the connection,
-            // which drops that data, so the notification (and the slot's release) follows.
-            self.ring
-                .reset(c.sock, token::encode(Op::Reset, slot, c.gen));
-        }
+        let zc_queued = c.zc_result.is_some();
         self.st.timers.set(&mut c.s.deadline, 0, slot, c.gen);
+        if zc_queued {
+            self.drop_queued(slot);
+        }
         self.release_if_done(slot);
+    }
+
+    /// For an aborted connection with a zero-copy send awaiting its notification: that send's
+    /// buffer comes back only once the kernel frees the data it queued, which a peer that reads
+    /// nothing never lets happen. Resetting the connection drops the data, so the notification
+    /// (and the slot's release) follows.
+    fn drop_queued(&mut self, slot: u32) {
+        let c = &self.conns[slot as usize];
+        self.ring
+            .reset(c.sock, token::encode(Op::Reset, slot, c.gen));
     }
 
     /// Moves a connection along its close: a finishing one whose output is all sent shuts its
