@@ -392,3 +392,32 @@ fn an_exhausted_buffer_ring_serves_every_connection() {
         }
     }
 }
+
+/// The buffer ring is kept only as full as recent use needs. After a quiet stretch, a burst of
+/// connections far beyond that (held back by stopping the server, then released at once) finds
+/// the ring dry; every buffer goes back in and every request is answered.
+#[test]
+fn a_burst_after_quiet_use_finds_the_buffers_it_needs() {
+    let srv = Server::start(&["--engine", "uring"], &["--shards", "1"]);
+    let mut quiet = srv.connect();
+    for _ in 0..500 {
+        quiet.send(&get("/plaintext"));
+        assert_eq!(quiet.resp().status, 200);
+    }
+    srv.signal(libc::SIGSTOP);
+    let mut clients: Vec<_> = (0..300).map(|_| srv.connect()).collect();
+    let batch = get("/plaintext").repeat(4);
+    for c in &mut clients {
+        c.send(&batch);
+    }
+    srv.signal(libc::SIGCONT);
+    for (n, c) in clients.iter_mut().enumerate() {
+        for i in 0..4 {
+            assert_eq!(c.resp().body, b"Hello, World!", "connection {n}, response {i}");
+        }
+    }
+    quiet.send(&get("/metrics"));
+    let page = quiet.resp().text();
+    assert!(metric(&page, "enobufs_total") > 0, "the burst never ran the ring dry:\n{page}");
+    assert_eq!(metric(&page, "requests_total"), 500 + 1200, "{page}");
+}

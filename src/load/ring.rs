@@ -302,14 +302,19 @@ impl Ring {
         self.bufs.get(bid, len)
     }
 
-    /// Returns buffer `bid` to the kernel (published by `commit_buffers`).
+    /// Takes back buffer `bid` (into the ring again at `commit_buffers`).
     pub fn recycle(&mut self, bid: u16) {
-        self.bufs.put(bid);
+        self.bufs.recycle(bid);
     }
 
-    /// Publishes the recycled buffers.
+    /// A receive found the buffer ring empty.
+    pub fn buffers_ran_dry(&mut self) {
+        self.bufs.ran_dry();
+    }
+
+    /// End of a turn: refills the buffer ring with the buffers taken back.
     pub fn commit_buffers(&mut self) {
-        self.bufs.publish();
+        self.bufs.top_up();
     }
 
     /// A new blocking stream socket for the target (io_uring never blocks on it).

@@ -474,7 +474,10 @@ impl Worker {
                 self.ring.recycle(bid);
             }
             match -cqe.result {
-                libc::ENOBUFS => self.rearm.push(i),
+                libc::ENOBUFS => {
+                    self.ring.buffers_ran_dry();
+                    self.rearm.push(i);
+                }
                 libc::ECANCELED => {}
                 _ => self.fail(i, Some(ErrorKind::Reset)),
             }

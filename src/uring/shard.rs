@@ -80,11 +80,9 @@ pub struct Shard<H: Handler> {
     dirty: Vec<(u32, u32)>,
     rearm: Vec<(u32, u32)>,
     /// Connections whose receive found the buffer ring empty, oldest first. Each turn re-arms
-    /// as many as it gave buffers back (at least one): re-arming them all would have every one
-    /// but a few fail again at once, turn after turn.
+    /// as many as the ring then holds buffers (at least one): re-arming them all would have
+    /// every one but a few fail again at once, turn after turn.
     starved: std::collections::VecDeque<(u32, u32)>,
-    /// Receive buffers given back to the ring this turn.
-    recycled: usize,
     woken: Vec<(u32, u32)>,
     expired: Vec<(u32, u32)>,
     /// Most completions handled per turn (`--reap`).
@@ -204,7 +202,6 @@ impl<H: Handler> Shard<H> {
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
             starved: std::collections::VecDeque::new(),
-            recycled: 0,
             woken: Vec::new(),
             expired: Vec::new(),
             expect: 1,
@@ -455,13 +452,15 @@ impl<H: Handler> Shard<H> {
 
     fn on_recv(&mut self, slot: u32, gen: u32, cqe: Cqe) {
         let live = self.conns.get(slot as usize).is_some_and(|c| c.gen == gen);
-        if !live {
-            // A connection that is gone cannot hold a recv, but a buffer must never leak.
+        if !live || cqe.result <= 0 {
+            // A connection that is gone cannot hold a recv, but a buffer must never leak; nor
+            // one a kernel might attach to an end of input or an error.
             if let Some(bid) = cqe.buffer() {
                 self.bufs.recycle(bid);
-                self.recycled += 1;
             }
-            return;
+            if !live {
+                return;
+            }
         }
         let c = &mut self.conns[slot as usize];
         if !cqe.more() {
@@ -476,7 +475,6 @@ impl<H: Handler> Shard<H> {
                 let data = self.bufs.get(bid, n as usize);
                 let pending = c.s.receive(data, &mut self.st.env());
                 self.bufs.recycle(bid);
-                self.recycled += 1;
                 if pending {
                     self.poll_task(slot);
                 }
@@ -498,6 +496,7 @@ impl<H: Handler> Shard<H> {
             e if -e == libc::ENOBUFS => {
                 // The buffer ring ran dry: wait in line for buffers to come back (`flush`).
                 self.st.stats.enobufs += 1;
+                self.bufs.ran_dry();
                 self.starved.push_back((slot, gen));
             }
             // Cancelled for backpressure (or on close): if the output drained before this
@@ -671,9 +670,9 @@ impl<H: Handler> Shard<H> {
         }
         self.dirty = dirty;
         let mut rearm = std::mem::take(&mut self.rearm);
-        let n = self.starved.len().min(self.recycled.max(1));
+        let in_ring = self.bufs.top_up() as usize;
+        let n = self.starved.len().min(in_ring.max(1));
         rearm.extend(self.starved.drain(..n));
-        self.recycled = 0;
         for (slot, gen) in rearm.drain(..) {
             let ok = self.conns.get(slot as usize).is_some_and(|c| {
                 c.gen == gen
