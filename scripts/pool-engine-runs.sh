@@ -4,7 +4,8 @@
 # CPU-second, p99), ringshard's ratios to may_minihttp and to the C epoll ceiling, and the bars of
 # the engine issue at 64 connections. On a VM whose speed drifts within the hour, one report's
 # medians move by a few percent; pooling reports made at different times says where the figures
-# really sit.
+# really sit. It also pairs the runs of one round (the j-th run of each server in a report) and
+# prints the median of the within-round ratios, which the drift between rounds moves less.
 #
 # usage: scripts/pool-engine-runs.sh scripts/out/bench-engine-2026-11-26T*.md
 set -euo pipefail
@@ -19,6 +20,10 @@ awk '
     k = $1 " " $2 " " $3
     n[k]++; eff[k, n[k]] = $6; p99[k, n[k]] = $5
     if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
+    # The j-th run of a server in a report went with the j-th run of every other (same round
+    # when the report was interleaved): the pairs give ratios measured close together in time.
+    j = ++nth[FILENAME, k]; at[FILENAME, j, k] = $6; atp[FILENAME, j, k] = $5
+    if (!((FILENAME, j) in slot)) { slot[FILENAME, j] = 1; slots[++ns] = FILENAME SUBSEP j }
   }
   function median(arr, k, m,    i, j, t, v) {
     for (i = 1; i <= m; i++) v[i] = arr[k, i] + 0
@@ -40,6 +45,22 @@ awk '
     a = "ringshard keepalive 64"; b = "may keepalive 64"
     if ((a in e) && (b in e))
       printf "- %s  keep-alive c=64: p99 <= may_minihttp p99: %.3f ms vs %.3f ms\n", (q[a] <= q[b] ? "PASS" : "FAIL"), q[a], q[b]
+    print "\nPaired (the median over rounds of the ratio within a round, which the host'"'"'s drift between rounds moves less):\n"
+    paired("ringshard keepalive 64", "may keepalive 64", 1.2, "keep-alive c=64 vs may_minihttp", 0)
+    paired("ringshard keepalive 64", "epoll keepalive 64", 1.0, "keep-alive c=64 vs the C epoll ceiling", 0)
+    paired("ringshard pipe16 64", "may pipe16 64", 1.3, "pipelined x16 c=64 vs may_minihttp", 0)
+    paired("ringshard keepalive 64", "may keepalive 64", 1.0, "keep-alive c=64 p99, may_minihttp over ringshard", 1)
+  }
+  function paired(a, b, x, what, lat,    i, m, r, v, below) {
+    m = 0
+    for (i = 1; i <= ns; i++) {
+      if (!((slots[i], a) in at) || !((slots[i], b) in at)) continue
+      v = lat ? atp[slots[i], b] / atp[slots[i], a] : at[slots[i], a] / at[slots[i], b]
+      r["", ++m] = v; below += (v < x)
+    }
+    if (!m) return
+    v = median(r, "", m)
+    printf "- %s  %s: %.3f x (median of %d pairs; %d of them below %.2f)\n", (v >= x ? "PASS" : "FAIL"), what, v, m, below, x
   }
   function bar(a, b, x, what,    r) {
     if (!((a in e) && (b in e))) return
