@@ -413,11 +413,18 @@ fn a_burst_after_quiet_use_finds_the_buffers_it_needs() {
     srv.signal(libc::SIGCONT);
     for (n, c) in clients.iter_mut().enumerate() {
         for i in 0..4 {
-            assert_eq!(c.resp().body, b"Hello, World!", "connection {n}, response {i}");
+            assert_eq!(
+                c.resp().body,
+                b"Hello, World!",
+                "connection {n}, response {i}"
+            );
         }
     }
     quiet.send(&get("/metrics"));
     let page = quiet.resp().text();
-    assert!(metric(&page, "enobufs_total") > 0, "the burst never ran the ring dry:\n{page}");
+    assert!(
+        metric(&page, "enobufs_total") > 0,
+        "the burst never ran the ring dry:\n{page}"
+    );
     assert_eq!(metric(&page, "requests_total"), 500 + 1200, "{page}");
 }

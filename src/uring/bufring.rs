@@ -216,7 +216,7 @@ impl Refill {
 
     /// Sizes the window from the turn that just ended: called once per top-up, first.
     fn end_turn(&mut self) {
-        let decayed = self.peak - (self.peak / 64).clamp(1.min(self.peak), self.peak);
+        let decayed = self.peak.saturating_sub((self.peak / 64).max(1));
         self.peak = self.taken.max(decayed);
         if std::mem::take(&mut self.dry) {
             self.peak = self.peak.max(self.count.div_ceil(2));
