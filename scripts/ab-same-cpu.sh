@@ -33,19 +33,9 @@ for t in wrk taskset setsid pgrep pkill; do command -v "$t" >/dev/null || die "m
 case $MODE in pipe16 | keepalive) ;; *) die "MODE must be pipe16 or keepalive" ;; esac
 names=("${1%%|*}" "${2%%|*}") cmds=("${1#*|}" "${2#*|}")
 for c in "${cmds[@]}"; do [[ $c == *'{PORT}'* ]] || die "no {PORT} in: $c"; done
-lua=$(mktemp /tmp/ab-same-cpu.XXXXXX.lua)
-# DEPTH requests per write, as ../shared/anchors/pipeline.lua and scripts/bench-engine.sh.
-cat >"$lua" <<'EOF'
-local depth = tonumber(os.getenv("DEPTH") or "16")
-init = function(args)
-  local r = {}
-  for i = 1, depth do r[i] = wrk.format(nil, wrk.path) end
-  req = table.concat(r)
-end
-request = function() return req end
-EOF
+lua=$root/scripts/pipeline.lua
 sids=()
-cleanup() { local s; for s in "${sids[@]}"; do pkill -KILL -s "$s" 2>/dev/null || true; done; rm -f "$lua"; }
+cleanup() { local s; for s in "${sids[@]}"; do pkill -KILL -s "$s" 2>/dev/null || true; done; }
 trap cleanup EXIT
 ticks() { local t=0 p; for p in $(pgrep -s "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
 load() { # PORT SECONDS

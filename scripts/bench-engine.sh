@@ -218,16 +218,6 @@ stop_server() { # name sid port
 }
 
 # ---------------------------------------------------------------- measuring
-cat >"$tmp/pipeline.lua" <<'EOF'
--- DEPTH requests per write (HTTP/1.1 pipelining), as ../shared/anchors/pipeline.lua, on the URL's path
-local depth = tonumber(os.getenv("DEPTH") or "16")
-init = function(args)
-  local r = {}
-  for i = 1, depth do r[i] = wrk.format(nil, wrk.path) end
-  req = table.concat(r)
-end
-request = function() return req end
-EOF
 tck=$(getconf CLK_TCK)
 cpu_ticks() { # SID -> user+system ticks of every process in the session
   { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v s="$1" '{sub(/^.*\) /, ""); if ($4 == s) t += $12 + $13} END{print t+0}'
@@ -242,7 +232,7 @@ one_run() { # name port sid mode conns [record] -> appends "name mode c rps p99_
   # other%: share of SERVER_CPUS' time that went to processes other than the server during the run (noise)
   local name=$1 port=$2 sid=$3 mode=$4 c=$5 record=${6:-1} dur=$DUR extra=() a b out s0 s1
   [[ $record == 1 ]] || dur=$WARMUP
-  [[ $mode == pipe* ]] && extra=(-s "$tmp/pipeline.lua")
+  [[ $mode == pipe* ]] && extra=(-s "$here/pipeline.lua")
   s0=$(cpu_busy)
   a=$(cpu_ticks "$sid")
   out=$(DEPTH=$DEPTH taskset -c "$LOAD_CPUS" wrk -t"$WRK_THREADS" -c"$c" -d"${dur}s" --latency "${extra[@]+"${extra[@]}"}" \

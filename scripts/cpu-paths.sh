@@ -40,15 +40,6 @@ tmp=$(mktemp -d /tmp/cpu-paths.XXXXXX)
 sid=
 cleanup() { [[ -n $sid ]] && pkill -KILL -s "$sid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
-cat >"$tmp/pipeline.lua" <<'EOF'
-local depth = tonumber(os.getenv("DEPTH") or "16")
-init = function(args)
-  local r = {}
-  for i = 1, depth do r[i] = wrk.format(nil, wrk.path) end
-  req = table.concat(r)
-end
-request = function() return req end
-EOF
 cat >"$tmp/classify.py" <<'EOF'
 import sys
 path, comm_prefix, requests, freq = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -101,7 +92,7 @@ for s in "${servers[@]}"; do
   setsid taskset -c "$SERVER_CPUS" $cmd >/dev/null 2>&1 &
   sid=$!
   for _ in $(seq 50); do taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d1 "http://127.0.0.1:$port/plaintext" >/dev/null 2>&1 && break; sleep 0.1; done
-  extra=(); [[ $MODE == pipe16 ]] && extra=(-s "$tmp/pipeline.lua")
+  extra=(); [[ $MODE == pipe16 ]] && extra=(-s "$root/scripts/pipeline.lua")
   DEPTH=$DEPTH taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d$((DUR + 2)) "${extra[@]+"${extra[@]}"}" \
     "http://127.0.0.1:$port/plaintext" >"$tmp/wrk.out" 2>&1 &
   w=$!
