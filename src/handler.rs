@@ -179,6 +179,11 @@ impl Handler for Router {
                 .and_then(|p| Some((exact(p)?, p))),
         };
         if let Some((i, path)) = path {
+            // Most paths have one route, and it is the first found: answer without looking on.
+            let first = &self.exact[i];
+            if same(&first.method, method) {
+                return first.answer(req);
+            }
             // The first exact route for the path, and the ones after it with the same path.
             let routes = self.exact[i..].iter().filter(|r| same(&r.path, path));
             return pick(routes, method, req);
