@@ -426,6 +426,9 @@ impl Worker {
             if let Some(bid) = cqe.buffer() {
                 self.ring.recycle(bid);
             }
+            if cqe.result == -libc::ENOBUFS {
+                self.ring.buffers_ran_dry();
+            }
             return;
         }
         match op {
@@ -469,10 +472,13 @@ impl Worker {
         if !cqe.more() {
             self.conns[i].recv_armed = false;
         }
-        if cqe.result < 0 {
+        if cqe.result <= 0 {
+            // A buffer must never leak, nor one a kernel might attach to an end of input.
             if let Some(bid) = cqe.buffer() {
                 self.ring.recycle(bid);
             }
+        }
+        if cqe.result < 0 {
             match -cqe.result {
                 libc::ENOBUFS => {
                     self.ring.buffers_ran_dry();

@@ -459,6 +459,9 @@ impl<H: Handler> Shard<H> {
                 self.bufs.recycle(bid);
             }
             if !live {
+                if cqe.result == -libc::ENOBUFS {
+                    self.bufs.ran_dry();
+                }
                 return;
             }
         }
