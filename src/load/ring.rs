@@ -307,9 +307,10 @@ impl Ring {
         self.bufs.recycle(bid);
     }
 
-    /// A receive found the buffer ring empty.
-    pub fn buffers_ran_dry(&mut self) {
-        self.bufs.ran_dry();
+    /// A receive completion that delivered no data: takes back any buffer it carries and
+    /// notes an ENOBUFS (see `BufRing::settle`).
+    pub fn settle_buffer(&mut self, cqe: &Cqe) {
+        self.bufs.settle(cqe.buffer(), cqe.result);
     }
 
     /// End of a turn: refills the buffer ring with the buffers taken back.

@@ -423,11 +423,8 @@ impl Worker {
         }
         let stale = self.conns.get(i).is_none_or(|c| c.gen != gen);
         if stale {
-            if let Some(bid) = cqe.buffer() {
-                self.ring.recycle(bid);
-            }
-            if cqe.result == -libc::ENOBUFS {
-                self.ring.buffers_ran_dry();
+            if op == OP_RECV {
+                self.ring.settle_buffer(cqe);
             }
             return;
         }
@@ -474,16 +471,11 @@ impl Worker {
         }
         if cqe.result <= 0 {
             // A buffer must never leak, nor one a kernel might attach to an end of input.
-            if let Some(bid) = cqe.buffer() {
-                self.ring.recycle(bid);
-            }
+            self.ring.settle_buffer(cqe);
         }
         if cqe.result < 0 {
             match -cqe.result {
-                libc::ENOBUFS => {
-                    self.ring.buffers_ran_dry();
-                    self.rearm.push(i);
-                }
+                libc::ENOBUFS => self.rearm.push(i),
                 libc::ECANCELED => {}
                 _ => self.fail(i, Some(ErrorKind::Reset)),
             }

@@ -115,10 +115,17 @@ impl BufRing {
         self.refill.given_back(bid);
     }
 
-    /// The ring ran dry (a receive failed with ENOBUFS): every buffer goes in from now on,
-    /// until use shows fewer are enough.
-    pub fn ran_dry(&mut self) {
-        self.refill.ran_dry();
+    /// A receive completion that delivered no data (an error, the end of input, or one for a
+    /// connection already gone): takes back any buffer it carries, and if it found the ring
+    /// empty (ENOBUFS), every buffer goes in at the next top-up, until use shows fewer are
+    /// enough.
+    pub fn settle(&mut self, buffer: Option<u16>, result: i32) {
+        if let Some(bid) = buffer {
+            self.recycle(bid);
+        }
+        if result == -libc::ENOBUFS {
+            self.refill.ran_dry();
+        }
     }
 
     /// End of a loop turn: puts buffers back into the ring, the last given back first, until

@@ -453,15 +453,10 @@ impl<H: Handler> Shard<H> {
     fn on_recv(&mut self, slot: u32, gen: u32, cqe: Cqe) {
         let live = self.conns.get(slot as usize).is_some_and(|c| c.gen == gen);
         if !live || cqe.result <= 0 {
-            // A connection that is gone cannot hold a recv, but a buffer must never leak; nor
-            // one a kernel might attach to an end of input or an error.
-            if let Some(bid) = cqe.buffer() {
-                self.bufs.recycle(bid);
-            }
+            // A buffer must never leak: not one for a connection that is gone, nor one a kernel
+            // might attach to an end of input or an error.
+            self.bufs.settle(cqe.buffer(), cqe.result);
             if !live {
-                if cqe.result == -libc::ENOBUFS {
-                    self.bufs.ran_dry();
-                }
                 return;
             }
         }
@@ -499,7 +494,6 @@ impl<H: Handler> Shard<H> {
             e if -e == libc::ENOBUFS => {
                 // The buffer ring ran dry: wait in line for buffers to come back (`flush`).
                 self.st.stats.enobufs += 1;
-                self.bufs.ran_dry();
                 self.starved.push_back((slot, gen));
             }
             // Cancelled for backpressure (or on close): if the output drained before this
