@@ -105,7 +105,8 @@ impl BufRing {
             "kernel named buffer {bid} with {len} bytes"
         );
         // SAFETY: `bid` and `len` are in bounds (checked above); the kernel finished writing
-        // this buffer before posting the completion, and will not touch it until `recycle`.
+        // this buffer before posting the completion, and will not touch it until a top-up after
+        // `recycle` puts it back in the ring.
         unsafe { std::slice::from_raw_parts(self.mem.add(usize::from(bid) * self.stride), len) }
     }
 
