@@ -93,7 +93,8 @@ report ""
 report "median B/A requests per server CPU-second: $median (${names[1]} against ${names[0]})"
 if [[ -z $NO_SAVE ]]; then
   mkdir -p "$OUT_DIR"
-  f=$OUT_DIR/ab-same-cpu-$(date -u +%Y-%m-%dT%H%MZ).md
+  f=$OUT_DIR/ab-same-cpu-$(date -u +%Y-%m-%dT%H%MZ).md n=1
+  while [[ -e $f ]]; do n=$((n + 1)); f=$OUT_DIR/ab-same-cpu-$(date -u +%Y-%m-%dT%H%MZ)-$n.md; done # never overwrite a run
   cp "$log" "$f"
   echo "saved: $f" >&2
 fi
