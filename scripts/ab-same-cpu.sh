@@ -20,7 +20,7 @@
 #   wrk, DEPTH [16] requests per pipelined write; URL_PATH [/plaintext]; SERVER_CPUS [0],
 #   LOAD_CPUS [1]; OUT_DIR [<repo>/scripts/out], NO_SAVE=1 writes no file.
 # Prints each run and the median ratio B/A of requests per server CPU-second (CPU ticks of each
-# server's session, from /proc). Needs wrk, taskset, setsid, pgrep/pkill.
+# server's session, from /proc). Needs wrk, taskset, setsid, pgrep/pkill, ss.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,7 +29,7 @@ URL_PATH=${URL_PATH:-/plaintext} SERVER_CPUS=${SERVER_CPUS:-0} LOAD_CPUS=${LOAD_
 OUT_DIR=${OUT_DIR:-$root/scripts/out} NO_SAVE=${NO_SAVE:-}
 die() { echo "ab-same-cpu: $*" >&2; exit 1; }
 (($# == 2)) || die 'give two servers: "NAME|COMMAND with {PORT}" "NAME|COMMAND with {PORT}"'
-for t in wrk taskset setsid pgrep pkill; do command -v "$t" >/dev/null || die "missing $t (apt-get install -y wrk)"; done
+for t in wrk taskset setsid pgrep pkill ss; do command -v "$t" >/dev/null || die "missing $t (apt-get install -y wrk)"; done
 case $MODE in pipe16 | keepalive) ;; *) die "MODE must be pipe16 or keepalive" ;; esac
 names=("${1%%|*}" "${2%%|*}") cmds=("${1#*|}" "${2#*|}")
 for c in "${cmds[@]}"; do [[ $c == *'{PORT}'* ]] || die "no {PORT} in: $c"; done
@@ -43,7 +43,12 @@ load() { # PORT SECONDS
   [[ $MODE == pipe16 ]] && args=(-s "$lua" "${args[@]}")
   DEPTH=$DEPTH taskset -c "$LOAD_CPUS" wrk "${args[@]}"
 }
-port_of() { echo $((9700 + $1)); }
+# Two ports nothing listens on: a stray server left on a fixed port would, with SO_REUSEPORT, take a
+# share of one server's connections unseen and inflate its requests per CPU-second.
+port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
+ports=()
+for ((p = 9700; ${#ports[@]} < 2; p++)); do port_free "$p" && ports+=("$p"); done
+port_of() { echo "${ports[$1]}"; }
 
 log=$(mktemp)
 report() { printf '%s\n' "$*" | tee -a "$log"; }
@@ -51,8 +56,8 @@ report "## ab-same-cpu: ${names[1]} against ${names[0]}, $(date -u '+%Y-%m-%d %H
 report ""
 report "- $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo); kernel $(uname -r)"
 report "- both servers on CPU $SERVER_CPUS at once, one wrk -t1 each on CPU $LOAD_CPUS, $MODE, $CONNS connections, $RUNS runs of $DUR s"
-report "- A = ${names[0]}: \`${cmds[0]}\`"
-report "- B = ${names[1]}: \`${cmds[1]}\`"
+report "- A = ${names[0]} (port ${ports[0]}): \`${cmds[0]}\`"
+report "- B = ${names[1]} (port ${ports[1]}): \`${cmds[1]}\`"
 report ""
 report "| run | A req/s | A req per CPU-s | B req/s | B req per CPU-s | B/A |"
 report "|---:|---:|---:|---:|---:|---:|"

@@ -24,10 +24,11 @@ RINGSHARD_BIN=${RINGSHARD_BIN:-$root/target/release/ringshard} RINGSHARD_ARGS=${
 ANCHORS_TARGET=${ANCHORS_TARGET:-$root/../anchors-target}
 OUT_DIR=${OUT_DIR:-$root/scripts/out} NO_SAVE=${NO_SAVE:-}
 die() { echo "cpu-paths: $*" >&2; exit 1; }
-for t in perf wrk python3 taskset setsid pgrep; do command -v "$t" >/dev/null || die "missing $t"; done
+for t in perf wrk python3 taskset setsid pgrep ss; do command -v "$t" >/dev/null || die "missing $t"; done
 [[ $SERVER_CPUS =~ ^[0-9]+$ ]] || die "SERVER_CPUS must be one CPU"
 servers=("$@"); ((${#servers[@]})) || servers=(ringshard may)
-port=9650
+port=9650 # the first port nothing listens on (a stray server sharing it by SO_REUSEPORT would skew the figures)
+while [[ -n $(ss -Hltn "sport = :$port" 2>/dev/null) ]]; do port=$((port + 1)); done
 command_of() {
   case $1 in
     ringshard) echo "$RINGSHARD_BIN serve --shards 1 --listen 127.0.0.1:$port $RINGSHARD_ARGS" ;;
