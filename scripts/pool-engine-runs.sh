@@ -7,6 +7,14 @@
 # really sit. It also pairs the runs of one round (the j-th run of each server in a report) and
 # prints the median of the within-round ratios, which the drift between rounds moves less.
 #
+# p99 is also given in closed-loop cycles: wrk keeps each connection's next request until the
+# last response is read, so with one wrk thread at full load a connection comes round once every
+# conns ÷ req/s seconds (Little's law), and any server that keeps wrk saturated shows a p99 of
+# about one cycle at least (a request written just after its connection's previous response was
+# read waits almost all of it). p99 ÷ cycle says how much the server, and the host's stalls, add
+# to the tail beyond wrk's own turn-taking; where both servers sit near 1, their p99s differ as
+# their req/s do, which wrk, not the server, sets.
+#
 # usage: scripts/pool-engine-runs.sh scripts/out/bench-engine-2026-11-26T*.md
 set -euo pipefail
 (($#)) || { echo "usage: $0 REPORT.md ..." >&2; exit 2; }
@@ -22,6 +30,7 @@ awk '
     if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
     # The j-th run of a server in a report went with the j-th run of every other (same round
     # when the report was interleaved): the pairs give ratios measured close together in time.
+    cyc[k, n[k]] = $5 * $4 / ($3 * 1000) # p99 in cycles of conns / req/s
     j = ++nth[FILENAME, k]; at[FILENAME, j, k] = $6; atp[FILENAME, j, k] = $5
     if (!((FILENAME, j) in slot)) { slot[FILENAME, j] = 1; slots[++ns] = FILENAME SUBSEP j }
   }
@@ -32,11 +41,12 @@ awk '
   }
   END {
     if (!nk) { print "pool-engine-runs: no runs found in these reports" > "/dev/stderr"; exit 1 }
-    printf "%d reports pooled\n\n| server | mode | conns | runs | req per server CPU-s (median) | p99 (median) |\n|---|---|---:|---:|---:|---:|\n", files
+    printf "%d reports pooled\n\n| server | mode | conns | runs | req per server CPU-s (median) | p99 (median) | p99 ÷ cycle (median) |\n|---|---|---:|---:|---:|---:|---:|\n", files
     for (i = 1; i <= nk; i++) {
       k = keys[i]; split(k, p, " ")
       e[k] = median(eff, k, n[k]); q[k] = median(p99, k, n[k])
-      printf "| %s | %s | %s | %d | %d | %s |\n", p[1], p[2], p[3], n[k], e[k], (p[2] == "keepalive" ? sprintf("%.3f ms", q[k]) : "n/a")
+      ka = p[2] == "keepalive"
+      printf "| %s | %s | %s | %d | %d | %s | %s |\n", p[1], p[2], p[3], n[k], e[k], (ka ? sprintf("%.3f ms", q[k]) : "n/a"), (ka ? sprintf("%.2f", median(cyc, k, n[k])) : "n/a")
     }
     print ""
     bar("ringshard keepalive 64", "may keepalive 64", 1.2, "keep-alive c=64: req per server CPU-s >= 1.2 x may_minihttp")
