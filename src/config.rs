@@ -61,7 +61,7 @@ pub struct ServeArgs {
     /// I/O engine.
     #[arg(long, value_enum, default_value_t = EngineFlag::Auto)]
     pub engine: EngineFlag,
-    /// Number of shards (threads, each pinned to its own CPU); default: the CPUs this process may use.
+    /// Number of shards (threads, each pinned to its own CPU); default: the CPUs this process may use. More than that runs, with a warning, several shards per CPU.
     #[arg(long)]
     pub shards: Option<usize>,
     /// Largest request head (request line and headers); 431 above it, 414 when the request line alone is longer.

@@ -72,6 +72,14 @@ impl Running {
         let fds = listeners(&cfg)?;
         let addr = socket::local_addr(&fds[0]).map_err(|e| e.to_string())?;
         let cpus = cpus::allowed();
+        if cfg.pin && cfg.shards > cpus.len() && !cpus.is_empty() {
+            // Allowed for experiments, but it is no longer one shard per core.
+            eprintln!(
+                "ringshard: warning: {} shards on {} CPUs: shards share CPUs, several pinned to each",
+                cfg.shards,
+                cpus.len()
+            );
+        }
         let factory = Arc::new(factory);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
         let (done_tx, done) = mpsc::channel();

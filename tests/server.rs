@@ -1389,6 +1389,14 @@ fn several_shards_serve_at_once() {
     for engine in engines() {
         let srv = Server::start(&engine, &["--shards", "3"]);
         assert!(srv.stderr().contains("(3 shards)"), "{}", srv.stderr());
+        // More shards than CPUs is allowed, and said: they are no longer one per core.
+        assert_eq!(
+            srv.stderr().contains("3 shards on") && srv.stderr().contains("shards share CPUs"),
+            allowed_cpus() < 3,
+            "{} CPUs: {}",
+            allowed_cpus(),
+            srv.stderr()
+        );
         // Every shard thread is there.
         let mut names = Vec::new();
         for e in std::fs::read_dir(format!("/proc/{}/task", srv.pid())).unwrap() {
@@ -1497,4 +1505,20 @@ fn reading_resumes_after_backpressure() {
             assert_eq!(r.body, b"Hello, World!", "round {round}");
         }
     }
+}
+
+/// CPUs this process may run on, from `Cpus_allowed_list` (e.g. `0-1,4`).
+fn allowed_cpus() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    list.split(',')
+        .map(|r| match r.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
 }
