@@ -66,7 +66,8 @@ fn main() {
         conn.on_data(std::hint::black_box(&batch), &router, &ctx, &mut out);
         written += out.len();
     }
-    // Every request answered (a rejection would close the connection and stop the loop early).
+    // Every request answered, with a 200 (a rejection closes the connection and stops the loop).
+    assert!(out.starts_with(b"HTTP/1.1 200 "), "not a 200 for {shape}");
     assert_eq!(
         conn.responses(),
         (batches * 16) as u64,

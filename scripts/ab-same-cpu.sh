@@ -65,6 +65,7 @@ ratios=()
 for ((run = 1; run <= RUNS; run++)); do
   order=(0 1); ((run % 2 == 0)) && order=(1 0)
   sids=()
+  for i in 0 1; do port_free "$(port_of "$i")" || die "run $run: port $(port_of "$i") is taken"; done
   for i in "${order[@]}"; do
     cmd=${cmds[i]//\{PORT\}/$(port_of "$i")}
     # shellcheck disable=SC2086 # the command is a command line
@@ -82,6 +83,9 @@ for ((run = 1; run <= RUNS; run++)); do
   wait "$w"
   t1=($(ticks "${sids[0]}") $(ticks "${sids[1]}"))
   for i in 0 1; do pkill -TERM -s "${sids[i]}" 2>/dev/null || true; done
+  for i in 0 1; do for _ in $(seq 50); do pgrep -s "${sids[i]}" >/dev/null || break; sleep 0.1; done; done
+  # Whatever did not stop goes now: the next run's servers must not share these ports with it.
+  for i in 0 1; do pkill -KILL -s "${sids[i]}" 2>/dev/null || true; done
   for i in 0 1; do for _ in $(seq 50); do pgrep -s "${sids[i]}" >/dev/null || break; sleep 0.1; done; done
   row=$(awk -v ta=$((t1[0] - t0[0])) -v tb=$((t1[1] - t0[1])) -v hz="$(getconf CLK_TCK)" -v run="$run" '
     FNR == 1 { f++ } /requests in/ { n[f] = $1 } /Requests\/sec/ { r[f] = $2 }

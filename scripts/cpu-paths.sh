@@ -89,6 +89,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for s in "${servers[@]}"; do
   cmd=$(command_of "$s")
   [[ -x ${cmd%% *} ]] || die "no binary for $s: ${cmd%% *}"
+  [[ -z $(ss -Hltn "sport = :$port" 2>/dev/null) ]] || die "port $port is taken before $s starts"
   # shellcheck disable=SC2086 # a command line
   setsid taskset -c "$SERVER_CPUS" $cmd >/dev/null 2>&1 &
   sid=$!
@@ -101,6 +102,8 @@ for s in "${servers[@]}"; do
   perf record -q -g -F "$FREQ" -C "$SERVER_CPUS" -o "$tmp/perf.data" -- sleep "$DUR" >/dev/null 2>&1
   wait "$w"
   pkill -TERM -s "$sid" 2>/dev/null || true
+  for _ in $(seq 50); do pgrep -s "$sid" >/dev/null || break; sleep 0.1; done
+  pkill -KILL -s "$sid" 2>/dev/null || true # the next server must not share the port with this one
   for _ in $(seq 50); do pgrep -s "$sid" >/dev/null || break; sleep 0.1; done
   sid=
   rps=$(awk '/Requests\/sec/{print int($2)}' "$tmp/wrk.out")

@@ -31,7 +31,8 @@ simd_fns() { nm -C "$(bin "$1")" | grep -c 'httparse::simd::\(avx2\|sse42\)' || 
 time_ns() { # build shape batches -> ns per request
   local s e
   s=$(date +%s%N)
-  taskset -c "$CPU" "$(bin "$1")" "$3" "$2" >/dev/null
+  # (a command substitution ignores set -e: a run that fails must stop the script here)
+  taskset -c "$CPU" "$(bin "$1")" "$3" "$2" >/dev/null || { echo "parse-cost: core_loop failed ($1, $2)" >&2; exit 1; }
   e=$(date +%s%N)
   awk -v t=$((e - s)) -v n="$3" 'BEGIN { printf "%.1f", t / (n * 16) }'
 }
