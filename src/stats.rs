@@ -67,6 +67,9 @@ pub struct ShardStats {
     pub enters: u64,
     pub sqes: u64,
     pub cqes: u64,
+    /// Batched waits that returned with fewer completions than they asked for: the gathering
+    /// window (`--wait-usec`) ran out, and the turn's first completions waited all of it.
+    pub waits_cut: u64,
     /// Receives that found the provided-buffer ring empty.
     pub enobufs: u64,
     pub short_sends: u64,
@@ -103,6 +106,7 @@ impl ShardStats {
         self.enters += o.enters;
         self.sqes += o.sqes;
         self.cqes += o.cqes;
+        self.waits_cut += o.waits_cut;
         self.enobufs += o.enobufs;
         self.short_sends += o.short_sends;
         self.zc_sends += o.zc_sends;
@@ -116,7 +120,7 @@ impl ShardStats {
 }
 
 /// Number of counters in [`ShardStats::fields`].
-pub const FIELDS: usize = 21;
+pub const FIELDS: usize = 22;
 
 impl ShardStats {
     /// Every counter as (Prometheus name, help, value), in a fixed order.
@@ -161,6 +165,11 @@ impl ShardStats {
             ),
             ("sqes_total", "Submission queue entries queued.", self.sqes),
             ("cqes_total", "Completions reaped.", self.cqes),
+            (
+                "waits_cut_total",
+                "Batched waits that ended with fewer completions than asked for (--wait-usec ran out).",
+                self.waits_cut,
+            ),
             (
                 "enobufs_total",
                 "Receives that found the provided-buffer ring empty.",

@@ -428,3 +428,45 @@ fn a_burst_after_quiet_use_finds_the_buffers_it_needs() {
     );
     assert_eq!(metric(&page, "requests_total"), 500 + 1200, "{page}");
 }
+
+#[test]
+fn a_batched_wait_that_gets_fewer_completions_than_it_asked_for_is_counted() {
+    // Eight requests at once make turns of several completions; four follow-ups are fewer than
+    // the next wait asks for. How the completions fall into turns depends on timing, so rounds
+    // repeat (on a loaded machine too) until one wait has been cut short.
+    let cut_after = |args: &[&str], rounds: usize| {
+        let srv = Server::start(&["--engine", "uring"], args);
+        let batching = srv.stderr().contains("waits gather up to");
+        let mut conns: Vec<_> = (0..8).map(|_| srv.connect()).collect();
+        let mut m = srv.connect();
+        let mut cut = 0;
+        for _ in 0..rounds {
+            for c in conns.iter_mut() {
+                c.send(&get("/plaintext"));
+            }
+            for c in conns.iter_mut() {
+                assert_eq!(c.resp().status, 200);
+            }
+            for c in conns.iter_mut().take(4) {
+                c.send(&get("/plaintext"));
+                assert_eq!(c.resp().status, 200);
+            }
+            m.send(&get("/metrics"));
+            cut = metric(&m.resp().text(), "waits_cut_total");
+            if cut > 0 {
+                break;
+            }
+        }
+        (batching, cut)
+    };
+    let args = ["--shards", "1", "--wait-batch", "8", "--wait-usec", "1000"];
+    let (batching, cut) = cut_after(&args, 50);
+    if batching {
+        assert!(cut > 0, "no wait counted as cut short in 50 rounds");
+    } else {
+        assert_eq!(cut, 0, "a kernel without batched waits cut one");
+    }
+    // Waits that return at the first completion are never cut short.
+    let (_, cut) = cut_after(&["--shards", "1", "--wait-batch", "1"], 5);
+    assert_eq!(cut, 0);
+}

@@ -383,6 +383,13 @@ impl Ring {
         }
     }
 
+    /// Whether a batched wait that asked for `asked` completions returned with fewer, `got`: its
+    /// window ran out first. (A deadline ending the wait counts too; those are rare under load.)
+    pub fn cut_short(&self, asked: usize, got: usize) -> bool {
+        let want = asked.min(self.wait_batch as usize);
+        want > 1 && got < want
+    }
+
     /// The fallback timeout SQE completed.
     pub fn timeout_fired(&mut self) {
         self.timeout_armed = false;
