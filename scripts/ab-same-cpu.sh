@@ -24,6 +24,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=common.sh
+source "$root/scripts/common.sh"
 RUNS=${RUNS:-4} DUR=${DUR:-10} MODE=${MODE:-pipe16} CONNS=${CONNS:-64} DEPTH=${DEPTH:-16}
 URL_PATH=${URL_PATH:-/plaintext} SERVER_CPUS=${SERVER_CPUS:-0} LOAD_CPUS=${LOAD_CPUS:-1}
 OUT_DIR=${OUT_DIR:-$root/scripts/out} NO_SAVE=${NO_SAVE:-}
@@ -43,11 +45,9 @@ load() { # PORT SECONDS
   [[ $MODE == pipe16 ]] && args=(-s "$lua" "${args[@]}")
   DEPTH=$DEPTH taskset -c "$LOAD_CPUS" wrk "${args[@]}"
 }
-# Two ports nothing listens on: a stray server left on a fixed port would, with SO_REUSEPORT, take a
-# share of one server's connections unseen and inflate its requests per CPU-second.
-port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
-ports=()
-for ((p = 9700; ${#ports[@]} < 2; p++)); do port_free "$p" && ports+=("$p"); done
+# Two ports nothing listens on (a stray server sharing one would inflate that side's figures).
+p0=$(pick_port 9700) p1=$(pick_port $((p0 + 1)))
+ports=("$p0" "$p1")
 port_of() { echo "${ports[$1]}"; }
 
 log=$(mktemp)
@@ -97,7 +97,7 @@ for ((run = 1; run <= RUNS; run++)); do
   report "$row"
   ratios+=("$(awk -F'|' '{gsub(/ /, "", $7); print $7}' <<<"$row")")
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')
+median=$(printf '%s\n' "${ratios[@]}" | median)
 report ""
 report "median B/A requests per server CPU-second: $median (${names[1]} against ${names[0]})"
 if [[ -z $NO_SAVE ]]; then

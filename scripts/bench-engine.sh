@@ -41,6 +41,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd) # the repository root (same as `git rev-parse --show-toplevel`, without running git)
+# shellcheck source=common.sh
+source "$here/common.sh"
 ANCHORS_DIR=${ANCHORS_DIR:-$root/../shared/anchors}
 if [[ -z ${ANCHORS_TARGET:-} ]]; then
   if [[ -d $root/../anchors-target ]]; then ANCHORS_TARGET=$(cd "$root/../anchors-target" && pwd)
@@ -139,8 +141,6 @@ label() {
 }
 base_port() { case $1 in ringshard) echo 8090 ;; epoll) echo 8081 ;; nginx) echo 8082 ;; hyper) echo 8083 ;;
   may) echo 8084 ;; monoio) echo 8085 ;; xitca) echo 8086 ;; ntex) echo 8087 ;; *) echo 8100 ;; esac; }
-port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
-pick_port() { local p=$1; while ! port_free "$p"; do p=$((p + 1)); done; echo "$p"; }
 binary() { # name -> path of its binary ('' if none)
   case $1 in
     ringshard) echo "$RINGSHARD_BIN" ;;

@@ -18,6 +18,8 @@
 # Needs perf (apt-get install -y linux-perf), wrk, python3; run as root (or with perf_event_paranoid <= 0).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=common.sh
+source "$root/scripts/common.sh"
 MODE=${MODE:-pipe16} DUR=${DUR:-4} CONNS=${CONNS:-64} DEPTH=${DEPTH:-16} FREQ=${FREQ:-4000}
 SERVER_CPUS=${SERVER_CPUS:-0} LOAD_CPUS=${LOAD_CPUS:-1}
 RINGSHARD_BIN=${RINGSHARD_BIN:-$root/target/release/ringshard} RINGSHARD_ARGS=${RINGSHARD_ARGS:-}
@@ -27,8 +29,7 @@ die() { echo "cpu-paths: $*" >&2; exit 1; }
 for t in perf wrk python3 taskset setsid pgrep ss; do command -v "$t" >/dev/null || die "missing $t"; done
 [[ $SERVER_CPUS =~ ^[0-9]+$ ]] || die "SERVER_CPUS must be one CPU"
 servers=("$@"); ((${#servers[@]})) || servers=(ringshard may)
-port=9650 # the first port nothing listens on (a stray server sharing it by SO_REUSEPORT would skew the figures)
-while [[ -n $(ss -Hltn "sport = :$port" 2>/dev/null) ]]; do port=$((port + 1)); done
+port=$(pick_port 9650) # nothing listens on it (a stray server sharing it would skew the figures)
 command_of() {
   case $1 in
     ringshard) echo "$RINGSHARD_BIN serve --shards 1 --listen 127.0.0.1:$port $RINGSHARD_ARGS" ;;
@@ -89,7 +90,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for s in "${servers[@]}"; do
   cmd=$(command_of "$s")
   [[ -x ${cmd%% *} ]] || die "no binary for $s: ${cmd%% *}"
-  [[ -z $(ss -Hltn "sport = :$port" 2>/dev/null) ]] || die "port $port is taken before $s starts"
+  port_free "$port" || die "port $port is taken before $s starts"
   # shellcheck disable=SC2086 # a command line
   setsid taskset -c "$SERVER_CPUS" $cmd >/dev/null 2>&1 &
   sid=$!

@@ -25,6 +25,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=common.sh
+source "$here/common.sh"
 CONNS=${CONNS:-10000} LIMIT_MIB=${LIMIT_MIB:-10} IDLE=${IDLE:-2} SERVER_CPUS=${SERVER_CPUS:-0} CLIENT_CPUS=${CLIENT_CPUS:-1}
 URL_PATH=${URL_PATH:-/plaintext} RINGSHARD_BIN=${RINGSHARD_BIN:-$root/target/release/ringshard} BUILD=${BUILD:-missing}
 SERVER_CMD=${SERVER_CMD:-} BATCH=${BATCH:-500} CLIENT_PROCS=${CLIENT_PROCS:-} START_TIMEOUT=${START_TIMEOUT:-10}
@@ -70,9 +72,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
-PORT=${PORT:-8095}
-while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
+PORT=$(pick_port "${PORT:-8095}")
 if [[ -n $SERVER_CMD ]]; then
   read -r -a cmd <<<"${SERVER_CMD//\{PORT\}/$PORT}"
   desc=${cmd[*]} info=''

@@ -112,6 +112,8 @@ pub struct Ring {
     /// Batched waiting: wait for this many completions, for at most `min_wait_usec`.
     wait_batch: u32,
     min_wait_usec: u32,
+    /// Completions the last wait gathered for (1: it returned at the first).
+    gathering: usize,
     timeout: Box<types::Timespec>,
     timeout_armed: bool,
     /// Send buffers the kernel holds, by key.
@@ -163,6 +165,7 @@ impl Ring {
                         ext_arg,
                         wait_batch: if batch { cfg.wait_batch } else { 1 },
                         min_wait_usec: if batch { cfg.min_wait_usec } else { 0 },
+                        gathering: 1,
                         timeout: Box::new(types::Timespec::new()),
                         timeout_armed: false,
                         sends: Slab::new(),
@@ -339,6 +342,7 @@ impl Ring {
     ) -> io::Result<()> {
         self.enters += 1;
         let want = want.min(self.wait_batch as usize);
+        self.gathering = want.max(1);
         let res = match timeout {
             _ if want > 1 => {
                 // Gather `want` completions for at most `min_wait_usec`, then return as soon
@@ -383,11 +387,10 @@ impl Ring {
         }
     }
 
-    /// Whether a batched wait that asked for `asked` completions returned with fewer, `got`: its
-    /// window ran out first. (A deadline ending the wait counts too; those are rare under load.)
-    pub fn cut_short(&self, asked: usize, got: usize) -> bool {
-        let want = asked.min(self.wait_batch as usize);
-        want > 1 && got < want
+    /// Whether the last wait gathered for several completions and `got` fewer: its window ran
+    /// out first. (A deadline ending the wait counts too; those are rare under load.)
+    pub fn cut_short(&self, got: usize) -> bool {
+        self.gathering > 1 && got < self.gathering
     }
 
     /// The fallback timeout SQE completed.

@@ -277,7 +277,7 @@ impl<H: Handler> Shard<H> {
             // 2. Every completion: accepts, received bytes (parsed and answered here), sends.
             self.ring.reap(&mut self.cqes, self.reap_max);
             self.st.stats.cqes += self.cqes.len() as u64;
-            self.st.stats.waits_cut += u64::from(self.ring.cut_short(self.expect, self.cqes.len()));
+            self.st.stats.waits_cut += u64::from(self.ring.cut_short(self.cqes.len()));
             // As many completions as this turn had is what the next wait may gather: a busy
             // shard batches, one serving a single client wakes at its first completion.
             self.expect = self.cqes.len();
