@@ -39,7 +39,6 @@ lua=$root/scripts/pipeline.lua
 sids=()
 cleanup() { local s; for s in "${sids[@]}"; do pkill -KILL -s "$s" 2>/dev/null || true; done; }
 trap cleanup EXIT
-ticks() { local t=0 p; for p in $(pgrep -s "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
 load() { # PORT SECONDS
   local args=(-t1 -c"$CONNS" -d"$2" "http://127.0.0.1:$1$URL_PATH")
   [[ $MODE == pipe16 ]] && args=(-s "$lua" "${args[@]}")
@@ -75,13 +74,13 @@ for ((run = 1; run <= RUNS; run++)); do
   for i in 0 1; do
     for _ in $(seq 50); do load "$(port_of "$i")" 1 >/dev/null 2>&1 && break; sleep 0.1; done
   done
-  t0=($(ticks "${sids[0]}") $(ticks "${sids[1]}"))
+  t0=($(session_ticks "${sids[0]}") $(session_ticks "${sids[1]}"))
   out0=$(mktemp) out1=$(mktemp)
   load "$(port_of "${order[0]}")" "$DUR" >"$( ((order[0] == 0)) && echo "$out0" || echo "$out1")" 2>&1 &
   w=$!
   load "$(port_of "${order[1]}")" "$DUR" >"$( ((order[1] == 0)) && echo "$out0" || echo "$out1")" 2>&1
   wait "$w"
-  t1=($(ticks "${sids[0]}") $(ticks "${sids[1]}"))
+  t1=($(session_ticks "${sids[0]}") $(session_ticks "${sids[1]}"))
   for i in 0 1; do pkill -TERM -s "${sids[i]}" 2>/dev/null || true; done
   for i in 0 1; do for _ in $(seq 50); do pgrep -s "${sids[i]}" >/dev/null || break; sleep 0.1; done; done
   # Whatever did not stop goes now: the next run's servers must not share these ports with it.
@@ -100,11 +99,5 @@ done
 median=$(printf '%s\n' "${ratios[@]}" | median)
 report ""
 report "median B/A requests per server CPU-second: $median (${names[1]} against ${names[0]})"
-if [[ -z $NO_SAVE ]]; then
-  mkdir -p "$OUT_DIR"
-  f=$OUT_DIR/ab-same-cpu-$(date -u +%Y-%m-%dT%H%MZ).md n=1
-  while [[ -e $f ]]; do n=$((n + 1)); f=$OUT_DIR/ab-same-cpu-$(date -u +%Y-%m-%dT%H%MZ)-$n.md; done # never overwrite a run
-  cp "$log" "$f"
-  echo "saved: $f" >&2
-fi
+save_report ab-same-cpu "$log"
 rm -f "$log"

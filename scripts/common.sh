@@ -9,3 +9,22 @@ pick_port() { local p=$1; while ! port_free "$p"; do p=$((p + 1)); done; echo "$
 
 # The median of the numbers on standard input, one per line.
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# User + system CPU ticks of every process in session $1 (a server started with setsid).
+session_ticks() {
+  local t=0 p
+  for p in $(pgrep -s "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+
+# Copies report $2 to OUT_DIR/$1-<UTC date>.md (a suffix where that exists: never overwrites a
+# run) unless NO_SAVE is set.
+save_report() {
+  [[ -z ${NO_SAVE:-} ]] || return 0
+  mkdir -p "$OUT_DIR"
+  local stamp f n=1
+  stamp=$(date -u +%Y-%m-%dT%H%MZ)
+  f=$OUT_DIR/$1-$stamp.md
+  while [[ -e $f ]]; do n=$((n + 1)); f=$OUT_DIR/$1-$stamp-$n.md; done
+  cp "$2" "$f" && echo "saved: $f" >&2
+}

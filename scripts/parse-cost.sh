@@ -59,8 +59,4 @@ for shape in $SHAPES; do
     'BEGIN { printf "| %s | %d | %.1f | %.1f | %.3f | %.1f | %.1f | %.3f |\n", s, by, fa, fb, fb / fa, a, b, b / a }'
 done
 } | tee "$log"
-if [[ -z $NO_SAVE ]]; then
-  mkdir -p "$OUT_DIR"
-  f=$OUT_DIR/parse-cost-$(date -u +%Y-%m-%dT%H%MZ).md
-  cp "$log" "$f" && echo "saved: $f" >&2
-fi
+save_report parse-cost "$log"
