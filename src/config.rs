@@ -12,6 +12,9 @@ pub const DEFAULT_WAIT_BATCH: u32 = 64;
 /// ...gathered for at most this many microseconds (measured on the 2-core bench: the best
 /// requests per CPU-second before the added latency starts to cost throughput).
 pub const DEFAULT_WAIT_USEC: u32 = 200;
+/// ...and only while the shard's thread uses at least this much of a CPU (percent): an idle
+/// shard answers at once (see `uring::busy`).
+pub const DEFAULT_WAIT_BUSY: u32 = 50;
 
 /// Task-running mode of each ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -106,6 +109,9 @@ pub struct ServeArgs {
     /// Longest a loop turn waits to gather completions, in microseconds (default 200): fewer, fuller turns under load for at most this much added latency.
     #[arg(long)]
     pub wait_usec: Option<u32>,
+    /// Batch waits only while the shard is busy: from a 10 ms window in which its thread used at least this share of a CPU (percent) until one below 70% of it; 0 batches always (default 50).
+    #[arg(long, value_name = "PERCENT")]
+    pub wait_busy: Option<u32>,
     /// Keep accepted sockets in a registered file table of this many slots per shard (0: plain descriptors); caps connections per shard, the rest wait in the backlog. Default: the open-files limit, at most 65536, where the kernel has direct accept (5.19+), else plain descriptors.
     #[arg(long)]
     pub registered_files: Option<u32>,
@@ -153,6 +159,8 @@ pub struct ServeConfig {
     pub taskrun: TaskRunFlag,
     pub wait_batch: u32,
     pub wait_usec: u32,
+    /// Busy share (percent) from which waits batch; 0: always.
+    pub wait_busy: u32,
     /// The wait knobs were given on the command line: refuse them if the kernel lacks them.
     pub wait_explicit: bool,
     /// Registered file slots per shard; `None`: chosen at start-up (see `--registered-files`).
@@ -190,6 +198,7 @@ impl Default for ServeConfig {
             taskrun: TaskRunFlag::Auto,
             wait_batch: DEFAULT_WAIT_BATCH,
             wait_usec: DEFAULT_WAIT_USEC,
+            wait_busy: DEFAULT_WAIT_BUSY,
             wait_explicit: false,
             registered_files: None,
             sqpoll_idle_ms: None,
@@ -262,6 +271,10 @@ impl ServeArgs {
         if wait_usec > 1_000_000 {
             return Err("--wait-usec must be at most 1000000 (one second)".into());
         }
+        let wait_busy = self.wait_busy.unwrap_or(DEFAULT_WAIT_BUSY);
+        if wait_busy > 100 {
+            return Err("--wait-busy is a percentage: at most 100".into());
+        }
         if self.registered_files.is_some_and(|n| n > 1 << 20) {
             return Err("--registered-files must be at most 1048576".into());
         }
@@ -288,6 +301,7 @@ impl ServeArgs {
             taskrun: self.taskrun,
             wait_batch,
             wait_usec,
+            wait_busy,
             wait_explicit: self.wait_batch.is_some() || self.wait_usec.is_some(),
             registered_files: self.registered_files,
             sqpoll_idle_ms: self

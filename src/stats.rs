@@ -70,6 +70,13 @@ pub struct ShardStats {
     /// Batched waits that returned with fewer completions than they asked for: the gathering
     /// window (`--wait-usec`) ran out, and the turn's first completions waited all of it.
     pub waits_cut: u64,
+    /// Times batched waits switched on (the shard's CPU use reached `--wait-busy`).
+    pub gather_starts: u64,
+    /// 1 while this shard's waits batch (merged: how many shards do); a gauge.
+    pub gathering: u64,
+    /// Share of a CPU the shard's thread used in its last 10 ms window, in percent (merged:
+    /// the busiest shard's); a gauge.
+    pub busy_percent: u64,
     /// Receives that found the provided-buffer ring empty.
     pub enobufs: u64,
     pub short_sends: u64,
@@ -107,6 +114,9 @@ impl ShardStats {
         self.sqes += o.sqes;
         self.cqes += o.cqes;
         self.waits_cut += o.waits_cut;
+        self.gather_starts += o.gather_starts;
+        self.gathering += o.gathering;
+        self.busy_percent = self.busy_percent.max(o.busy_percent);
         self.enobufs += o.enobufs;
         self.short_sends += o.short_sends;
         self.zc_sends += o.zc_sends;
@@ -120,7 +130,7 @@ impl ShardStats {
 }
 
 /// Number of counters in [`ShardStats::fields`].
-pub const FIELDS: usize = 22;
+pub const FIELDS: usize = 25;
 
 impl ShardStats {
     /// Every counter as (Prometheus name, help, value), in a fixed order.
@@ -169,6 +179,21 @@ impl ShardStats {
                 "waits_cut_total",
                 "Batched waits that ended with fewer completions than asked for (--wait-usec ran out).",
                 self.waits_cut,
+            ),
+            (
+                "gather_starts_total",
+                "Times batched waits switched on (the shard's CPU use reached --wait-busy).",
+                self.gather_starts,
+            ),
+            (
+                "gathering",
+                "1 while this shard's waits batch completions.",
+                self.gathering,
+            ),
+            (
+                "busy_percent",
+                "Share of a CPU the shard's thread used in its last 10 ms window, in percent.",
+                self.busy_percent,
             ),
             (
                 "enobufs_total",

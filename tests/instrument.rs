@@ -3,7 +3,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{echo, engines, get, Server};
 
@@ -459,7 +459,17 @@ fn a_batched_wait_that_gets_fewer_completions_than_it_asked_for_is_counted() {
         }
         (batching, cut)
     };
-    let args = ["--shards", "1", "--wait-batch", "8", "--wait-usec", "1000"];
+    // --wait-busy 0: batch however idle the shard is (these few requests leave it nearly so).
+    let args = [
+        "--shards",
+        "1",
+        "--wait-batch",
+        "8",
+        "--wait-usec",
+        "1000",
+        "--wait-busy",
+        "0",
+    ];
     let (batching, cut) = cut_after(&args, 50);
     if batching {
         assert!(cut > 0, "no wait counted as cut short in 50 rounds");
@@ -469,4 +479,68 @@ fn a_batched_wait_that_gets_fewer_completions_than_it_asked_for_is_counted() {
     // Waits that return at the first completion are never cut short.
     let (_, cut) = cut_after(&["--shards", "1", "--wait-batch", "1"], 5);
     assert_eq!(cut, 0);
+}
+
+#[test]
+fn batched_waits_switch_on_while_the_shard_is_busy_and_off_when_it_idles() {
+    let value = |m: &mut common::Client, name: &str| {
+        m.send(&get("/metrics"));
+        metric(&m.resp().text(), name)
+    };
+    // By default a shard answering a request now and then stays below the 50% that starts
+    // batching: each request is answered without a batched wait.
+    let srv = Server::start(&["--engine", "uring"], &["--shards", "1"]);
+    if !srv.stderr().contains("waits gather up to") {
+        return; // no min-timeout waits on this kernel: nothing to switch
+    }
+    assert!(srv
+        .stderr()
+        .contains("while the shard is at least 50% busy"));
+    let mut m = srv.connect();
+    for _ in 0..20 {
+        m.send(&get("/plaintext"));
+        assert_eq!(m.resp().status, 200);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(value(&mut m, "gather_starts_total"), 0);
+    assert_eq!(value(&mut m, "gathering"), 0);
+    drop(srv);
+
+    // At a 1% threshold a stream of pipelined requests switches batching on (0.1 ms of the
+    // shard's CPU in a 10 ms window), and an idle spell (under 0.7%) switches it off again.
+    let srv = Server::start(
+        &["--engine", "uring"],
+        &["--shards", "1", "--wait-busy", "1"],
+    );
+    let mut m = srv.connect();
+    let mut conns: Vec<_> = (0..4).map(|_| srv.connect()).collect();
+    let batch = get("/plaintext").repeat(16);
+    let t0 = Instant::now();
+    while value(&mut m, "gather_starts_total") == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "batching never started"
+        );
+        for c in conns.iter_mut() {
+            c.send(&batch);
+        }
+        for c in conns.iter_mut() {
+            for _ in 0..16 {
+                assert_eq!(c.resp().status, 200);
+            }
+        }
+    }
+    let t0 = Instant::now();
+    loop {
+        // Each poll ends a window of 300 ms in which the shard rendered one page.
+        std::thread::sleep(Duration::from_millis(300));
+        if value(&mut m, "gathering") == 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "batching never stopped"
+        );
+    }
+    assert_eq!(value(&mut m, "gather_starts_total"), 1);
 }

@@ -1459,6 +1459,8 @@ fn bad_flags_exit_non_zero_naming_the_flag() {
         (&["--max-headers", "5000"], "--max-headers"),
         (&["--max-head-size", "10"], "--max-head-size"),
         (&["--shards", "many"], "--shards"),
+        (&["--wait-busy", "101"], "--wait-busy"),
+        (&["--wait-busy", "lots"], "--wait-busy"),
     ];
     for (args, flag) in cases {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringshard"))

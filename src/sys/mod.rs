@@ -1,4 +1,5 @@
 //! The few calls into the kernel outside the ring: sockets, CPU sets, signals, eventfds.
+pub mod clock;
 pub mod cpus;
 pub mod eventfd;
 pub mod limits;

@@ -1,5 +1,6 @@
 //! The io_uring engine: one ring per shard.
 pub mod bufring;
+pub mod busy;
 pub mod probe;
 pub mod ring;
 pub mod shard;

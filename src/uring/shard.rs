@@ -18,8 +18,10 @@ use crate::handler::Handler;
 use crate::session::{Env, Next, Session, State};
 use crate::shard_state::ShardState;
 use crate::stats::ShardStats;
+use crate::sys::clock;
 use crate::timer::Millis;
 use crate::uring::bufring::BufRing;
+use crate::uring::busy::BusyGate;
 use crate::uring::probe;
 use crate::uring::ring::{Cqe, Ring, RingConfig, Sock, TaskRun};
 use crate::uring::token::{self, Op};
@@ -89,6 +91,8 @@ pub struct Shard<H: Handler> {
     reap_max: usize,
     /// Completions the last turn handled: what the next batched wait asks for.
     expect: usize,
+    /// Whether the shard is busy enough for batched waits (`--wait-busy`).
+    busy: BusyGate,
 }
 
 impl<H: Handler> Shard<H> {
@@ -183,8 +187,11 @@ impl<H: Handler> Shard<H> {
             direct: file_slots > 0,
         };
         let listen_fd = crate::sys::socket::raw(&listener);
+        let mut st = ShardState::new(id, cfg, handler, wakeup);
+        let busy = BusyGate::new(cfg.wait_busy, st.now, clock::thread_cpu_ns());
+        st.stats.gathering = u64::from(busy.on());
         Ok(Shard {
-            st: ShardState::new(id, cfg, handler, wakeup),
+            st,
             ring,
             bufs,
             listener: Some(listener),
@@ -205,6 +212,7 @@ impl<H: Handler> Shard<H> {
             woken: Vec::new(),
             expired: Vec::new(),
             expect: 1,
+            busy,
             reap_max: if cfg.reap == 0 {
                 usize::MAX
             } else {
@@ -241,6 +249,10 @@ impl<H: Handler> Shard<H> {
         }
         if let (batch @ 2.., usec) = self.ring.wait_batching() {
             line += &format!(", waits gather up to {batch} completions for {usec} us");
+            match self.st.cfg.wait_busy {
+                0 => {}
+                pct => line += &format!(" while the shard is at least {pct}% busy"),
+            }
         }
         line
     }
@@ -273,14 +285,21 @@ impl<H: Handler> Shard<H> {
                 return self.abandon();
             }
             self.st.tick();
+            if self.busy.window_over(self.st.now) {
+                let started = self.busy.close_window(self.st.now, clock::thread_cpu_ns());
+                self.st.stats.gather_starts += u64::from(started);
+                self.st.stats.gathering = u64::from(self.busy.on());
+                self.st.stats.busy_percent = u64::from(self.busy.last_percent);
+            }
 
             // 2. Every completion: accepts, received bytes (parsed and answered here), sends.
             self.ring.reap(&mut self.cqes, self.reap_max);
             self.st.stats.cqes += self.cqes.len() as u64;
             self.st.stats.waits_cut += u64::from(self.ring.cut_short(self.cqes.len()));
             // As many completions as this turn had is what the next wait may gather: a busy
-            // shard batches, one serving a single client wakes at its first completion.
-            self.expect = self.cqes.len();
+            // shard batches, one serving a single client wakes at its first completion. A shard
+            // with CPU to spare answers at once (uring::busy says why).
+            self.expect = if self.busy.on() { self.cqes.len() } else { 1 };
             let mut cqes = std::mem::take(&mut self.cqes);
             for cqe in cqes.drain(..) {
                 self.complete(cqe);
