@@ -189,7 +189,7 @@ impl<H: Handler> Shard<H> {
         let listen_fd = crate::sys::socket::raw(&listener);
         let mut st = ShardState::new(id, cfg, handler, wakeup);
         let busy = BusyGate::new(cfg.wait_busy, st.now, clock::thread_cpu_ns());
-        st.stats.gathering = u64::from(busy.on());
+        st.stats.gathering = u64::from(busy.on() && ring.wait_batching().0 > 1);
         Ok(Shard {
             st,
             ring,
@@ -288,7 +288,8 @@ impl<H: Handler> Shard<H> {
             if self.busy.window_over(self.st.now) {
                 let started = self.busy.close_window(self.st.now, clock::thread_cpu_ns());
                 self.st.stats.gather_starts += u64::from(started);
-                self.st.stats.gathering = u64::from(self.busy.on());
+                self.st.stats.gathering =
+                    u64::from(self.busy.on() && self.ring.wait_batching().0 > 1);
                 self.st.stats.busy_percent = u64::from(self.busy.last_percent);
             }
 
