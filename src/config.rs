@@ -109,8 +109,8 @@ pub struct ServeArgs {
     /// Longest a loop turn waits to gather completions, in microseconds (default 200): fewer, fuller turns under load for at most this much added latency.
     #[arg(long)]
     pub wait_usec: Option<u32>,
-    /// Batch waits only while the shard is busy: from a 10 ms window in which its thread used at least this share of a CPU (percent) until one below 70% of it; 0 batches always (default 50).
-    #[arg(long, value_name = "PERCENT")]
+    /// Batch waits only while the shard is busy: from a window of 10 ms or more in which its thread ran or waited to run for at least this share of it (percent) until one below half of that; 0 batches always. Default 50.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(0..=100))]
     pub wait_busy: Option<u32>,
     /// Keep accepted sockets in a registered file table of this many slots per shard (0: plain descriptors); caps connections per shard, the rest wait in the backlog. Default: the open-files limit, at most 65536, where the kernel has direct accept (5.19+), else plain descriptors.
     #[arg(long)]
@@ -271,10 +271,7 @@ impl ServeArgs {
         if wait_usec > 1_000_000 {
             return Err("--wait-usec must be at most 1000000 (one second)".into());
         }
-        let wait_busy = self.wait_busy.unwrap_or(DEFAULT_WAIT_BUSY);
-        if wait_busy > 100 {
-            return Err("--wait-busy is a percentage: at most 100".into());
-        }
+        let wait_busy = self.wait_busy.unwrap_or(DEFAULT_WAIT_BUSY).min(100);
         if self.registered_files.is_some_and(|n| n > 1 << 20) {
             return Err("--registered-files must be at most 1048576".into());
         }
@@ -302,7 +299,9 @@ impl ServeArgs {
             wait_batch,
             wait_usec,
             wait_busy,
-            wait_explicit: self.wait_batch.is_some() || self.wait_usec.is_some(),
+            wait_explicit: self.wait_batch.is_some()
+                || self.wait_usec.is_some()
+                || self.wait_busy.is_some(),
             registered_files: self.registered_files,
             sqpoll_idle_ms: self
                 .sqpoll

@@ -139,7 +139,11 @@ pub fn table(per_shard: &[ShardStats]) -> String {
     let _ = writeln!(out, "{:>14}", "total");
     let rows: Vec<_> = per_shard.iter().map(|s| s.fields()).collect();
     for (i, (name, _, t)) in total.fields().into_iter().enumerate() {
-        if name == "latency_samples_total" {
+        // The gauges of the last loop turn say nothing about the run as a whole.
+        if matches!(
+            name,
+            "latency_samples_total" | "wait_batching" | "busy_percent"
+        ) {
             continue;
         }
         let _ = write!(out, "{name:<width$}");

@@ -70,12 +70,12 @@ pub struct ShardStats {
     /// Batched waits that returned with fewer completions than they asked for: the gathering
     /// window (`--wait-usec`) ran out, and the turn's first completions waited all of it.
     pub waits_cut: u64,
-    /// Times batched waits switched on (the shard's CPU use reached `--wait-busy`).
-    pub gather_starts: u64,
+    /// Times batched waits switched on (the shard's load reached `--wait-busy`).
+    pub wait_batching_starts: u64,
     /// 1 while this shard's waits batch (merged: how many shards do); a gauge.
-    pub gathering: u64,
-    /// Share of a CPU the shard's thread used in its last 10 ms window, in percent (merged:
-    /// the busiest shard's); a gauge.
+    pub wait_batching: u64,
+    /// Share of a CPU the shard's thread wanted (ran or waited to run) in its last load window,
+    /// in percent (merged: the busiest shard's); a gauge, as of the shard's last loop turn.
     pub busy_percent: u64,
     /// Receives that found the provided-buffer ring empty.
     pub enobufs: u64,
@@ -101,7 +101,8 @@ impl ShardStats {
         }
     }
 
-    /// Adds another shard's counters.
+    /// Adds another shard's counters (gauges: `wait_batching` adds up to the shards batching,
+    /// `busy_percent` keeps the busiest).
     pub fn merge(&mut self, o: &ShardStats) {
         self.accepted += o.accepted;
         self.closed += o.closed;
@@ -114,8 +115,8 @@ impl ShardStats {
         self.sqes += o.sqes;
         self.cqes += o.cqes;
         self.waits_cut += o.waits_cut;
-        self.gather_starts += o.gather_starts;
-        self.gathering += o.gathering;
+        self.wait_batching_starts += o.wait_batching_starts;
+        self.wait_batching += o.wait_batching;
         self.busy_percent = self.busy_percent.max(o.busy_percent);
         self.enobufs += o.enobufs;
         self.short_sends += o.short_sends;
@@ -181,18 +182,18 @@ impl ShardStats {
                 self.waits_cut,
             ),
             (
-                "gather_starts_total",
-                "Times batched waits switched on (the shard's CPU use reached --wait-busy).",
-                self.gather_starts,
+                "wait_batching_starts_total",
+                "Times batched waits switched on (the shard's load reached --wait-busy; io_uring engine).",
+                self.wait_batching_starts,
             ),
             (
-                "gathering",
-                "1 while this shard's waits batch completions.",
-                self.gathering,
+                "wait_batching",
+                "1 while this shard's waits batch completions (io_uring engine).",
+                self.wait_batching,
             ),
             (
                 "busy_percent",
-                "Share of a CPU the shard's thread used in its last 10 ms window, in percent.",
+                "Share of a CPU the shard's thread ran or waited to run in its last window of 10 ms or more, in percent (io_uring engine).",
                 self.busy_percent,
             ),
             (

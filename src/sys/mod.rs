@@ -1,8 +1,9 @@
-//! The few calls into the kernel outside the ring: sockets, CPU sets, signals, eventfds.
-pub mod clock;
+//! The few calls into the kernel outside the ring: sockets, CPU sets and thread load, signals,
+//! eventfds.
 pub mod cpus;
 pub mod eventfd;
 pub mod limits;
+pub mod sched;
 pub mod signals;
 pub mod socket;
 

@@ -18,10 +18,10 @@ use crate::handler::Handler;
 use crate::session::{Env, Next, Session, State};
 use crate::shard_state::ShardState;
 use crate::stats::ShardStats;
-use crate::sys::clock;
+use crate::sys::sched::ThreadLoad;
 use crate::timer::Millis;
 use crate::uring::bufring::BufRing;
-use crate::uring::busy::BusyGate;
+use crate::uring::busy::{BusyGate, Sample};
 use crate::uring::probe;
 use crate::uring::ring::{Cqe, Ring, RingConfig, Sock, TaskRun};
 use crate::uring::token::{self, Op};
@@ -91,8 +91,22 @@ pub struct Shard<H: Handler> {
     reap_max: usize,
     /// Completions the last turn handled: what the next batched wait asks for.
     expect: usize,
-    /// Whether the shard is busy enough for batched waits (`--wait-busy`).
+    /// Whether the shard is busy enough for batched waits (`--wait-busy`), and its thread's
+    /// load, which says so.
     busy: BusyGate,
+    load: ThreadLoad,
+}
+
+/// Longest a wait lasts while waits batch: an idle shard then closes a load window and stops.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
+
+/// A reading of the shard thread's load for its [`BusyGate`].
+fn sample<H: Handler>(st: &ShardState<H>, load: &ThreadLoad) -> Option<Sample> {
+    let busy_ns = load.busy_ns()?;
+    Some(Sample {
+        wall_ns: st.elapsed_ns(),
+        busy_ns,
+    })
 }
 
 impl<H: Handler> Shard<H> {
@@ -133,7 +147,7 @@ impl<H: Handler> Shard<H> {
         let bufs = BufRing::new(ring.inner(), cfg.buf_count, cfg.buf_size, BGID)
             .map_err(|e| crate::uring::ring::no_buffer_ring(&e).to_string())?;
         if cfg.wait_explicit && cfg.wait_batch > 1 && ring.wait_batching().0 == 1 {
-            return Err("--wait-batch needs io_uring's min-timeout wait (Linux 6.12 or later) and --wait-usec above 0".into());
+            return Err("batched waits (--wait-batch, --wait-usec, --wait-busy) need io_uring's min-timeout wait (Linux 6.12 or later)".into());
         }
         let kernel = probe::kernel_version();
         if cfg.send_zc > 0 && !probe::opcode_supported(&ring, io_uring::opcode::SendZc::CODE) {
@@ -188,8 +202,9 @@ impl<H: Handler> Shard<H> {
         };
         let listen_fd = crate::sys::socket::raw(&listener);
         let mut st = ShardState::new(id, cfg, handler, wakeup);
-        let busy = BusyGate::new(cfg.wait_busy, st.now, clock::thread_cpu_ns());
-        st.stats.gathering = u64::from(busy.on() && ring.wait_batching().0 > 1);
+        let load = ThreadLoad::for_this_thread(); // this is the shard's thread
+        let busy = BusyGate::new(cfg.wait_busy, st.now, sample(&st, &load));
+        st.stats.wait_batching = u64::from(busy.on() && ring.wait_batching().0 > 1);
         Ok(Shard {
             st,
             ring,
@@ -213,6 +228,7 @@ impl<H: Handler> Shard<H> {
             expired: Vec::new(),
             expect: 1,
             busy,
+            load,
             reap_max: if cfg.reap == 0 {
                 usize::MAX
             } else {
@@ -249,9 +265,9 @@ impl<H: Handler> Shard<H> {
         }
         if let (batch @ 2.., usec) = self.ring.wait_batching() {
             line += &format!(", waits gather up to {batch} completions for {usec} us");
-            match self.st.cfg.wait_busy {
-                0 => {}
-                pct => line += &format!(" while the shard is at least {pct}% busy"),
+            if self.st.cfg.wait_busy > 0 {
+                let pct = self.st.cfg.wait_busy;
+                line += &format!(" while the shard is at least {pct}% busy");
             }
         }
         line
@@ -274,6 +290,10 @@ impl<H: Handler> Shard<H> {
                     t.min(Duration::from_millis(100))
                 }));
             }
+            if self.batching() {
+                // A shard gone idle wakes once to see it, so that its gauges do not stay "busy".
+                timeout = Some(timeout.map_or(IDLE_CHECK, |t| t.min(IDLE_CHECK)));
+            }
             if let Err(e) =
                 self.ring
                     .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0), self.expect)
@@ -286,10 +306,12 @@ impl<H: Handler> Shard<H> {
             }
             self.st.tick();
             if self.busy.window_over(self.st.now) {
-                let started = self.busy.close_window(self.st.now, clock::thread_cpu_ns());
-                self.st.stats.gather_starts += u64::from(started);
-                self.st.stats.gathering =
-                    u64::from(self.busy.on() && self.ring.wait_batching().0 > 1);
+                let started = self
+                    .busy
+                    .close_window(self.st.now, sample(&self.st, &self.load));
+                let batching = self.batching();
+                self.st.stats.wait_batching_starts += u64::from(started && batching);
+                self.st.stats.wait_batching = u64::from(batching);
                 self.st.stats.busy_percent = u64::from(self.busy.last_percent);
             }
 
@@ -319,6 +341,11 @@ impl<H: Handler> Shard<H> {
         }
         self.stop_wake();
         self.counters()
+    }
+
+    /// Whether this turn's wait batches: the shard is busy and the kernel can.
+    fn batching(&self) -> bool {
+        self.busy.on() && self.ring.wait_batching().0 > 1
     }
 
     /// Stops a shard whose ring no longer answers. The kernel may still hold receive and send
