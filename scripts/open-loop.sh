@@ -19,8 +19,10 @@
 #   ANCHORS_TARGET [<repo>/../anchors-target] (where scripts/bench-engine.sh builds the anchors);
 #   OUT_DIR [<repo>/scripts/out], NO_SAVE=1 writes no file.
 # Prints, per rate and server, the median over rounds of p50, p99 and p99.9 latency, of the rate
-# reached, and of requests per server CPU-second (CPU ticks of the server's session from /proc).
-# Needs taskset, setsid, pgrep/pkill, ss.
+# reached, and of requests per server CPU-second (CPU ticks of the server's session from /proc);
+# for ringshard, how often its waits started to batch in a run (wait_batching_starts_total from
+# its /metrics; the first run at a rate starts from the previous rate's state).
+# Needs taskset, setsid, pgrep/pkill, ss; curl for the batching column.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -84,23 +86,32 @@ for ((i = 0; i < n; i++)); do
   [[ -n $ok ]] || { sed 's/^/  | /' "$tmp/server-$i.log" | tail -n 5 >&2; die "${names[i]} does not answer 200 on port ${ports[i]}"; }
 done
 
+# wait_batching_starts_total of the server on port $1 ('' if it has none, e.g. not ringshard)
+starts() {
+  command -v curl >/dev/null || return 0
+  curl -s --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+    awk '/^ringshard_wait_batching_starts_total/ { s += $2; n++ } END { if (n) print s }'
+}
 raw=$tmp/raw
 hz=$(getconf CLK_TCK)
 for ((round = 1; round <= ROUNDS; round++)); do
   for rate in $RATES; do
     for ((k = 0; k < n; k++)); do
       i=$(((k + round) % n))
+      s0=$(starts "${ports[i]}")
       a=$(session_ticks "${sids[i]}")
       out=$(load "${ports[i]}" "$rate" "${DUR}s") || die "the loader failed against ${names[i]} at $rate/s"
       b=$(session_ticks "${sids[i]}")
+      s1=$(starts "${ports[i]}")
+      st=-; [[ -n $s0 && -n $s1 ]] && st=$((s1 - s0))
       # JSON fields by name: rate reached, completed requests, latency percentiles, errors.
       row=$(awk -v RS=',' -v FS=':' -v t=$((b - a)) -v hz="$hz" '
         { gsub(/[{}"]/, ""); k = $(NF - 1); v = $NF }
         k == "rate" { rate = v } k == "requests" { req = v } k == "p50" { p50 = v } k == "p99" { p99 = v }
         k == "p99_9" { p999 = v } k == "total" { err = v }
         END { printf "%.0f %d %d %d %.0f %d\n", rate, p50, p99, p999, (t > 0 ? req * hz / t : 0), err }' <<<"$out")
-      echo "$i $rate $row" >>"$raw"
-      echo "round $round: ${names[i]} at $rate/s: $row (rate p50 p99 p99.9 us, req per CPU-s, errors)" >&2
+      echo "$i $rate $row $st" >>"$raw"
+      echo "round $round: ${names[i]} at $rate/s: $row $st (rate p50 p99 p99.9 us, req per CPU-s, errors, batching starts)" >&2
     done
   done
 done
@@ -113,15 +124,16 @@ log=$tmp/report.md
   echo "- servers on CPU $SERVER_CPUS, all up at once; \`ringshard load -t1 -c$CONNS -R RATE\` on CPU $LOAD_CPUS (latency from each request's intended send time); median of $ROUNDS interleaved rounds × $DUR s"
   for ((i = 0; i < n; i++)); do echo "- ${names[i]}: \`${cmds[i]//\{PORT\}/${ports[i]}}\`"; done
   echo
-  echo "| rate (req/s) | server | reached | p50 | p99 | p99.9 | req per server CPU-s | errors |"
-  echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+  echo "| rate (req/s) | server | reached | p50 | p99 | p99.9 | req per server CPU-s | errors | batching starts |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
   for rate in $RATES; do
     for ((i = 0; i < n; i++)); do
       col() { awk -v i="$i" -v r="$rate" -v c="$1" '$1 == i && $2 == r { print $c }' "$raw" | median; }
-      printf '| %s | %s | %.0f | %.3f ms | %.3f ms | %.3f ms | %.0f | %s |\n' "$rate" "${names[i]}" "$(col 3)" \
+      printf '| %s | %s | %.0f | %.3f ms | %.3f ms | %.3f ms | %.0f | %s | %s |\n' "$rate" "${names[i]}" "$(col 3)" \
         "$(awk -v x="$(col 4)" 'BEGIN { print x / 1000 }')" "$(awk -v x="$(col 5)" 'BEGIN { print x / 1000 }')" \
         "$(awk -v x="$(col 6)" 'BEGIN { print x / 1000 }')" "$(col 7)" \
-        "$(awk -v i="$i" -v r="$rate" '$1 == i && $2 == r { e += $8 } END { print e + 0 }' "$raw")"
+        "$(awk -v i="$i" -v r="$rate" '$1 == i && $2 == r { e += $8 } END { print e + 0 }' "$raw")" \
+        "$(awk -v i="$i" -v r="$rate" '$1 == i && $2 == r { printf "%s%s", (n++ ? " " : ""), $9 }' "$raw")"
     done
   done
 } >"$log"
