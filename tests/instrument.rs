@@ -489,7 +489,7 @@ fn waits_batch_while_the_shard_is_busy_and_stop_when_it_idles() {
         m.send(&get("/metrics"));
         metric(&m.resp().text(), name)
     };
-    // By default a shard answering a request now and then stays below the 50% that starts
+    // By default a shard answering a request now and then stays below the 60% that starts
     // batching: each request is answered without a batched wait.
     let srv = Server::start(&["--engine", "uring"], &["--shards", "1"]);
     if !srv.stderr().contains("waits gather up to") {
@@ -498,7 +498,7 @@ fn waits_batch_while_the_shard_is_busy_and_stop_when_it_idles() {
     }
     assert!(srv
         .stderr()
-        .contains("while the shard is at least 50% busy"));
+        .contains("while the shard is at least 60% busy"));
     let mut m = srv.connect();
     for _ in 0..20 {
         m.send(&get("/plaintext"));
