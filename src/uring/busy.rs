@@ -8,7 +8,7 @@
 //! shard measures how much of a CPU its thread wanted (ran, or waited on a run queue to run)
 //! over each window of at least [`WINDOW_MS`], and batches from a window where that reached
 //! `--wait-busy` percent until one falls below [`LOW`] of it: batching itself lowers the
-//! shard's CPU use (by 20 to 40% in the bench's open-loop runs), and the gap keeps that from
+//! shard's CPU use (by 10 to 37% in scripts/open-loop.sh's runs), and the gap keeps that from
 //! switching it off again.
 use crate::timer::Millis;
 
