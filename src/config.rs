@@ -272,7 +272,7 @@ impl ServeArgs {
         if wait_usec > 1_000_000 {
             return Err("--wait-usec must be at most 1000000 (one second)".into());
         }
-        let wait_busy = self.wait_busy.unwrap_or(DEFAULT_WAIT_BUSY).min(100);
+        let wait_busy = self.wait_busy.unwrap_or(DEFAULT_WAIT_BUSY); // clap checked 0..=100
         if self.registered_files.is_some_and(|n| n > 1 << 20) {
             return Err("--registered-files must be at most 1048576".into());
         }

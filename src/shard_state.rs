@@ -55,11 +55,6 @@ impl<H: Handler> ShardState<H> {
         }
     }
 
-    /// Nanoseconds since the shard started (a clock read; the load windows use it).
-    pub fn elapsed_ns(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
-    }
-
     /// Reads the clock (once per turn) and refreshes the `Date` text when the second changed.
     pub fn tick(&mut self) {
         self.now = self.start.elapsed().as_millis() as Millis + 1;

@@ -2,6 +2,15 @@
 #![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::time::Instant;
+
+/// A reading of a thread's load: nanoseconds since its [`ThreadLoad`] was made, and how long
+/// the thread had run or waited to run by then.
+#[derive(Clone, Copy)]
+pub struct Sample {
+    pub wall_ns: u64,
+    pub busy_ns: u64,
+}
 
 /// The calling thread's demand for CPU, read a few times a second (each read is a system call).
 pub struct ThreadLoad {
@@ -12,6 +21,7 @@ pub struct ThreadLoad {
     /// where it cannot be read (no schedstats): run time alone, which cannot see a thread kept
     /// off its CPU by others.
     schedstat: Option<File>,
+    made: Instant,
 }
 
 impl ThreadLoad {
@@ -20,11 +30,21 @@ impl ThreadLoad {
         let schedstat = File::open("/proc/thread-self/schedstat")
             .ok()
             .filter(|f| run_queue_wait_ns(f).is_some());
-        ThreadLoad { schedstat }
+        ThreadLoad {
+            schedstat,
+            made: Instant::now(),
+        }
+    }
+
+    /// The thread's load now; `None` if it cannot be read.
+    pub fn read(&self) -> Option<Sample> {
+        let busy_ns = self.busy_ns()?;
+        let wall_ns = self.made.elapsed().as_nanos() as u64;
+        Some(Sample { wall_ns, busy_ns })
     }
 
     /// Nanoseconds the thread has run or waited to run since it started; `None` if unreadable.
-    pub fn busy_ns(&self) -> Option<u64> {
+    fn busy_ns(&self) -> Option<u64> {
         let waited = match &self.schedstat {
             Some(f) => run_queue_wait_ns(f)?,
             None => 0,

@@ -10,19 +10,13 @@
 //! `--wait-busy` percent until one falls below [`LOW`] of it: batching itself lowers the
 //! shard's CPU use (by 10 to 37% in scripts/open-loop.sh's runs), and the gap keeps that from
 //! switching it off again.
+pub use crate::sys::sched::Sample;
 use crate::timer::Millis;
 
 /// Shortest measurement window.
 pub const WINDOW_MS: Millis = 10;
 /// Batching stops below this share of the threshold that started it.
 pub const LOW: f64 = 0.5;
-
-/// A reading of the thread's load: a monotonic time and the thread's busy time by then.
-#[derive(Clone, Copy)]
-pub struct Sample {
-    pub wall_ns: u64,
-    pub busy_ns: u64,
-}
 
 /// Whether a shard is busy enough for batched waits.
 pub struct BusyGate {

@@ -21,7 +21,7 @@ use crate::stats::ShardStats;
 use crate::sys::sched::ThreadLoad;
 use crate::timer::Millis;
 use crate::uring::bufring::BufRing;
-use crate::uring::busy::{BusyGate, Sample};
+use crate::uring::busy::BusyGate;
 use crate::uring::probe;
 use crate::uring::ring::{Cqe, Ring, RingConfig, Sock, TaskRun};
 use crate::uring::token::{self, Op};
@@ -100,13 +100,9 @@ pub struct Shard<H: Handler> {
 /// Longest a wait lasts while waits batch: an idle shard then closes a load window and stops.
 const IDLE_CHECK: Duration = Duration::from_millis(50);
 
-/// A reading of the shard thread's load for its [`BusyGate`].
-fn sample<H: Handler>(st: &ShardState<H>, load: &ThreadLoad) -> Option<Sample> {
-    let busy_ns = load.busy_ns()?;
-    Some(Sample {
-        wall_ns: st.elapsed_ns(),
-        busy_ns,
-    })
+/// Shortens a wait's timeout to at most `limit`.
+fn cap(timeout: &mut Option<Duration>, limit: Duration) {
+    *timeout = Some(timeout.map_or(limit, |t| t.min(limit)));
 }
 
 impl<H: Handler> Shard<H> {
@@ -201,10 +197,9 @@ impl<H: Handler> Shard<H> {
             direct: file_slots > 0,
         };
         let listen_fd = crate::sys::socket::raw(&listener);
-        let mut st = ShardState::new(id, cfg, handler, wakeup);
+        let st = ShardState::new(id, cfg, handler, wakeup);
         let load = ThreadLoad::for_this_thread(); // this is the shard's thread
-        let busy = BusyGate::new(cfg.wait_busy, st.now, sample(&st, &load));
-        st.stats.wait_batching = u64::from(busy.on() && ring.wait_batching().0 > 1);
+        let busy = BusyGate::new(cfg.wait_busy, st.now, load.read());
         Ok(Shard {
             st,
             ring,
@@ -286,13 +281,11 @@ impl<H: Handler> Shard<H> {
                 .next()
                 .map(|at| Duration::from_millis(at.saturating_sub(self.st.now).max(1)));
             if self.st.accept_retry_at != 0 {
-                timeout = Some(timeout.map_or(Duration::from_millis(100), |t| {
-                    t.min(Duration::from_millis(100))
-                }));
+                cap(&mut timeout, Duration::from_millis(100));
             }
             if self.batching() {
                 // A shard gone idle wakes once to see it, so that its gauges do not stay "busy".
-                timeout = Some(timeout.map_or(IDLE_CHECK, |t| t.min(IDLE_CHECK)));
+                cap(&mut timeout, IDLE_CHECK);
             }
             if let Err(e) =
                 self.ring
@@ -306,13 +299,8 @@ impl<H: Handler> Shard<H> {
             }
             self.st.tick();
             if self.busy.window_over(self.st.now) {
-                let started = self
-                    .busy
-                    .close_window(self.st.now, sample(&self.st, &self.load));
-                let batching = self.batching();
-                self.st.stats.wait_batching_starts += u64::from(started && batching);
-                self.st.stats.wait_batching = u64::from(batching);
-                self.st.stats.busy_percent = u64::from(self.busy.last_percent);
+                let started = self.busy.close_window(self.st.now, self.load.read());
+                self.st.stats.wait_batching_starts += u64::from(started && self.batching());
             }
 
             // 2. Every completion: accepts, received bytes (parsed and answered here), sends.
@@ -322,7 +310,7 @@ impl<H: Handler> Shard<H> {
             // As many completions as this turn had is what the next wait may gather: a busy
             // shard batches, one serving a single client wakes at its first completion. A shard
             // with CPU to spare answers at once (uring::busy says why).
-            self.expect = if self.busy.on() { self.cqes.len() } else { 1 };
+            self.expect = if self.batching() { self.cqes.len() } else { 1 };
             let mut cqes = std::mem::take(&mut self.cqes);
             for cqe in cqes.drain(..) {
                 self.complete(cqe);
@@ -362,6 +350,8 @@ impl<H: Handler> Shard<H> {
     fn counters(&mut self) -> ShardStats {
         self.st.stats.enters = self.ring.enters;
         self.st.stats.sqes = self.ring.submitted;
+        self.st.stats.wait_batching = u64::from(self.batching());
+        self.st.stats.busy_percent = u64::from(self.busy.last_percent);
         self.st.stats
     }
 
