@@ -13,7 +13,7 @@ pub const DEFAULT_WAIT_BATCH: u32 = 64;
 /// requests per CPU-second before the added latency starts to cost throughput).
 pub const DEFAULT_WAIT_USEC: u32 = 200;
 /// ...and only while the shard's thread wants at least this much of a CPU (percent): a shard
-/// with CPU to spare answers at once (see `uring::busy`). Under the 2-core bench's wrk a shard
+/// with CPU to spare answers at once (see `uring::busy`). In ad-hoc runs under the 2-core bench's wrk a shard
 /// wants 65 to 85% of its CPU without batching; at a fixed 40,000 requests/s about 45%.
 pub const DEFAULT_WAIT_BUSY: u32 = 60;
 
