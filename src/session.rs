@@ -233,6 +233,18 @@ impl Session {
             && self.http.phase() != Phase::Handler
     }
 
+    /// A finishing connection whose peer sends no more (it asked for the close and sent nothing
+    /// after): it closes at once, with no lingering.
+    pub fn peer_sends_no_more(&self) -> bool {
+        self.http.ended_as_asked()
+    }
+
+    /// The output queued now is the last this connection sends: it is finishing, its peer sends
+    /// no more, and no handler is left to write.
+    pub fn sends_its_last_output(&self) -> bool {
+        self.state == State::Finishing && self.peer_sends_no_more()
+    }
+
     /// The write side is shut down; input is now drained until EOF or [`LINGER`].
     pub fn start_linger(&mut self, now: Millis) {
         self.state = State::Lingering;

@@ -223,6 +223,54 @@ fn keep_alive_and_close() {
     }
 }
 
+/// A client that opens a connection per request and closes it as soon as the response is whole
+/// (as wrk does with `Connection: close`) gets every response whole, from several threads at
+/// once: the close of one connection never touches the next one to get its descriptor.
+#[test]
+fn a_connection_per_request_gets_every_response_whole() {
+    for engine in engines() {
+        let srv = Server::start(&engine, &["--shards", "1"]);
+        let addr = srv.addr;
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let mut failures = Vec::new();
+                    for i in 0..1500 {
+                        let mut c = Client::connect(addr);
+                        c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                        match c.try_resp(false) {
+                            Ok(r) if r.status == 200 && r.body == b"Hello, World!" => {}
+                            Ok(r) => failures.push(format!("request {i}: {}", r.head)),
+                            Err(e) => failures.push(format!("request {i}: {e}")),
+                        }
+                        // Dropped here, before the server's FIN: the close wrk makes.
+                    }
+                    failures
+                })
+            })
+            .collect();
+        let failures: Vec<String> = clients
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{engine:?}: {} of 6000 responses lost or cut, first: {:?}\n{}",
+            failures.len(),
+            &failures[..failures.len().min(3)],
+            srv.stderr()
+        );
+        let mut m = srv.connect();
+        m.send(&get("/metrics"));
+        let page = m.resp().text();
+        let errors = page
+            .lines()
+            .find_map(|l| l.strip_prefix("ringshard_send_errors_total{shard=\"0\"} "))
+            .unwrap_or_else(|| panic!("no send_errors_total in:\n{page}"));
+        assert_eq!(errors.trim(), "0", "{engine:?}: {page}");
+    }
+}
+
 #[test]
 fn half_close_after_requests_still_gets_the_answers() {
     for engine in engines() {

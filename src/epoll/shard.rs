@@ -508,8 +508,8 @@ impl<H: Handler> Shard<H> {
         if !c.s.ready_to_linger(c.sending()) {
             return;
         }
-        if c.eof {
-            return self.abort(slot); // the peer already closed: nothing to linger for
+        if c.eof || c.s.peer_sends_no_more() {
+            return self.abort(slot); // the peer closed, or will send no more: nothing to linger for
         }
         self.st.stats.enters += 1;
         if sys::shutdown_write(c.fd.as_raw_fd()).is_err() {

@@ -121,6 +121,9 @@ pub struct Conn {
     task: Option<Task>,
     /// Stop after the response being produced (set while a task runs).
     close_after: bool,
+    /// The last request asked for the close (`Connection: close`, HTTP/1.0) and nothing was
+    /// received after it.
+    asked_close: bool,
     /// Responses written so far, rejections included.
     responses: u64,
     /// The peer sent FIN.
@@ -184,6 +187,7 @@ impl Conn {
             state: State::Head,
             task: None,
             close_after: false,
+            asked_close: false,
             responses: 0,
             peer_done: false,
             host: HostMemo::default(),
@@ -211,6 +215,13 @@ impl Conn {
         self.buf.len()
     }
 
+    /// The connection ended as its last request asked, with nothing received after that
+    /// request: the peer sends no more, so closing at once cannot reset what it still reads.
+    /// (Otherwise, as after a rejection, the peer may still be sending, and the close lingers.)
+    pub fn ended_as_asked(&self) -> bool {
+        matches!(self.state, State::Closed) && self.asked_close && self.buf.is_empty()
+    }
+
     /// Takes received bytes, answers every complete request in them, appends responses to `out`.
     pub fn on_data<H: Handler + ?Sized>(
         &mut self,
@@ -220,7 +231,10 @@ impl Conn {
         out: &mut Vec<u8>,
     ) -> Progress {
         match self.state {
-            State::Closed => return Progress::Close,
+            State::Closed => {
+                self.asked_close &= input.is_empty();
+                return Progress::Close;
+            }
             State::Waiting => {
                 self.buf.extend_from_slice(input);
                 return Progress::Pending;
@@ -246,8 +260,12 @@ impl Conn {
     ) -> Progress {
         if self.buf.is_empty() {
             let (used, progress) = self.process(input, handler, cx, out);
-            if used < input.len() && !matches!(self.state, State::Closed) {
-                self.buf.extend_from_slice(&input[used..]);
+            if used < input.len() {
+                if matches!(self.state, State::Closed) {
+                    self.asked_close = false; // more came after the last request
+                } else {
+                    self.buf.extend_from_slice(&input[used..]);
+                }
             }
             progress
         } else {
@@ -256,6 +274,7 @@ impl Conn {
             let (used, progress) = self.process(&buf, handler, cx, out);
             if matches!(self.state, State::Closed) || used == buf.len() {
                 // Dropped, not kept: an idle connection holds no buffer.
+                self.asked_close &= used == buf.len();
             } else {
                 buf.drain(..used);
                 self.buf = buf;
@@ -612,6 +631,7 @@ impl Conn {
             }
         }
         self.close_after = !keep_alive;
+        self.asked_close = !r.keep_alive;
     }
 
     /// Answers a request the server refuses, and stops reading: the rest of the input cannot be

@@ -254,14 +254,16 @@ impl Ring {
     }
 
     /// Sends `buf[from..]`. The ring keeps `buf` until [`Ring::send_done`] with the returned key.
-    pub fn send(&mut self, sock: Sock, buf: Vec<u8>, from: usize, ud: u64) -> u32 {
+    /// `whole`: the kernel sends all of it before completing (a short send is retried inside),
+    /// for a last send whose socket is closed behind it.
+    pub fn send(&mut self, sock: Sock, buf: Vec<u8>, from: usize, whole: bool, ud: u64) -> u32 {
         let key = self.sends.insert(buf);
         let buf = &self.sends[key];
         let len = (buf.len() - from) as u32;
         // MSG_NOSIGNAL: a peer that went away is an error result, not SIGPIPE.
+        let flags = libc::MSG_NOSIGNAL | if whole { libc::MSG_WAITALL } else { 0 };
         let ptr = buf[from..].as_ptr();
-        let e = on_sock!(sock, |t| opcode::Send::new(t, ptr, len)
-            .flags(libc::MSG_NOSIGNAL));
+        let e = on_sock!(sock, |t| opcode::Send::new(t, ptr, len).flags(flags));
         self.push(e.user_data(ud));
         key as u32
     }

@@ -42,6 +42,11 @@ struct Connection {
     recv_armed: bool,
     /// The armed receive is multishot.
     recv_multishot: bool,
+    /// A shutdown or reset in flight: the kernel may run them late (a shutdown goes to a worker
+    /// thread), so the descriptor is not closed, and its number or slot reused, before they end.
+    socket_ops: u8,
+    /// Its close is submitted (right behind its last send; see `Shard::close_behind`).
+    closed: bool,
     /// Queued for a send at the end of this turn.
     dirty: bool,
     s: Session,
@@ -376,7 +381,8 @@ impl<H: Handler> Shard<H> {
             Op::Close if self.features.direct => {
                 self.files_in_use = self.files_in_use.saturating_sub(1)
             }
-            Op::Cancel | Op::Close | Op::Shutdown | Op::Reset => {}
+            Op::Shutdown | Op::Reset => self.on_socket_op(slot, gen),
+            Op::Cancel | Op::Close => {}
         }
     }
 
@@ -463,6 +469,8 @@ impl<H: Handler> Shard<H> {
             send_since: 0,
             recv_armed: false,
             recv_multishot: false,
+            socket_ops: 0,
+            closed: false,
             dirty: false,
             s: Session::new(self.st.now),
         }) as u32;
@@ -612,26 +620,48 @@ impl<H: Handler> Shard<H> {
         if c.send.is_some() || c.s.out.is_empty() || c.s.state == State::Closing {
             return;
         }
+        let last = c.s.sends_its_last_output();
         let buf = std::mem::take(&mut c.s.out);
         self.st.stats.bytes_out += buf.len() as u64;
-        let key = self.send_buf(slot, buf, 0);
+        let (key, zc) = self.send_buf(slot, buf, 0, last);
         let c = &mut self.conns[slot as usize];
         c.send = Some((key, 0));
         c.send_since = self.st.now;
+        if last && !zc {
+            self.close_behind(slot);
+        }
         self.refresh_deadline(slot);
     }
 
-    /// Queues `buf[from..]`, zero-copy when it is at least `--send-zc` bytes.
-    fn send_buf(&mut self, slot: u32, buf: Vec<u8>, from: usize) -> u32 {
+    /// The peer asked for the close and sends nothing more: the socket is closed right behind
+    /// its last send, in the same submission, so the FIN follows the response at once (as a
+    /// `close` after a `write` does) rather than turns later. The send and the receive hold the
+    /// socket until they complete, and the send, made with `whole`, completes only when all of
+    /// it is sent or fails; the slot stays taken until their completions arrive.
+    fn close_behind(&mut self, slot: u32) {
+        let c = &mut self.conns[slot as usize];
+        if c.recv_armed {
+            let cancel = token::encode(Op::Cancel, slot, c.gen);
+            self.ring
+                .cancel(token::encode(Op::Recv, slot, c.gen), cancel);
+        }
+        self.ring
+            .close(c.sock, token::encode(Op::Close, slot, c.gen));
+        c.closed = true;
+    }
+
+    /// Queues `buf[from..]`, zero-copy when it is at least `--send-zc` bytes (and says so);
+    /// `whole`: see [`Ring::send`].
+    fn send_buf(&mut self, slot: u32, buf: Vec<u8>, from: usize, whole: bool) -> (u32, bool) {
         let c = &self.conns[slot as usize];
         let ud = token::encode(Op::Send, slot, c.gen);
         self.st.stats.sends += 1;
         let zc = self.st.cfg.send_zc > 0 && buf.len() - from >= self.st.cfg.send_zc;
         if zc {
             self.st.stats.zc_sends += 1;
-            self.ring.send_zc(c.sock, buf, from, ud)
+            (self.ring.send_zc(c.sock, buf, from, ud), true)
         } else {
-            self.ring.send(c.sock, buf, from, ud)
+            (self.ring.send(c.sock, buf, from, whole, ud), false)
         }
     }
 
@@ -663,10 +693,10 @@ impl<H: Handler> Shard<H> {
             return self.release_if_done(slot);
         }
         let sent = from + cqe.result as usize;
-        if sent < buf.len() && c.s.state != State::Closing {
+        if sent < buf.len() && c.s.state != State::Closing && !c.closed {
             // Short send: the socket buffer filled. Send the rest from where it stopped.
             self.st.stats.short_sends += 1;
-            let key = self.send_buf(slot, buf, sent);
+            let (key, _) = self.send_buf(slot, buf, sent, false);
             let c = &mut self.conns[slot as usize];
             c.send = Some((key, sent));
             c.send_since = self.st.now;
@@ -758,9 +788,18 @@ impl<H: Handler> Shard<H> {
     /// nothing never lets happen. Resetting the connection drops the data, so the notification
     /// (and the slot's release) follows.
     fn drop_queued(&mut self, slot: u32) {
-        let c = &self.conns[slot as usize];
+        let c = &mut self.conns[slot as usize];
+        c.socket_ops += 1;
         self.ring
             .reset(c.sock, token::encode(Op::Reset, slot, c.gen));
+    }
+
+    /// A shutdown or reset completed: the connection may now be closed.
+    fn on_socket_op(&mut self, slot: u32, gen: u32) {
+        if let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) {
+            c.socket_ops -= 1;
+            self.release_if_done(slot);
+        }
     }
 
     /// Moves a connection along its close: a finishing one whose output is all sent shuts its
@@ -774,20 +813,23 @@ impl<H: Handler> Shard<H> {
             return self.abort(slot); // went idle while draining: nothing more will come
         }
         if c.s.ready_to_linger(c.send.is_some()) {
-            if !c.recv_armed {
-                return self.abort(slot); // nothing more can be read: close at once
+            if !c.recv_armed || c.s.peer_sends_no_more() {
+                return self.abort(slot); // nothing more can be read or will come: close at once
             }
+            c.socket_ops += 1;
             self.ring
                 .shutdown_write(c.sock, token::encode(Op::Shutdown, slot, c.gen));
             c.s.start_linger(self.st.now);
             return self.refresh_deadline(slot);
         }
-        if c.s.state != State::Closing || c.recv_armed || c.send.is_some() {
+        if c.s.state != State::Closing || c.recv_armed || c.send.is_some() || c.socket_ops > 0 {
             return;
         }
         let c = self.conns.remove(slot as usize);
-        self.ring
-            .close(c.sock, token::encode(Op::Close, slot, c.gen));
+        if !c.closed {
+            self.ring
+                .close(c.sock, token::encode(Op::Close, slot, c.gen));
+        }
         self.st.pool.give(c.s.out);
         self.st.stats.closed += 1;
     }
