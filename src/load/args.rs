@@ -24,6 +24,12 @@ pub struct LoadArgs {
     #[arg(short = 'n', long = "requests", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 
+    /// A new connection per request: each request says `Connection: close`, and the connection
+    /// is closed once its response is whole and opened again (as `wrk -H "Connection: close"`,
+    /// `ab` without -k, `oha --disable-keepalive`).
+    #[arg(long = "no-keepalive", conflicts_with = "pipeline")]
+    pub no_keepalive: bool,
+
     /// Requests in flight per connection (HTTP/1.1 pipelining depth).
     #[arg(long = "pipeline", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub pipeline: u32,

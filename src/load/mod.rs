@@ -72,11 +72,25 @@ fn setup(args: &LoadArgs) -> Result<Setup, String> {
     {
         return Err(format!("invalid method '{method}'"));
     }
-    let headers = args
+    let mut headers = args
         .headers
         .iter()
         .map(|h| request::parse_header(h))
         .collect::<Result<Vec<_>, _>>()?;
+    if args.no_keepalive {
+        if let Some((_, v)) = headers
+            .iter()
+            .find(|(n, v)| n.eq_ignore_ascii_case("connection") && !v.eq_ignore_ascii_case("close"))
+        {
+            return Err(format!("--no-keepalive sends Connection: close, not '{v}'"));
+        }
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        {
+            headers.push(("Connection".into(), "close".into()));
+        }
+    }
     let body = match (&args.body, &args.body_file) {
         (Some(b), _) => b.as_bytes().to_vec(),
         (None, Some(f)) => {
@@ -156,6 +170,7 @@ pub fn run(args: LoadArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             duration,
             timeout: args.timeout,
             head_method: args.method.eq_ignore_ascii_case("HEAD"),
+            one_per_connection: args.no_keepalive,
         };
         first += n;
         let (ep, reqs, live) = (s.endpoint.clone(), reqs.clone(), live.clone());

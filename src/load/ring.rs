@@ -134,6 +134,10 @@ pub struct Ring {
     tcp: bool,
     /// Operations submitted whose final completion has not been seen.
     outstanding: usize,
+    /// Submissions so far, and the one each registered slot was last named in by a queued
+    /// entry: a slot named since the last submission must not change yet.
+    epoch: u64,
+    named: Vec<u64>,
     /// Sockets shut down but not yet closed: an entry still in the submission queue may name
     /// the descriptor, and closing it first would let another socket (of any thread) take the
     /// number and receive that operation.
@@ -162,6 +166,8 @@ impl Ring {
             domain,
             tcp,
             outstanding: 0,
+            epoch: 1,
+            named: vec![0; cfg.slots as usize],
             to_close: Vec::new(),
         })
     }
@@ -186,7 +192,18 @@ impl Ring {
             }
             // Full submission queue: hand what is there to the kernel and retry.
             let _ = self.uring.submit();
+            self.after_submit();
         }
+    }
+
+    /// Whether an entry queued since the last submission names `slot`.
+    pub fn names(&self, slot: u32) -> bool {
+        self.named[slot as usize] == self.epoch
+    }
+
+    /// Notes that a queued entry names `slot`.
+    fn name(&mut self, slot: u32) {
+        self.named[slot as usize] = self.epoch;
     }
 
     /// Puts socket `fd` in registered slot `slot` (replacing the previous one, which the
@@ -200,6 +217,7 @@ impl Ring {
 
     /// Connects the socket in `slot` to the target.
     pub fn connect(&mut self, slot: u32, user_data: u64) {
+        self.name(slot);
         let e = opcode::Connect::new(
             types::Fixed(slot),
             &self.addr.storage as *const _ as *const libc::sockaddr,
@@ -212,6 +230,7 @@ impl Ring {
 
     /// Sends `len` bytes of the encoded requests from `offset`.
     pub fn send(&mut self, slot: u32, offset: usize, len: usize, user_data: u64) {
+        self.name(slot);
         let blob = self.reqs.blob();
         assert!(offset + len <= blob.len());
         let e = opcode::Send::new(types::Fixed(slot), blob[offset..].as_ptr(), len as u32)
@@ -223,6 +242,7 @@ impl Ring {
 
     /// Arms a multishot receive into the provided buffers.
     pub fn recv(&mut self, slot: u32, user_data: u64) {
+        self.name(slot);
         let e = opcode::RecvMulti::new(types::Fixed(slot), BGID)
             .build()
             .user_data(user_data);
@@ -260,13 +280,7 @@ impl Ring {
                 }
             }
         };
-        if !self.to_close.is_empty() && self.uring.submission().is_empty() {
-            // Every queued entry has been issued and holds its own file reference.
-            for fd in self.to_close.drain(..) {
-                // SAFETY: fd is a socket of this worker that nothing refers to by number any more.
-                unsafe { libc::close(fd) };
-            }
-        }
+        self.after_submit();
         match r {
             Ok(_) => Ok(()),
             Err(e)
@@ -278,6 +292,39 @@ impl Ring {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Submits what is queued, without waiting.
+    pub fn submit(&mut self) -> io::Result<()> {
+        loop {
+            match self.uring.submit() {
+                Ok(_) => break,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.after_submit();
+        Ok(())
+    }
+
+    /// Once every queued entry has gone in: a new epoch, and the sockets no queued entry names
+    /// any more are closed.
+    fn after_submit(&mut self) {
+        if !self.uring.submission().is_empty() {
+            return;
+        }
+        self.epoch += 1;
+        if !self.to_close.is_empty() {
+            // Every queued entry has been issued and holds its own file reference.
+            for fd in self.to_close.drain(..) {
+                // SAFETY: fd is a socket of this worker that nothing refers to by number any more.
+                unsafe { libc::close(fd) };
+            }
         }
     }
 
@@ -339,6 +386,19 @@ impl Ring {
             };
         }
         Ok(fd)
+    }
+
+    /// Lets go of a socket whose exchange is over: cancels its armed receive (`recv`, by its
+    /// user data), the only operation left on it, and closes it after the next submission.
+    pub fn release(&mut self, fd: RawFd, recv: Option<u64>, user_data: u64) {
+        if let Some(target) = recv {
+            self.push(
+                opcode::AsyncCancel::new(target)
+                    .build()
+                    .user_data(user_data),
+            );
+        }
+        self.to_close.push(fd);
     }
 
     /// Shuts `fd` down (so its pending operations complete) and closes it after the next

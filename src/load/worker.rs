@@ -8,6 +8,7 @@ use super::request::RequestSet;
 use super::ring::{Cqe, Ring, RingConfig};
 use super::stats::{ErrorKind, Stats};
 use super::url::Endpoint;
+use crate::uring::busy::gather_limit;
 
 const OP_CANCEL: u64 = 0;
 const OP_CONNECT: u64 = 1;
@@ -36,6 +37,8 @@ pub struct Plan {
     pub duration: Option<Duration>,
     pub timeout: Option<Duration>,
     pub head_method: bool,
+    /// A new connection per request (`--no-keepalive`).
+    pub one_per_connection: bool,
 }
 
 /// Counters the main thread reads for the live line.
@@ -196,26 +199,28 @@ impl Worker {
                 wake = wake.min(self.stop_at.saturating_add(grace));
             }
             let wait = Duration::from_nanos(wake.saturating_sub(now).max(1));
-            // Open loop must wake on time for each send. A closed loop gathers what is sure to
-            // come: a completion per queued send and at least one per connection awaiting a
-            // response. Never more, so a lone connection is never kept waiting, and not what
-            // the last turn happened to reap, which could settle on small turns for good.
-            let want = if self.plan.rate.is_some() {
-                1
-            } else {
-                self.queued_sends + self.awaiting
+            // Open loop must wake on time for each send. A closed loop with many connections
+            // awaiting answers gathers a completion per queued send and the answers of a share
+            // of them (`gather_limit`: waiting for all would have the server idle until the
+            // last one came); with few, it returns at the first completion, since the timer of
+            // a gathering wait costs more than the turn it saves.
+            let gather = gather_limit(self.awaiting as u32);
+            let want = match self.plan.rate {
+                None if gather > 1 => self.queued_sends + gather,
+                _ => 1,
             };
             self.ring
                 .submit_and_wait(Some(wait), want)
                 .map_err(|e| format!("io_uring wait failed: {e}"))?;
             self.queued_sends = 0;
             self.clock();
-            if !self.down.is_empty() && !self.stopping {
-                self.reconnect_due();
-            }
             self.ring.reap(&mut cqes);
             for c in &cqes {
                 self.complete(c);
+            }
+            if !self.down.is_empty() && !self.stopping {
+                self.reconnect_due()
+                    .map_err(|e| format!("io_uring submit failed: {e}"))?;
             }
             debug_assert_eq!(
                 self.awaiting,
@@ -303,8 +308,21 @@ impl Worker {
         }
     }
 
-    /// Reopens the connections whose time has come.
-    fn reconnect_due(&mut self) {
+    /// Reopens the connections whose time has come. Entries still queued for their old sockets
+    /// go to the kernel first: a registered slot must not change under a queued entry.
+    fn reconnect_due(&mut self) -> std::io::Result<()> {
+        let due = |&i: &usize| self.conns[i].since <= self.now;
+        if !self.down.iter().any(due) {
+            return Ok(());
+        }
+        if self
+            .down
+            .iter()
+            .filter(|i| due(i))
+            .any(|&i| self.ring.names(i as u32))
+        {
+            self.ring.submit()?;
+        }
         let mut k = 0;
         while k < self.down.len() {
             let i = self.down[k];
@@ -315,6 +333,7 @@ impl Worker {
                 k += 1;
             }
         }
+        Ok(())
     }
 
     fn connect(&mut self, i: usize) {
@@ -357,7 +376,13 @@ impl Worker {
         let now = self.now;
         let c = &mut self.conns[i];
         if c.fd >= 0 {
-            self.ring.close(c.fd);
+            if kind.is_none() && !c.sending {
+                // Done with it (its answers are in): only the receive needs ending.
+                let recv = c.recv_armed.then(|| ud(c.gen, i, OP_RECV));
+                self.ring.release(c.fd, recv, ud(0, 0, OP_CANCEL));
+            } else {
+                self.ring.close(c.fd);
+            }
             c.fd = -1;
         }
         c.gen = c.gen.wrapping_add(1);
@@ -530,6 +555,11 @@ impl Worker {
             Ok(super::response::Flow::Close) => {
                 let lost = !self.conns[i].inflight.is_empty();
                 self.fail(i, lost.then_some(ErrorKind::Closed));
+            }
+            Ok(super::response::Flow::More)
+                if self.plan.one_per_connection && self.conns[i].inflight.is_empty() =>
+            {
+                self.fail(i, None); // its one request is answered: a new connection for the next
             }
             Ok(super::response::Flow::More) => {
                 if !self.conns[i].recv_armed {

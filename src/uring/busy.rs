@@ -18,6 +18,79 @@ pub const WINDOW_MS: Millis = 10;
 /// Batching stops below this share of the threshold that started it.
 pub const LOW: f64 = 0.5;
 
+/// How many connections a shard hears from, and so how many completions a wait may gather.
+///
+/// A closed-loop client (wrk, a browser, an application's connection pool) sends a connection's
+/// next request only once it has read the answer to the last. A wait that gathers as many
+/// completions as the last turn had can settle on the requests of nearly every connection in
+/// play: it holds the first of them until the client, idle for want of answers, sends the
+/// rest, and the two sides take turns instead of working at once (at 8 to 16 connections this
+/// halved the rate). So a wait gathers at most a quarter of the connections heard from in this
+/// load window or the last and open now ([`SHARE`]): the other three quarters are the client's
+/// to work on meanwhile. Below [`MIN_GATHER`], a wait does not gather at all: the few turns it would save
+/// cost less than the hold (measured in BENCHMARKS.md, "Connection sweep").
+pub struct Talkers {
+    window: u32,
+    now: u32,
+    last: u32,
+}
+
+/// Share of the connections heard from that one wait may gather (1/SHARE).
+pub const SHARE: u32 = 4;
+/// Fewest completions worth gathering.
+pub const MIN_GATHER: u32 = 8;
+
+impl Talkers {
+    pub fn new() -> Talkers {
+        Talkers {
+            window: 1,
+            now: 0,
+            last: 0,
+        }
+    }
+
+    /// A connection sent data; `mark` is its own record of the window it last did.
+    pub fn heard(&mut self, mark: &mut u32) {
+        if *mark != self.window {
+            *mark = self.window;
+            self.now += 1;
+        }
+    }
+
+    /// A load window ended.
+    pub fn roll(&mut self) {
+        self.window = self.window.wrapping_add(1).max(1);
+        self.last = std::mem::take(&mut self.now);
+    }
+
+    /// Connections heard from in this window or the last, whichever had more, of the `open`
+    /// ones: with a new connection per request, many come and go in a window, and only those
+    /// open at once are in play.
+    pub fn count(&self, open: usize) -> u32 {
+        self.now.max(self.last).min(open as u32)
+    }
+
+    /// Most completions a wait may gather (1: it returns at the first) with `open` connections.
+    pub fn gather_limit(&self, open: usize) -> usize {
+        gather_limit(self.count(open))
+    }
+}
+
+/// Most completions a wait may gather when `peers` connections are in play: a [`SHARE`] of
+/// them, or 1 (return at the first) when that is fewer than [`MIN_GATHER`].
+pub fn gather_limit(peers: u32) -> usize {
+    match peers / SHARE {
+        n if n < MIN_GATHER => 1,
+        n => n as usize,
+    }
+}
+
+impl Default for Talkers {
+    fn default() -> Self {
+        Talkers::new()
+    }
+}
+
 /// Whether a shard is busy enough for batched waits.
 pub struct BusyGate {
     /// Busy share (0..=1) at which batching starts; 0: batch always.

@@ -21,7 +21,7 @@ use crate::stats::ShardStats;
 use crate::sys::sched::ThreadLoad;
 use crate::timer::Millis;
 use crate::uring::bufring::BufRing;
-use crate::uring::busy::BusyGate;
+use crate::uring::busy::{BusyGate, Talkers};
 use crate::uring::probe;
 use crate::uring::ring::{Cqe, Ring, RingConfig, Sock, TaskRun};
 use crate::uring::token::{self, Op};
@@ -45,6 +45,8 @@ struct Connection {
     /// A shutdown or reset in flight: the kernel may run them late (a shutdown goes to a worker
     /// thread), so the descriptor is not closed, and its number or slot reused, before they end.
     socket_ops: u8,
+    /// The talkers window in which it last sent data.
+    talked_in: u32,
     /// Its close is submitted (right behind its last send; see `Shard::close_behind`).
     closed: bool,
     /// Queued for a send at the end of this turn.
@@ -96,6 +98,7 @@ pub struct Shard<H: Handler> {
     reap_max: usize,
     /// Completions the last turn handled: what the next batched wait asks for.
     expect: usize,
+    talkers: Talkers,
     /// Whether the shard is busy enough for batched waits (`--wait-busy`), and its thread's
     /// load, which says so.
     busy: BusyGate,
@@ -227,6 +230,7 @@ impl<H: Handler> Shard<H> {
             woken: Vec::new(),
             expired: Vec::new(),
             expect: 1,
+            talkers: Talkers::new(),
             busy,
             load,
             reap_max: if cfg.reap == 0 {
@@ -305,6 +309,7 @@ impl<H: Handler> Shard<H> {
             self.st.tick();
             if self.busy.window_over(self.st.now) {
                 let started = self.busy.close_window(self.st.now, self.load.read());
+                self.talkers.roll();
                 self.st.stats.wait_batching_starts += u64::from(started && self.batching());
             }
 
@@ -315,7 +320,12 @@ impl<H: Handler> Shard<H> {
             // As many completions as this turn had is what the next wait may gather: a busy
             // shard batches, one serving a single client wakes at its first completion. A shard
             // with CPU to spare answers at once (uring::busy says why).
-            self.expect = if self.batching() { self.cqes.len() } else { 1 };
+            self.expect = if self.batching() {
+                let limit = self.talkers.gather_limit(self.conns.len());
+                self.cqes.len().min(limit)
+            } else {
+                1
+            };
             let mut cqes = std::mem::take(&mut self.cqes);
             for cqe in cqes.drain(..) {
                 self.complete(cqe);
@@ -470,6 +480,7 @@ impl<H: Handler> Shard<H> {
             recv_armed: false,
             recv_multishot: false,
             socket_ops: 0,
+            talked_in: 0,
             closed: false,
             dirty: false,
             s: Session::new(self.st.now),
@@ -515,6 +526,7 @@ impl<H: Handler> Shard<H> {
                 let Some(bid) = cqe.buffer() else { return };
                 self.st.stats.bytes_in += n as u64;
                 self.st.stats.recvs += 1;
+                self.talkers.heard(&mut c.talked_in);
                 // The buffer goes back to the kernel as soon as the HTTP core has read it.
                 let data = self.bufs.get(bid, n as usize);
                 let pending = c.s.receive(data, &mut self.st.env());
