@@ -67,6 +67,8 @@ pub struct ShardStats {
     pub enters: u64,
     pub sqes: u64,
     pub cqes: u64,
+    /// Waits that asked to gather several completions (the others return at the first).
+    pub gathering_waits: u64,
     /// Batched waits that returned with fewer completions than they asked for: the gathering
     /// window (`--wait-usec`) ran out, and the turn's first completions waited all of it.
     pub waits_cut: u64,
@@ -114,6 +116,7 @@ impl ShardStats {
         self.enters += o.enters;
         self.sqes += o.sqes;
         self.cqes += o.cqes;
+        self.gathering_waits += o.gathering_waits;
         self.waits_cut += o.waits_cut;
         self.wait_batching_starts += o.wait_batching_starts;
         self.wait_batching += o.wait_batching;
@@ -131,7 +134,7 @@ impl ShardStats {
 }
 
 /// Number of counters in [`ShardStats::fields`].
-pub const FIELDS: usize = 25;
+pub const FIELDS: usize = 26;
 
 impl ShardStats {
     /// Every counter as (Prometheus name, help, value), in a fixed order.
@@ -176,6 +179,11 @@ impl ShardStats {
             ),
             ("sqes_total", "Submission queue entries queued.", self.sqes),
             ("cqes_total", "Completions reaped.", self.cqes),
+            (
+                "gathering_waits_total",
+                "Waits that asked to gather several completions (--wait-batch; the others return at the first).",
+                self.gathering_waits,
+            ),
             (
                 "waits_cut_total",
                 "Batched waits that ended with fewer completions than asked for (--wait-usec ran out).",

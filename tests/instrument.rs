@@ -433,13 +433,14 @@ fn a_burst_after_quiet_use_finds_the_buffers_it_needs() {
 
 #[test]
 fn a_batched_wait_that_gets_fewer_completions_than_it_asked_for_is_counted() {
-    // Eight requests at once make turns of several completions; four follow-ups are fewer than
-    // the next wait asks for. How the completions fall into turns depends on timing, so rounds
-    // repeat (on a loaded machine too) until one wait has been cut short.
+    // Sixty-four requests at once make turns of several completions (a shard gathers only with
+    // enough connections talking); four follow-ups are fewer than the next wait asks for. How
+    // the completions fall into turns depends on timing, so rounds repeat (on a loaded machine
+    // too) until one wait has been cut short.
     let cut_after = |args: &[&str], rounds: usize| {
         let srv = Server::start(&["--engine", "uring"], args);
         let batching = srv.stderr().contains("waits gather up to");
-        let mut conns: Vec<_> = (0..8).map(|_| srv.connect()).collect();
+        let mut conns: Vec<_> = (0..64).map(|_| srv.connect()).collect();
         let mut m = srv.connect();
         let mut cut = 0;
         for _ in 0..rounds {
@@ -481,6 +482,64 @@ fn a_batched_wait_that_gets_fewer_completions_than_it_asked_for_is_counted() {
     // Waits that return at the first completion are never cut short.
     let (_, cut) = cut_after(&["--shards", "1", "--wait-batch", "1"], 5);
     assert_eq!(cut, 0);
+}
+
+/// A shard whose waits batch (`--wait-busy 0`, or busy enough by default) answers a lone
+/// client, and a few clients in lock step (wrk -c8), without gathering: each wait returns at
+/// its first completion, so no request waits out a gathering window while its client, waiting
+/// for that very answer, sends nothing more. (Gathering as many as the last turn had, eight
+/// clients in lock step were gathered every round.) Sixty-four clients do make the same shard
+/// gather, so the counter is not silent by construction.
+#[test]
+fn a_lone_client_is_answered_without_a_gathering_wait() {
+    let value = |m: &mut common::Client, name: &str| {
+        m.send(&get("/metrics"));
+        metric(&m.resp().text(), name)
+    };
+    // `clients` connections send a request each, then read the answers, `rounds` times.
+    let lock_step = |srv: &Server, clients: usize, rounds: usize| {
+        let mut conns: Vec<_> = (0..clients).map(|_| srv.connect()).collect();
+        for _ in 0..rounds {
+            for c in conns.iter_mut() {
+                c.send(&get("/plaintext"));
+            }
+            for c in conns.iter_mut() {
+                assert_eq!(c.resp().status, 200);
+            }
+        }
+    };
+    let mut batching = false;
+    for args in [
+        &["--shards", "1"][..],
+        &["--shards", "1", "--wait-busy", "0"],
+    ] {
+        let srv = Server::start(&["--engine", "uring"], args);
+        batching = srv.stderr().contains("waits gather up to");
+        lock_step(&srv, 1, 500);
+        lock_step(&srv, 8, 200);
+        let mut m = srv.connect();
+        assert_eq!(value(&mut m, "requests_total"), 500 + 1600, "{args:?}");
+        assert_eq!(value(&mut m, "gathering_waits_total"), 0, "{args:?}");
+        assert_eq!(value(&mut m, "waits_cut_total"), 0, "{args:?}");
+    }
+    if !batching {
+        eprintln!("this kernel has no min-timeout waits: no wait ever gathers");
+        return;
+    }
+    // The same shard batching, with many clients: waits gather.
+    let srv = Server::start(
+        &["--engine", "uring"],
+        &["--shards", "1", "--wait-busy", "0"],
+    );
+    let mut m = srv.connect();
+    let t0 = Instant::now();
+    while value(&mut m, "gathering_waits_total") == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "64 clients never made a wait gather"
+        );
+        lock_step(&srv, 64, 5);
+    }
 }
 
 #[test]

@@ -389,6 +389,11 @@ impl Ring {
         }
     }
 
+    /// Whether the last wait asked to gather several completions.
+    pub fn gathered(&self) -> bool {
+        self.gathering > 1
+    }
+
     /// Whether the last wait gathered for several completions and `got` fewer: its window ran
     /// out first. (A deadline ending the wait counts too; those are rare under load.)
     pub fn cut_short(&self, got: usize) -> bool {

@@ -307,6 +307,7 @@ impl<H: Handler> Shard<H> {
                 return self.abandon();
             }
             self.st.tick();
+            self.st.stats.gathering_waits += u64::from(self.ring.gathered());
             if self.busy.window_over(self.st.now) {
                 let started = self.busy.close_window(self.st.now, self.load.read());
                 self.talkers.roll();
