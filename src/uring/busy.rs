@@ -25,10 +25,11 @@ pub const LOW: f64 = 0.5;
 /// completions as the last turn had can settle on the requests of nearly every connection in
 /// play: it holds the first of them until the client, idle for want of answers, sends the
 /// rest, and the two sides take turns instead of working at once (at 8 to 16 connections this
-/// halved the rate). So a wait gathers at most a quarter of the connections heard from in this
-/// load window or the last and open now ([`SHARE`]): the other three quarters are the client's
-/// to work on meanwhile. Below [`MIN_GATHER`], a wait does not gather at all: the few turns it would save
-/// cost less than the hold (measured in BENCHMARKS.md, "Connection sweep").
+/// halved the rate). So a wait gathers at most half of the connections heard from in this load
+/// window or the last and open now ([`SHARE`]): the turns settle into two groups, and the client
+/// works on one while the shard answers the other. Below [`MIN_GATHER`], a wait does not gather
+/// at all: the few turns it would save cost less than its timer (BENCHMARKS.md, "Connection
+/// sweep").
 pub struct Talkers {
     window: u32,
     now: u32,
@@ -36,7 +37,7 @@ pub struct Talkers {
 }
 
 /// Share of the connections heard from that one wait may gather (1/SHARE).
-pub const SHARE: u32 = 4;
+pub const SHARE: u32 = 2;
 /// Fewest completions worth gathering.
 pub const MIN_GATHER: u32 = 8;
 
