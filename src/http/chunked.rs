@@ -22,9 +22,17 @@ enum State {
         digits: u8,
         significant: u8,
     },
-    /// Whitespace after the size: more of it, a `;` starting an extension, or the line end.
+    /// Whitespace after the size: more of it, or a `;` starting an extension (not the line
+    /// end: whitespace before CRLF is read differently by different servers).
     SizeWs,
-    Ext,
+    /// After a `;`: optional whitespace, then the extension's name.
+    ExtStart,
+    /// The rest of an extension (`name[=value]`), up to the line end or the next `;` outside
+    /// a quoted string.
+    Ext {
+        quoted: bool,
+        escaped: bool,
+    },
     SizeLf,
     Data,
     DataCr,
@@ -114,7 +122,7 @@ impl ChunkedDecoder {
                     }
                     b';' if digits > 0 => {
                         self.ext_len = 0;
-                        self.state = State::Ext;
+                        self.state = State::ExtStart;
                     }
                     b' ' | b'\t' if digits > 0 => self.state = State::SizeWs,
                     b'\r' if digits > 0 => self.state = State::SizeLf,
@@ -124,21 +132,42 @@ impl ChunkedDecoder {
                     b' ' | b'\t' => {}
                     b';' => {
                         self.ext_len = 0;
-                        self.state = State::Ext;
+                        self.state = State::ExtStart;
                     }
-                    b'\r' => self.state = State::SizeLf,
                     _ => return Err(ChunkedError::Invalid),
                 },
-                State::Ext => match b {
-                    b'\r' => self.state = State::SizeLf,
-                    _ if is_ctl(b) => return Err(ChunkedError::Invalid),
-                    _ => {
-                        self.ext_len += 1;
-                        if self.ext_len > MAX_EXT {
-                            return Err(ChunkedError::Invalid);
-                        }
+                State::ExtStart | State::Ext { .. } => {
+                    self.ext_len += 1;
+                    if self.ext_len > MAX_EXT {
+                        return Err(ChunkedError::Invalid);
                     }
-                },
+                    self.state = match (self.state, b) {
+                        (State::Ext { quoted: false, .. }, b'\r') => State::SizeLf,
+                        _ if is_ctl(b) => return Err(ChunkedError::Invalid),
+                        (State::ExtStart, b' ' | b'\t') => State::ExtStart,
+                        (State::ExtStart, _) if is_tchar(b) => State::Ext {
+                            quoted: false,
+                            escaped: false,
+                        },
+                        (State::ExtStart, _) => return Err(ChunkedError::Invalid),
+                        (
+                            State::Ext {
+                                quoted: true,
+                                escaped,
+                            },
+                            _,
+                        ) => State::Ext {
+                            quoted: escaped || b != b'"',
+                            escaped: !escaped && b == b'\\',
+                        },
+                        (_, b';') => State::ExtStart,
+                        (_, b'"') => State::Ext {
+                            quoted: true,
+                            escaped: false,
+                        },
+                        (state, _) => state,
+                    };
+                }
                 State::SizeLf => {
                     if b != b'\n' {
                         return Err(ChunkedError::Invalid);
@@ -258,7 +287,19 @@ mod tests {
                 Ok((31, true, b"abc")),
             ),
             (b"3 \t;x\r\nabc\r\n0\r\n\r\n", Ok((17, true, b"abc"))),
-            (b"3 \r\nabc\r\n0\r\n\r\n", Ok((14, true, b"abc"))),
+            (b"3; x\r\nabc\r\n0\r\n\r\n", Ok((16, true, b"abc"))),
+            (
+                b"3;x;y=\"a;b\\\"\"\r\nabc\r\n0\r\n\r\n",
+                Ok((25, true, b"abc")),
+            ),
+            // Whitespace before the line end, and a `;` with no name after it, are refused:
+            // servers read them differently.
+            (b"3 \r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"3\t\r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"3;\r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"3; \r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"3;x;\r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
+            (b"3;=v\r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
             // After the size and its whitespace, only an extension.
             (b"3 zz\r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),
             (b"3;a\x00\r\nabc\r\n0\r\n\r\n", Err(ChunkedError::Invalid)),

@@ -458,6 +458,9 @@ impl Conn {
             let max_headers = limits.max_headers.min(MAX_HEADERS_CAP);
             match req.parse_with_uninit_headers(window, &mut slots[..max_headers]) {
                 Ok(httparse::Status::Complete(n)) => {
+                    if gathered.is_none() && !lines_end_in_crlf(&window[..n], req.headers) {
+                        return (pos, self.reject(400, cx, out));
+                    }
                     let info = match check_head(&req, &mut self.host) {
                         Ok(info) => info,
                         Err(status) => return (pos, self.reject(status, cx, out)),
@@ -720,13 +723,13 @@ fn check_head(req: &httparse::Request<'_, '_>, host: &mut HostMemo) -> Result<He
         }
         match name.len() {
             14 if is_name(name, b"content-length") => {
-                for part in h.value.split(|&b| b == b',') {
-                    let n = parse_length(trim(part)).ok_or(400u16)?;
-                    if content_length.is_some_and(|c| c != n) {
-                        return Err(400);
-                    }
-                    content_length = Some(n);
+                // One value, once: a list (`1000,1000`) or a second field line, even an equal
+                // one, is framed differently by different servers, and a proxy in front may
+                // frame it the other way.
+                if content_length.is_some() {
+                    return Err(400);
                 }
+                content_length = Some(parse_length(trim(h.value)).ok_or(400u16)?);
             }
             17 if is_name(name, b"transfer-encoding") => {
                 te_seen = true;
@@ -781,6 +784,31 @@ fn check_head(req: &httparse::Request<'_, '_>, host: &mut HostMemo) -> Result<He
         },
         framing,
         expect_continue,
+    })
+}
+
+/// Whether every line of a head httparse parsed ends in CRLF: it also takes a bare LF, which
+/// servers read differently. Its header names and values point into `head`, so the line ends
+/// are found without a scan: the request line's just before the first name, each field's after
+/// its value (and the whitespace it trimmed off), the empty line's at the end.
+fn lines_end_in_crlf(head: &[u8], headers: &[httparse::Header<'_>]) -> bool {
+    let base = head.as_ptr() as usize;
+    let cr_at = |i: usize| head.get(i) == Some(&b'\r');
+    if !head.ends_with(b"\r\n\r\n") {
+        return false;
+    }
+    if let Some(first) = headers.first() {
+        let name_at = first.name.as_ptr() as usize - base;
+        if name_at < 2 || !cr_at(name_at - 2) {
+            return false;
+        }
+    }
+    headers.iter().all(|h| {
+        let mut end = h.value.as_ptr() as usize - base + h.value.len();
+        while matches!(head.get(end), Some(b' ' | b'\t')) {
+            end += 1;
+        }
+        cr_at(end)
     })
 }
 
