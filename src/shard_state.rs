@@ -83,10 +83,12 @@ impl<H: Handler> ShardState<H> {
         let Some(board) = &self.cfg.metrics else {
             return;
         };
-        board.publish(self.id, &self.stats);
         if self.now >= self.latency_published + 1000 {
             self.latency_published = self.now;
-            board.publish_latency(self.id, &self.latency.snapshot());
+            let snapshot = self.latency.snapshot();
+            self.stats.latency_samples = snapshot.len();
+            board.publish_latency(self.id, &snapshot);
         }
+        board.publish(self.id, &self.stats);
     }
 }

@@ -89,6 +89,8 @@ pub struct ShardStats {
     pub request_timeouts: u64,
     pub write_timeouts: u64,
     pub idle_closes: u64,
+    /// Requests timed for the latency histogram, as of its last publication (once a second).
+    pub latency_samples: u64,
 }
 
 impl ShardStats {
@@ -130,6 +132,7 @@ impl ShardStats {
         self.request_timeouts += o.request_timeouts;
         self.write_timeouts += o.write_timeouts;
         self.idle_closes += o.idle_closes;
+        self.latency_samples += o.latency_samples;
     }
 }
 
@@ -247,8 +250,8 @@ impl ShardStats {
             ),
             (
                 "latency_samples_total",
-                "Requests timed for the latency histogram.",
-                0,
+                "Requests timed for the latency histogram (as of its last publication, once a second).",
+                self.latency_samples,
             ),
         ]
     }

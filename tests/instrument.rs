@@ -59,6 +59,40 @@ fn metrics_count_what_was_sent() {
     }
 }
 
+/// `latency_samples_total` counts the requests timed (one in 64), published once a second,
+/// and grows with the requests sent: it is not overwritten with a zero each loop turn.
+#[test]
+fn latency_samples_grow_with_the_requests() {
+    for engine in engines() {
+        let srv = Server::start(&engine, &["--shards", "1"]);
+        let mut c = srv.connect();
+        let mut samples = Vec::new();
+        for _ in 0..2 {
+            // 64 × 16 pipelined requests: 16 timed.
+            let batch = get("/plaintext").repeat(16);
+            for _ in 0..64 {
+                c.send(&batch);
+                for _ in 0..16 {
+                    assert_eq!(c.resp().status, 200);
+                }
+            }
+            // The histogram is published once a second; several turns run meanwhile.
+            let t0 = Instant::now();
+            let value = loop {
+                c.send(&get("/metrics"));
+                let v = metric(&c.resp().text(), "latency_samples_total");
+                if v >= 16 * (samples.len() as u64 + 1) || t0.elapsed() > Duration::from_secs(5) {
+                    break v;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            samples.push(value);
+        }
+        assert!(samples[0] >= 16, "{engine:?}: {samples:?}");
+        assert!(samples[1] >= samples[0] + 16, "{engine:?}: {samples:?}");
+    }
+}
+
 #[test]
 fn pipelined_responses_go_out_in_one_send_per_read() {
     for engine in engines() {

@@ -134,6 +134,8 @@ pub struct Ring {
     tcp: bool,
     /// Operations submitted whose final completion has not been seen.
     outstanding: usize,
+    /// A submission the kernel refused, reported by the next wait or submit.
+    broken: Option<io::Error>,
     /// Submissions so far, and the one each registered slot was last named in by a queued
     /// entry: a slot named since the last submission must not change yet.
     epoch: u64,
@@ -166,6 +168,7 @@ impl Ring {
             domain,
             tcp,
             outstanding: 0,
+            broken: None,
             epoch: 1,
             named: vec![0; cfg.slots as usize],
             to_close: Vec::new(),
@@ -190,9 +193,12 @@ impl Ring {
                 self.outstanding += 1;
                 return;
             }
-            // Full submission queue: hand what is there to the kernel and retry.
-            let _ = self.uring.submit();
-            self.after_submit();
+            // Full submission queue: hand what is there to the kernel and retry. If the kernel
+            // refuses, the entry is dropped and the next wait reports why.
+            if let Err(e) = self.submit_queued() {
+                self.broken.get_or_insert(e);
+                return;
+            }
         }
     }
 
@@ -261,6 +267,9 @@ impl Ring {
     /// kernel with min-timeout waits (6.12+), gathers up to `want` completions for at most
     /// [`BATCH_WAIT_USEC`] first: fewer, fuller turns in a closed loop.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>, want: usize) -> io::Result<()> {
+        if let Some(e) = self.broken.take() {
+            return Err(e);
+        }
         let batch = want > 1 && self.uring.params().is_feature_min_timeout();
         let r = match timeout {
             None if !batch => self.uring.submit_and_wait(1),
@@ -297,19 +306,34 @@ impl Ring {
 
     /// Submits what is queued, without waiting.
     pub fn submit(&mut self) -> io::Result<()> {
+        if let Some(e) = self.broken.take() {
+            return Err(e);
+        }
+        self.submit_queued()
+    }
+
+    /// Submits what is queued: retried on EINTR, and a bounded number of times on EBUSY or
+    /// EAGAIN (the kernel short of room for a moment); any other failure is returned, never
+    /// spun on.
+    fn submit_queued(&mut self) -> io::Result<()> {
+        let mut busy = 0;
         loop {
             match self.uring.submit() {
-                Ok(_) => break,
+                Ok(_) => {
+                    self.after_submit();
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
+                    if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN))
+                        && busy < 100 =>
+                {
+                    busy += 1;
+                    std::thread::yield_now();
+                }
                 Err(e) => return Err(e),
             }
         }
-        self.after_submit();
-        Ok(())
     }
 
     /// Once every queued entry has gone in: a new epoch, and the sockets no queued entry names
@@ -448,4 +472,62 @@ fn build_uring(entries: u32) -> io::Result<IoUring> {
         return Ok(r);
     }
     IoUring::builder().setup_cqsize(cq).build(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::request::RequestSpec;
+
+    /// A submission the kernel refuses is reported by the next wait, not retried for ever: here
+    /// a ring set up for a single issuer is used from another thread (EEXIST).
+    #[test]
+    fn a_refused_submission_is_reported_not_spun_on() {
+        let reqs = RequestSet::new(
+            &RequestSpec {
+                method: "GET",
+                host: "h",
+                headers: &[],
+                body: &[],
+            },
+            &["/".to_string()],
+            1,
+        );
+        let cfg = RingConfig {
+            entries: 1,
+            slots: 1,
+            buffers: 2,
+            buffer_size: 64,
+        };
+        let ep = Endpoint::Tcp("127.0.0.1:1".parse().unwrap());
+        let ring = Ring::new(&cfg, &ep, Arc::new(reqs)).unwrap();
+        if !ring.uring.params().is_setup_single_issuer() {
+            eprintln!("this kernel gave no single-issuer ring; nothing to refuse");
+            return;
+        }
+        /// Moves the ring to another thread, which the kernel then refuses as its issuer.
+        struct Across(Ring);
+        // SAFETY: the ring is used by one thread at a time; only the kernel's issuer check
+        // cares which one, and that is what this test exercises.
+        unsafe impl Send for Across {}
+        impl Across {
+            fn into_inner(self) -> Ring {
+                self.0
+            }
+        }
+        let across = Across(ring);
+        let got = std::thread::spawn(move || {
+            let mut ring = across.into_inner();
+            // The second entry finds the one-entry queue full and submits: refused.
+            ring.cancel_all(1);
+            ring.cancel_all(2);
+            let r = ring.submit_and_wait(Some(Duration::from_millis(10)), 1);
+            std::mem::forget(ring); // entries may be in flight: the memory stays
+            r
+        })
+        .join()
+        .unwrap();
+        let err = got.expect_err("a refused submission must be reported");
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
+    }
 }
