@@ -10,9 +10,9 @@
 # Each round runs every server once per mode and count, servers in rotated order, so the host's
 # swings hit every server alike. Server on SERVER_CPUS, load generator on LOAD_CPUS.
 #
-# usage: scripts/sweep-conns.sh ["NAME|COMMAND" ...]
-#   COMMAND starts a server with {PORT} where its port goes. Default: ringshard as `serve` starts
-#   it (one shard) and may_minihttp from the anchors.
+# usage: scripts/sweep-conns.sh [SERVER ...]
+#   SERVER: ringshard, ringshard-epoll, may_minihttp, limit_epoll (the C epoll loop), nginx, or
+#   "NAME|COMMAND" with {PORT} where the port goes. Default: ringshard may_minihttp.
 #
 # environment (defaults in brackets):
 #   CONNS ["1 4 8 16 32 64 256"], MODES ["keepalive pipe16"], DEPTH [16], ROUNDS [3], DUR [3] s
@@ -51,16 +51,33 @@ for c in $CONNS; do [[ $c =~ ^[1-9][0-9]*$ ]] || die "CONNS must be whole number
 tmp=$(mktemp -d /tmp/sweep-conns.XXXXXX)
 cp -p "$RINGSHARD_BIN" "$tmp/ringshard"
 RS=$tmp/ringshard
+# A server named alone: ringshard, ringshard-epoll, may_minihttp, limit_epoll (the C epoll loop),
+# nginx (the anchors' nginx.conf on the port).
+known() {
+  case $1 in
+    ringshard) echo "$RS serve --shards 1 --listen 127.0.0.1:{PORT}" ;;
+    ringshard-epoll) echo "$RS serve --shards 1 --engine epoll --listen 127.0.0.1:{PORT}" ;;
+    may_minihttp) [[ -x $ANCHORS_TARGET/release/may_hello ]] && echo "$ANCHORS_TARGET/release/may_hello {PORT} 1" ;;
+    limit_epoll) [[ -x $ANCHORS_TARGET/limit_epoll ]] && echo "$ANCHORS_TARGET/limit_epoll {PORT} 1" ;;
+    nginx)
+      command -v nginx >/dev/null || return 0
+      mkdir -p "$tmp/nginx"
+      sed -e "s#^pid .*#pid $tmp/nginx/nginx.pid;#" -e "s#127\.0\.0\.1:8082#127.0.0.1:{PORT}#" \
+        -e "s#^http {#http {\n  client_body_temp_path $tmp/nginx/body; proxy_temp_path $tmp/nginx/proxy; fastcgi_temp_path $tmp/nginx/fcgi; uwsgi_temp_path $tmp/nginx/uwsgi; scgi_temp_path $tmp/nginx/scgi;#" \
+        "$root/../shared/anchors/nginx.conf" >"$tmp/nginx/nginx.conf.in"
+      echo "nginx -p $tmp/nginx -e $tmp/nginx/error.log -c $tmp/nginx/nginx.conf" ;;
+  esac
+}
 specs=("$@")
-if ((${#specs[@]} == 0)); then
-  specs=("ringshard|$RS serve --shards 1 --listen 127.0.0.1:{PORT}")
-  may=$ANCHORS_TARGET/release/may_hello
-  if [[ -x $may ]]; then specs+=("may_minihttp|$may {PORT} 1")
-  else echo "sweep-conns: no may_minihttp at $may (scripts/bench-engine.sh may builds it); measuring without it" >&2; fi
-fi
+((${#specs[@]})) || specs=(ringshard may_minihttp)
 names=() cmds=() ports=() sids=()
 for s in "${specs[@]}"; do
-  [[ $s == *'|'* && $s == *'{PORT}'* ]] || die "not NAME|COMMAND with {PORT}: $s"
+  if [[ $s != *'|'* ]]; then
+    c=$(known "$s")
+    [[ -n $c ]] || die "cannot run '$s' here (not built or not installed; scripts/bench-engine.sh builds the anchors)"
+    s="$s|$c"
+  fi
+  [[ $s == *'{PORT}'* || $s == nginx'|'* ]] || die "not NAME|COMMAND with {PORT}: $s"
   names+=("${s%%|*}") cmds+=("${s#*|}")
 done
 n=${#specs[@]}
@@ -78,6 +95,7 @@ port=9300
 for ((i = 0; i < n; i++)); do
   port=$(pick_port $((port + 1)))
   cmd=${cmds[$i]//\{PORT\}/$port}
+  [[ ${names[$i]} != nginx ]] || sed "s#{PORT}#$port#" "$tmp/nginx/nginx.conf.in" >"$tmp/nginx/nginx.conf"
   # shellcheck disable=SC2086 # the command is split into words on purpose
   setsid taskset -c "$SERVER_CPUS" $cmd </dev/null >"$tmp/server-$i.log" 2>&1 &
   sids+=("$!") ports+=("$port")

@@ -396,6 +396,63 @@ fn exact_request_counts_with_n_and_json_agrees_with_server() {
     assert_eq!(j.u("bytes_read"), 1003 * ok("hello").len() as u64);
 }
 
+/// `--no-keepalive`: every request on its own connection, saying `Connection: close`, whether
+/// the server closes after answering or (ignoring the header) would keep the connection; every
+/// request is answered and none is counted as an error.
+#[test]
+fn no_keepalive_opens_a_connection_per_request() {
+    for server_closes in [true, false] {
+        let headers_ok = Arc::new(AtomicU64::new(0));
+        let seen = headers_ok.clone();
+        let s = serve_tcp(Arc::new(move |r: &Req<'_>| {
+            assert_eq!(r.on_conn, 1, "a second request on one connection");
+            let _ = r.path;
+            seen.fetch_add(1, Ordering::SeqCst);
+            if server_closes {
+                Reply::SendClose(
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+                )
+            } else {
+                Reply::Send(ok("ok"))
+            }
+        }));
+        let j = load_json(&[
+            "-n",
+            "600",
+            "-c",
+            "4",
+            "--threads",
+            "1",
+            "--no-keepalive",
+            &s.url,
+        ]);
+        assert_eq!(j.u("requests"), 600, "server closes: {server_closes}");
+        assert_eq!(j.u("status.200"), 600);
+        assert_eq!(j.u("errors.total"), 0, "server closes: {server_closes}");
+        assert!(j.u("connects") >= 600, "{} connects", j.u("connects"));
+        assert_eq!(s.count.load(Ordering::SeqCst), 600);
+        assert_eq!(headers_ok.load(Ordering::SeqCst), 600);
+    }
+    // The flag and what contradicts it.
+    let s = serve_tcp(Arc::new(|_| Reply::Send(ok("ok"))));
+    for (args, want) in [
+        (
+            vec!["--no-keepalive", "--pipeline", "4"],
+            "cannot be used with",
+        ),
+        (
+            vec!["--no-keepalive", "-H", "Connection: keep-alive"],
+            "--no-keepalive sends Connection: close",
+        ),
+    ] {
+        let mut a = args.clone();
+        a.push(&s.url);
+        let r = load(&a);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(r.stderr.contains(want), "{args:?}: {}", r.stderr);
+    }
+}
+
 #[test]
 fn pipelined_mixed_responses_are_matched_in_order() {
     // Each path has its own status and framing; a response mis-framed by the client would
