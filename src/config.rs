@@ -175,8 +175,6 @@ pub struct ServeConfig {
     pub builtin: bool,
     /// Print the counters table at exit.
     pub stats: bool,
-    /// Where shards publish their counters (`/metrics` reads it), if anywhere.
-    pub metrics: Option<std::sync::Arc<crate::metrics::Board>>,
     /// Inherited listening descriptors, used instead of binding (one per shard, or one shared).
     pub inherited: Vec<i32>,
 }
@@ -210,7 +208,6 @@ impl Default for ServeConfig {
             buf_size: 4096,
             builtin: true,
             stats: false,
-            metrics: None,
             inherited: Vec::new(),
         }
     }
@@ -314,7 +311,6 @@ impl ServeArgs {
             buf_size: self.buf_size,
             builtin: !self.no_builtin,
             stats: self.stats,
-            metrics: None,
             inherited: self.listen_fd.clone(),
         })
     }

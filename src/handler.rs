@@ -1,51 +1,10 @@
-//! The handler API and the router.
-//!
-//! A handler runs on its shard: a request view in, a [`Reply`] out. `Reply::Ready` is the fast
-//! path; `Reply::Later` lets a handler wait on I/O on the shard's executor without blocking it.
-//! Each shard builds its own handler from a factory, so nothing here is shared between cores.
+//! The router: handlers by method and path, beside the HTTP core, through the core's
+//! [`Handler`] trait. Each shard builds its own from a factory, so nothing here is shared
+//! between cores.
+pub use crate::http::handler::{Answer, Handler};
 use crate::http::request::Request;
 use crate::http::response::{Fixed, Reply, Response};
 use crate::http::words::same;
-
-/// Something that answers requests.
-pub trait Handler: 'static {
-    fn call(&self, req: &Request<'_>) -> Reply;
-
-    /// What the connection asks: `call`'s reply, or a response encoded in advance that it can
-    /// copy. Handlers that hold [`Fixed`] responses (the router, `Fixed` itself) override it.
-    #[inline]
-    fn answer(&self, req: &Request<'_>) -> Answer<'_> {
-        Answer::Reply(self.call(req))
-    }
-}
-
-/// A handler's answer as the connection sees it.
-pub enum Answer<'h> {
-    Reply(Reply),
-    /// Borrowed from the handler: nothing is built or freed per request.
-    Fixed(&'h Fixed),
-}
-
-impl Handler for Fixed {
-    fn call(&self, _req: &Request<'_>) -> Reply {
-        Reply::Ready(self.to_response())
-    }
-
-    #[inline]
-    fn answer(&self, _req: &Request<'_>) -> Answer<'_> {
-        Answer::Fixed(self)
-    }
-}
-
-impl<F, R> Handler for F
-where
-    F: Fn(&Request<'_>) -> R + 'static,
-    R: Into<Reply>,
-{
-    fn call(&self, req: &Request<'_>) -> Reply {
-        self(req).into()
-    }
-}
 
 struct Route {
     method: Box<str>,

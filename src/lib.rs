@@ -5,9 +5,11 @@
 // syscalls); each such module opts in, and each block says why it is sound.
 #![deny(unsafe_code)]
 pub mod config;
+mod engine;
 mod epoll;
 pub mod handler;
 pub mod http;
+pub mod io;
 pub mod load;
 pub mod metrics;
 pub mod probe;
@@ -18,6 +20,7 @@ mod shard_state;
 pub mod stats;
 mod sys;
 mod timer;
+mod token;
 mod uring;
 mod wake;
 

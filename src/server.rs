@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{EngineFlag, ServeArgs, ServeConfig};
 use crate::handler::{Handler, Router};
+use crate::metrics::Board;
 use crate::stats::ShardStats;
 use crate::sys::{cpus, signals, socket};
 use crate::wake::Wakeup;
@@ -68,6 +69,20 @@ impl Running {
         F: Fn() -> H + Send + Sync + 'static,
         H: Handler,
     {
+        Running::start_publishing(cfg, None, factory)
+    }
+
+    /// As [`Running::start`], each shard publishing its counters to `board` (which `/metrics`
+    /// renders).
+    pub fn start_publishing<F, H>(
+        cfg: ServeConfig,
+        board: Option<Arc<Board>>,
+        factory: F,
+    ) -> Result<Running, String>
+    where
+        F: Fn() -> H + Send + Sync + 'static,
+        H: Handler,
+    {
         let engine = choose_engine(cfg.engine)?;
         let fds = listeners(&cfg)?;
         let addr = socket::local_addr(&fds[0]).map_err(|e| e.to_string())?;
@@ -90,44 +105,24 @@ impl Running {
             let wakeup = Wakeup::new().map_err(|e| format!("eventfd: {e}"))?;
             wakeups.push(wakeup.clone());
             let cpu = (cfg.pin && !cpus.is_empty()).then(|| cpus[id % cpus.len()]);
-            let (cfg, factory, ready, done) = (
+            let (cfg, factory, ready, done, board) = (
                 cfg.clone(),
                 factory.clone(),
                 ready_tx.clone(),
                 done_tx.clone(),
+                board.clone(),
             );
             let t = std::thread::Builder::new()
                 .name(format!("ringshard-{id}"))
                 .spawn(move || {
-                    let pinned = cpu.map(cpus::pin);
-                    let place = match (cpu, pinned) {
-                        (Some(c), Some(true)) => format!("on cpu {c}"),
-                        (Some(c), _) => format!("not pinned (cpu {c} refused)"),
-                        _ => "not pinned".to_string(),
+                    let shard = ShardStart {
+                        id,
+                        cpu,
+                        engine,
+                        wakeup,
+                        board,
                     };
-                    // Each engine's shard is built and run on its own thread: rings are
-                    // single-issuer, and the handler never leaves the core it was made on.
-                    macro_rules! run_shard {
-                        ($shard:ty) => {
-                            match <$shard>::new(id, fd, &cfg, factory(), wakeup) {
-                                Ok(shard) => {
-                                    let _ = ready.send(Ok(format!(
-                                        "shard {id} {place}: {}",
-                                        shard.describe()
-                                    )));
-                                    shard.run()
-                                }
-                                Err(e) => {
-                                    let _ = ready.send(Err(e));
-                                    ShardStats::default()
-                                }
-                            }
-                        };
-                    }
-                    let stats = match engine {
-                        EngineFlag::Epoll => run_shard!(crate::epoll::shard::Shard<H>),
-                        _ => run_shard!(crate::uring::shard::Shard<H>),
-                    };
+                    let stats = shard.run(fd, &cfg, factory(), &ready);
                     let _ = done.send((id, stats));
                 })
                 .map_err(|e| format!("cannot start shard thread: {e}"))?;
@@ -198,6 +193,59 @@ impl Running {
     }
 }
 
+/// What a shard's thread starts from.
+struct ShardStart {
+    id: usize,
+    cpu: Option<usize>,
+    engine: EngineFlag,
+    wakeup: Wakeup,
+    board: Option<Arc<Board>>,
+}
+
+impl ShardStart {
+    /// On the shard's own thread: pins it, builds the engine's shard (rings are single-issuer,
+    /// and the handler never leaves the core it was made on), says so on `ready`, and runs it.
+    fn run<H: Handler>(
+        self,
+        fd: OwnedFd,
+        cfg: &ServeConfig,
+        handler: H,
+        ready: &mpsc::Sender<Result<String, String>>,
+    ) -> ShardStats {
+        let ShardStart {
+            id,
+            cpu,
+            engine,
+            wakeup,
+            board,
+        } = self;
+        let pinned = cpu.map(cpus::pin);
+        let place = match (cpu, pinned) {
+            (Some(c), Some(true)) => format!("on cpu {c}"),
+            (Some(c), _) => format!("not pinned (cpu {c} refused)"),
+            _ => "not pinned".to_string(),
+        };
+        macro_rules! run_shard {
+            ($shard:ty) => {
+                match <$shard>::new(id, fd, cfg, handler, wakeup, board) {
+                    Ok(shard) => {
+                        let _ = ready.send(Ok(format!("shard {id} {place}: {}", shard.describe())));
+                        shard.run()
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        ShardStats::default()
+                    }
+                }
+            };
+        }
+        match engine {
+            EngineFlag::Epoll => run_shard!(crate::epoll::shard::Shard<H>),
+            _ => run_shard!(crate::uring::shard::Shard<H>),
+        }
+    }
+}
+
 /// Resolves `--engine auto`: io_uring if a ring can be set up here, else epoll, saying why.
 fn choose_engine(flag: EngineFlag) -> Result<EngineFlag, String> {
     if flag == EngineFlag::Epoll {
@@ -222,16 +270,15 @@ fn choose_engine(flag: EngineFlag) -> Result<EngineFlag, String> {
 
 /// `ringshard serve`: the built-in routes.
 pub fn run_cli(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let mut cfg = args.validate()?;
+    let cfg = args.validate()?;
     let builtin = cfg.builtin;
     let shards = if cfg.inherited.len() > 1 {
         cfg.inherited.len()
     } else {
         cfg.shards
     };
-    let board = crate::metrics::Board::new(shards);
-    cfg.metrics = Some(board.clone());
-    serve(cfg, move || {
+    let board = Board::new(shards);
+    serve_publishing(cfg, Some(board.clone()), move || {
         let router = crate::routes::metrics(Router::new(), board.clone());
         if builtin {
             crate::routes::builtin(router)
@@ -248,12 +295,25 @@ where
     F: Fn() -> H + Send + Sync + 'static,
     H: Handler,
 {
+    serve_publishing(cfg, None, factory)
+}
+
+/// [`serve`], each shard publishing its counters to `board`.
+fn serve_publishing<F, H>(
+    cfg: ServeConfig,
+    board: Option<Arc<Board>>,
+    factory: F,
+) -> Result<ExitCode, Box<dyn std::error::Error>>
+where
+    F: Fn() -> H + Send + Sync + 'static,
+    H: Handler,
+{
     signals::block_shutdown_signals()?;
     // Every connection is a descriptor (or a registered file slot, sized from this limit).
     crate::sys::limits::raise_open_files();
     let shutdown_timeout = cfg.shutdown_timeout;
     let print_stats = cfg.stats;
-    let running = Running::start(cfg, factory)?;
+    let running = Running::start_publishing(cfg, board, factory)?;
     eprintln!(
         "ringshard: listening on http://{} ({} shards)",
         running.local_addr(),

@@ -3,11 +3,9 @@
 //!
 //! An engine owns the socket and the operations in flight; it asks its `Session` what to do.
 use std::task::{Context, Waker};
-use std::time::Duration;
 
-use crate::config::ServeConfig;
-use crate::handler::Handler;
 use crate::http::conn::{Conn, Ctx, Phase, Progress, TaskPoll};
+use crate::http::handler::Handler;
 use crate::timer::{Deadline, Millis};
 
 /// After the last response of a closing connection, how long to keep reading (and discarding)
@@ -23,7 +21,7 @@ const POOL_BUF_MAX: usize = 64 * 1024;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum State {
+pub enum Stage {
     /// Serving requests.
     Open,
     /// Send what is queued, then close lingering.
@@ -41,18 +39,6 @@ pub struct Timeouts {
     pub body: Millis,
     pub keepalive: Millis,
     pub write: Millis,
-}
-
-impl Timeouts {
-    pub fn from_config(cfg: &ServeConfig) -> Timeouts {
-        let ms = |d: Duration| d.as_millis() as Millis;
-        Timeouts {
-            header: ms(cfg.header_timeout),
-            body: ms(cfg.body_timeout),
-            keepalive: ms(cfg.keepalive_timeout),
-            write: ms(cfg.write_timeout),
-        }
-    }
 }
 
 /// Output buffers for reuse, so that a connection holds one only while it has output.
@@ -88,7 +74,7 @@ pub struct Session {
     pub http: Conn,
     /// Responses not yet handed to the kernel.
     pub out: Vec<u8>,
-    pub state: State,
+    pub stage: Stage,
     pub deadline: Deadline,
     /// Reading is paused for backpressure.
     pub recv_paused: bool,
@@ -114,7 +100,7 @@ impl Session {
         Session {
             http: Conn::new(),
             out: Vec::new(),
-            state: State::Open,
+            stage: Stage::Open,
             deadline: Deadline::default(),
             recv_paused: false,
             task_waiting_output: false,
@@ -128,7 +114,7 @@ impl Session {
     /// Feeds received bytes to the HTTP core. Returns true when a handler task is pending and
     /// must be polled with [`Session::poll_task`].
     pub fn receive<H: Handler + ?Sized>(&mut self, data: &[u8], env: &mut Env<'_, H>) -> bool {
-        if self.state != State::Open {
+        if self.stage != Stage::Open {
             return false; // finishing or lingering: input is dropped
         }
         if self.out.capacity() == 0 {
@@ -143,7 +129,7 @@ impl Session {
             // header timeout counts from now, not from the connection's first request.
             self.since = env.now;
         }
-        self.settle(progress)
+        self.apply(progress)
     }
 
     /// Responses written since the last call (the shard's request counter).
@@ -154,11 +140,11 @@ impl Session {
         d
     }
 
-    fn settle(&mut self, progress: Progress) -> bool {
+    fn apply(&mut self, progress: Progress) -> bool {
         match progress {
             Progress::ReadMore => {}
             Progress::Pending => return true,
-            Progress::Close => self.state = State::Finishing,
+            Progress::Close => self.stage = Stage::Finishing,
         }
         self.served |= self.http.phase() != Phase::Head;
         false
@@ -176,12 +162,12 @@ impl Session {
                     self.task_waiting_output = false;
                     self.since = env.now;
                     // Finishing after the peer's FIN: requests it sent before are still answered.
-                    let progress = if matches!(self.state, State::Open | State::Finishing) {
+                    let progress = if matches!(self.stage, Stage::Open | Stage::Finishing) {
                         self.http.on_data(&[], env.handler, &env.ctx, &mut self.out)
                     } else {
                         Progress::Close
                     };
-                    if !self.settle(progress) {
+                    if !self.apply(progress) {
                         return;
                     }
                 }
@@ -197,7 +183,7 @@ impl Session {
     /// Whether the engine should stop reading (Some(true)) or resume (Some(false)).
     pub fn backpressure(&mut self, sending: bool) -> Option<bool> {
         let pending = self.out.len() + self.http.buffered();
-        if !self.recv_paused && self.state == State::Open && pending > BACKPRESSURE {
+        if !self.recv_paused && self.stage == Stage::Open && pending > BACKPRESSURE {
             self.recv_paused = true;
             Some(true)
         } else if self.recv_paused && pending <= BACKPRESSURE / 2 && !sending {
@@ -210,24 +196,24 @@ impl Session {
 
     /// The peer sent FIN: answer what is in flight, then close.
     pub fn on_peer_closed(&mut self, sending: bool) -> Next {
-        match self.state {
-            State::Open => {
+        match self.stage {
+            Stage::Open => {
                 self.http.on_eof();
                 if sending || !self.out.is_empty() || self.http.phase() == Phase::Handler {
-                    self.state = State::Finishing;
+                    self.stage = Stage::Finishing;
                     Next::Finish
                 } else {
                     Next::Close
                 }
             }
-            State::Lingering => Next::Close,
-            State::Finishing | State::Closing => Next::Stay,
+            Stage::Lingering => Next::Close,
+            Stage::Finishing | Stage::Closing => Next::Stay,
         }
     }
 
     /// Whether a finishing connection has sent everything and may start its lingering close.
     pub fn ready_to_linger(&self, sending: bool) -> bool {
-        self.state == State::Finishing
+        self.stage == Stage::Finishing
             && !sending
             && self.out.is_empty()
             && self.http.phase() != Phase::Handler
@@ -242,18 +228,69 @@ impl Session {
     /// The output queued now is the last this connection sends: it is finishing, its peer sends
     /// no more, and no handler is left to write.
     pub fn sends_its_last_output(&self) -> bool {
-        self.state == State::Finishing && self.peer_sends_no_more()
+        self.stage == Stage::Finishing && self.peer_sends_no_more()
+    }
+
+    /// Closing now: the engine cancels what is in flight. False if it already was closing.
+    pub fn close(&mut self) -> bool {
+        let was = self.stage;
+        self.stage = Stage::Closing;
+        was != Stage::Closing
+    }
+
+    /// Takes everything queued for one send; the engine keeps it until the send completes.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// A send of `buf` completed: it becomes the output buffer again if nothing was queued
+    /// meanwhile (no allocation for the next response), else goes back to the pool.
+    pub fn reclaim(&mut self, mut buf: Vec<u8>, pool: &mut Pool) {
+        buf.clear();
+        if self.out.is_empty() {
+            std::mem::swap(&mut self.out, &mut buf);
+        }
+        pool.give(buf);
+    }
+
+    /// An open connection with nothing left to send gives its output buffer back: an idle
+    /// connection holds none.
+    pub fn shed_output_buffer(&mut self, pool: &mut Pool) {
+        if self.out.is_empty() && self.stage == Stage::Open {
+            pool.give(std::mem::take(&mut self.out));
+        }
+    }
+
+    /// The engine wrote `sent` bytes of the output in place (epoll). Returns where the rest
+    /// starts: 0 once it is all written (the output is then empty), else the offset, with what
+    /// was written dropped once that is half of the buffer, so a large response is neither
+    /// copied per write nor kept whole.
+    pub fn wrote(&mut self, sent: usize) -> usize {
+        if sent >= self.out.len() {
+            self.out.clear();
+            0
+        } else if sent >= self.out.len() / 2 {
+            self.out.drain(..sent);
+            0
+        } else {
+            sent
+        }
+    }
+
+    /// The connection is gone: its output buffer, for the pool.
+    pub fn into_output(self) -> Vec<u8> {
+        self.out
     }
 
     /// The write side is shut down; input is now drained until EOF or [`LINGER`].
     pub fn start_linger(&mut self, now: Millis) {
-        self.state = State::Lingering;
+        self.stage = Stage::Lingering;
         self.since = now;
     }
 
     /// A connection with nothing in flight that shutdown may close at once.
     pub fn is_idle(&self, sending: bool) -> bool {
-        self.state == State::Open
+        self.stage == Stage::Open
             && self.http.phase() == Phase::Idle
             && !sending
             && self.out.is_empty()
@@ -274,14 +311,14 @@ impl Session {
         if let Some(since) = sending_since {
             return since + t.write;
         }
-        match (self.state, phase) {
-            (State::Closing, _) => 0,
-            (State::Lingering, _) => self.since + LINGER,
-            (State::Finishing, _) => now + t.write,
-            (State::Open, Phase::Idle) if self.served => self.since + t.keepalive,
-            (State::Open, Phase::Idle | Phase::Head) => self.since + t.header,
-            (State::Open, Phase::Body) => self.since + t.body,
-            (State::Open, Phase::Handler | Phase::Closed) => 0,
+        match (self.stage, phase) {
+            (Stage::Closing, _) => 0,
+            (Stage::Lingering, _) => self.since + LINGER,
+            (Stage::Finishing, _) => now + t.write,
+            (Stage::Open, Phase::Idle) if self.served => self.since + t.keepalive,
+            (Stage::Open, Phase::Idle | Phase::Head) => self.since + t.header,
+            (Stage::Open, Phase::Body) => self.since + t.body,
+            (Stage::Open, Phase::Handler | Phase::Closed) => 0,
         }
     }
 
@@ -295,7 +332,7 @@ impl Session {
         if sending {
             return (Next::Close, Expiry::Write);
         }
-        if self.state != State::Open {
+        if self.stage != Stage::Open {
             return (Next::Close, Expiry::Linger);
         }
         match self.http.phase() {
@@ -304,7 +341,7 @@ impl Session {
                     self.out = env.pool.take();
                 }
                 self.http.on_timeout(&env.ctx, &mut self.out);
-                self.state = State::Finishing;
+                self.stage = Stage::Finishing;
                 (Next::Finish, Expiry::Request)
             }
             Phase::Idle if !self.served => (Next::Close, Expiry::Request),

@@ -1,16 +1,29 @@
 //! What every engine's shard keeps besides its I/O: the handler, configuration, clock, `Date`
 //! cache, deadlines, output-buffer pool, counters and wake-up channel. One per shard, touched
 //! only by its own thread.
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::ServeConfig;
-use crate::handler::Handler;
 use crate::http::conn::Ctx;
 use crate::http::date::HttpDate;
-use crate::session::{Env, Pool, Timeouts};
+use crate::http::handler::Handler;
+use crate::metrics::Board;
+use crate::session::{Env, Expiry, Pool, Timeouts};
 use crate::stats::{Latency, ShardStats};
 use crate::timer::{Millis, Timers};
 use crate::wake::Wakeup;
+
+/// The configured timeouts in shard milliseconds.
+fn timeouts(cfg: &ServeConfig) -> Timeouts {
+    let ms = |d: std::time::Duration| d.as_millis() as Millis;
+    Timeouts {
+        header: ms(cfg.header_timeout),
+        body: ms(cfg.body_timeout),
+        keepalive: ms(cfg.keepalive_timeout),
+        write: ms(cfg.write_timeout),
+    }
+}
 
 /// A shard's engine-independent state.
 pub struct ShardState<H: Handler> {
@@ -32,15 +45,23 @@ pub struct ShardState<H: Handler> {
     pub latency: Latency,
     latency_published: Millis,
     pub stats: ShardStats,
+    /// Where this shard publishes its counters (`/metrics` reads it), if anywhere.
+    board: Option<Arc<Board>>,
 }
 
 impl<H: Handler> ShardState<H> {
-    pub fn new(id: usize, cfg: &ServeConfig, handler: H, wakeup: Wakeup) -> Self {
+    pub fn new(
+        id: usize,
+        cfg: &ServeConfig,
+        handler: H,
+        wakeup: Wakeup,
+        board: Option<Arc<Board>>,
+    ) -> Self {
         ShardState {
             id,
             handler,
             cfg: cfg.clone(),
-            timeouts: Timeouts::from_config(cfg),
+            timeouts: timeouts(cfg),
             wakeup,
             timers: Timers::default(),
             date: HttpDate::default(),
@@ -52,6 +73,18 @@ impl<H: Handler> ShardState<H> {
             latency: Latency::default(),
             latency_published: 0,
             stats: ShardStats::default(),
+            board,
+        }
+    }
+
+    /// Counts a timeout by its kind.
+    pub fn count_expiry(&mut self, kind: Expiry) {
+        let s = &mut self.stats;
+        match kind {
+            Expiry::Request => s.request_timeouts += 1,
+            Expiry::Write => s.write_timeouts += 1,
+            Expiry::Idle => s.idle_closes += 1,
+            Expiry::Linger => {}
         }
     }
 
@@ -80,7 +113,7 @@ impl<H: Handler> ShardState<H> {
     /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
     /// latency histogram once a second).
     pub fn publish(&mut self) {
-        let Some(board) = &self.cfg.metrics else {
+        let Some(board) = &self.board else {
             return;
         };
         if self.now >= self.latency_published + 1000 {

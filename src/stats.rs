@@ -1,54 +1,5 @@
 //! Per-shard counters, written only by their own shard and merged when read.
-use std::cell::{Cell, RefCell};
-use std::time::Instant;
-
-use hdrhistogram::Histogram;
-
-/// Server-side latency, head parsed to response queued, of one request in `SAMPLE`: two clock
-/// reads per request would cost more than the rest of a pipelined request's user-space work.
-pub struct Latency {
-    hist: RefCell<Histogram<u64>>,
-    tick: Cell<u32>,
-}
-
-/// One request in this many is timed. One in 64: at 2M requests/s a shard still times 30,000
-/// a second, and the clock reads stay under half a percent of its CPU time.
-pub const SAMPLE: u32 = 64;
-
-impl Default for Latency {
-    fn default() -> Self {
-        Latency {
-            hist: RefCell::new(new_histogram()),
-            tick: Cell::new(0),
-        }
-    }
-}
-
-/// Nanoseconds from 1 ns to 100 s, 2 significant digits (about 50 KiB).
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 100_000_000_000, 2).expect("valid histogram bounds")
-}
-
-impl Latency {
-    /// Starts timing this request if it is a sampled one.
-    #[inline]
-    pub fn start(&self) -> Option<Instant> {
-        let t = self.tick.get().wrapping_add(1);
-        self.tick.set(t);
-        (t % SAMPLE == 0).then(Instant::now)
-    }
-
-    /// Records a sampled request's time.
-    pub fn record(&self, t0: Instant) {
-        let ns = t0.elapsed().as_nanos().clamp(1, 100_000_000_000) as u64;
-        let _ = self.hist.borrow_mut().record(ns);
-    }
-
-    /// The histogram so far.
-    pub fn snapshot(&self) -> Histogram<u64> {
-        self.hist.borrow().clone()
-    }
-}
+pub use crate::http::latency::{new_histogram, Latency, SAMPLE};
 
 /// What one shard did and what it asked of the kernel.
 #[derive(Clone, Copy, Debug, Default)]
@@ -94,17 +45,6 @@ pub struct ShardStats {
 }
 
 impl ShardStats {
-    /// Counts a timeout by its kind.
-    pub fn count_expiry(&mut self, kind: crate::session::Expiry) {
-        use crate::session::Expiry;
-        match kind {
-            Expiry::Request => self.request_timeouts += 1,
-            Expiry::Write => self.write_timeouts += 1,
-            Expiry::Idle => self.idle_closes += 1,
-            Expiry::Linger => {}
-        }
-    }
-
     /// Adds another shard's counters (gauges: `wait_batching` adds up to the shards batching,
     /// `busy_percent` keeps the busiest).
     pub fn merge(&mut self, o: &ShardStats) {

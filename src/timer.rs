@@ -51,9 +51,9 @@ impl Timers {
         }
     }
 
-    /// Settles a popped entry against its connection's deadline: true when the deadline has
+    /// Checks a popped entry against its connection's deadline: true when the deadline has
     /// really passed; otherwise re-queues it if it moved later.
-    pub fn settle(&mut self, entry: (Millis, u32, u32), d: &mut Deadline, now: Millis) -> bool {
+    pub fn fired(&mut self, entry: (Millis, u32, u32), d: &mut Deadline, now: Millis) -> bool {
         let (at, slot, gen) = entry;
         if d.queued != at {
             return false; // superseded by an earlier entry
@@ -87,7 +87,7 @@ mod tests {
         let run = |t: &mut Timers, ds: &mut [Deadline; 2], now| {
             let mut fired = Vec::new();
             while let Some(e) = t.pop_due(now) {
-                if t.settle(e, &mut ds[e.1 as usize], now) {
+                if t.fired(e, &mut ds[e.1 as usize], now) {
                     fired.push(e.1);
                 }
             }

@@ -407,6 +407,70 @@ fn a_panicking_handler_gets_500_and_the_shard_lives_on(engine: EngineFlag) {
     stop(srv);
 }
 
+/// The route interface in use: files opened beneath a root, `statx`ed and read through the
+/// shard's ring (io_uring) or with system calls (epoll), from a real directory tree with
+/// symlinks inside and out of it.
+fn a_route_reads_files_through_the_shard(engine: EngineFlag) {
+    let dir =
+        std::env::temp_dir().join(format!("ringshard-files-{}-{engine:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("site/sub")).unwrap();
+    std::fs::write(dir.join("site/a.txt"), b"hello").unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("site/sub/big.bin"), &big).unwrap();
+    std::fs::write(dir.join("secret"), b"outside").unwrap();
+    std::os::unix::fs::symlink("a.txt", dir.join("site/inside")).unwrap();
+    std::os::unix::fs::symlink(dir.join("secret"), dir.join("site/outside")).unwrap();
+    std::os::unix::fs::symlink("../secret", dir.join("site/up")).unwrap();
+    let cfg = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: 1,
+        engine,
+        ..Default::default()
+    };
+    let site = dir.join("site");
+    let srv = Running::start(cfg, move || {
+        Router::new().prefix(
+            "GET",
+            "/files/",
+            ringshard::routes::FileRoute::new(&site, "/files/").expect("open the root"),
+        )
+    })
+    .expect("start");
+    let mut c = Client::connect(srv.local_addr());
+    let mut fetch = |path: &str| {
+        c.send(&get(path));
+        c.resp()
+    };
+    let r = fetch("/files/a.txt");
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"hello"[..]),
+        "{engine:?}"
+    );
+    let r = fetch("/files/sub/big.bin");
+    assert_eq!(r.status, 200);
+    assert!(r.body == big, "{engine:?}: 300 KB file differs");
+    assert_eq!(
+        fetch("/files/inside").body,
+        b"hello",
+        "a symlink inside the root"
+    );
+    for (path, status) in [
+        ("/files/outside", 403), // absolute symlink out of the root
+        ("/files/up", 403),      // relative symlink out of it
+        ("/files/../secret", 403),
+        ("/files/nope", 404),
+        ("/files/sub", 404), // a directory is not a file
+    ] {
+        let r = fetch(path);
+        assert_eq!(r.status, status, "{engine:?} {path}");
+        assert!(!r.body.windows(7).any(|w| w == b"outside"), "{path} leaked");
+    }
+    stop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 per_engine!(
     a_panicking_handler_gets_500_and_the_shard_lives_on,
     async_handler_does_not_block_the_shard,
@@ -415,4 +479,5 @@ per_engine!(
     streaming_body_is_close_delimited_for_http10,
     shutdown_waits_for_a_pending_handler,
     half_close_behind_a_pending_handler,
+    a_route_reads_files_through_the_shard,
 );

@@ -13,16 +13,18 @@
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use slab::Slab;
-
 use crate::config::ServeConfig;
 use crate::epoll::sys::{self, Epoll};
-use crate::handler::Handler;
-use crate::session::{Env, Next, Session, State};
+use std::sync::Arc;
+
+use crate::engine::{Core, Engine, Link};
+use crate::http::handler::Handler;
+use crate::metrics::Board;
+use crate::session::{Next, Session, Stage};
 use crate::shard_state::ShardState;
 use crate::stats::ShardStats;
 use crate::timer::Millis;
-use crate::uring::token::{self, Op};
+use crate::token::{self, Op};
 use crate::wake::Wakeup;
 
 /// The per-shard read buffer every connection reads into.
@@ -37,7 +39,7 @@ const CONN_EVENTS: u32 = sys::IN | sys::OUT | sys::RDHUP | sys::ET;
 // so a stale event for a reused slot is recognised by its generation).
 
 /// A connection: its socket, what the kernel last said about it, and its session.
-struct Connection {
+pub(crate) struct Connection {
     fd: OwnedFd,
     gen: u32,
     /// Input may be waiting: an input edge arrived and was not read to the end (reading paused).
@@ -54,39 +56,46 @@ struct Connection {
     sent: usize,
     /// Queued for a write at the end of this turn.
     dirty: bool,
-    s: Session,
+    session: Session,
+}
+
+impl Link for Connection {
+    fn gen(&self) -> u32 {
+        self.gen
+    }
+    fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+    fn session_ref(&self) -> &Session {
+        &self.session
+    }
+    /// Output waits for the socket: the epoll form of "a send is in flight".
+    fn sending_since(&self) -> Option<Millis> {
+        (!self.writable).then_some(self.blocked)
+    }
 }
 
 impl Connection {
-    /// Whether output waits for the socket (the epoll form of "a send is in flight").
-    fn sending(&self) -> bool {
-        !self.writable
-    }
-
     /// Whether input is read now: paused for backpressure, never while closing. A lingering
     /// connection drains its input whatever its output did.
     fn may_read(&self) -> bool {
-        match self.s.state {
-            State::Open | State::Finishing => !self.s.recv_paused,
-            State::Lingering => true,
-            State::Closing => false,
+        match self.session.stage {
+            Stage::Open | Stage::Finishing => !self.session.recv_paused,
+            Stage::Lingering => true,
+            Stage::Closing => false,
         }
     }
 }
 
 /// An epoll shard ready to run: its listener and eventfd are registered.
 pub struct Shard<H: Handler> {
-    st: ShardState<H>,
+    core: Core<H, Connection>,
     ep: Epoll,
     listener: Option<OwnedFd>,
-    conns: Slab<Connection>,
-    next_gen: u32,
     rbuf: Box<[u8]>,
     dirty: Vec<(u32, u32)>,
     /// Connections to read again at the end of the turn (reading resumed, or lingering began).
     rearm: Vec<(u32, u32)>,
-    woken: Vec<(u32, u32)>,
-    expired: Vec<(u32, u32)>,
 }
 
 impl<H: Handler> Shard<H> {
@@ -97,6 +106,7 @@ impl<H: Handler> Shard<H> {
         cfg: &ServeConfig,
         handler: H,
         wakeup: Wakeup,
+        board: Option<Arc<Board>>,
     ) -> Result<Self, String> {
         let ep = Epoll::new(EVENTS).map_err(|e| format!("epoll_create1: {e}"))?;
         let lfd = listener.as_raw_fd();
@@ -112,16 +122,12 @@ impl<H: Handler> Shard<H> {
         )
         .map_err(|e| format!("epoll_ctl (eventfd): {e}"))?;
         Ok(Shard {
-            st: ShardState::new(id, cfg, handler, wakeup),
+            core: Core::new(ShardState::new(id, cfg, handler, wakeup, board)),
             ep,
             listener: Some(listener),
-            conns: Slab::with_capacity(1024),
-            next_gen: 1,
             rbuf: vec![0; READ_BUF].into_boxed_slice(),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
-            woken: Vec::new(),
-            expired: Vec::new(),
         })
     }
 
@@ -144,31 +150,25 @@ impl<H: Handler> Shard<H> {
             let timeout = if !self.dirty.is_empty() || !self.rearm.is_empty() {
                 0
             } else {
-                let mut t = self
-                    .st
-                    .timers
-                    .next()
-                    .map(|at| at.saturating_sub(self.st.now).clamp(1, i32::MAX as u64) as i32);
-                if self.st.accept_retry_at != 0 {
-                    t = Some(t.map_or(100, |t| t.min(100)));
-                }
-                t.unwrap_or(-1)
+                self.core
+                    .wait_timeout()
+                    .map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32)
             };
-            self.st.stats.enters += 1;
+            self.core.shard.stats.enters += 1;
             let n = match self.ep.wait(timeout) {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!(
                         "ringshard: shard {}: epoll_wait failed: {e}; stopping this shard",
-                        self.st.id
+                        self.core.shard.id
                     );
                     break;
                 }
             };
-            self.st.tick();
+            self.core.shard.tick();
 
             // 2. Every event: accepts, input (parsed and answered here), output space, wakes.
-            self.st.stats.cqes += n as u64;
+            self.core.shard.stats.cqes += n as u64;
             for i in 0..n {
                 let (events, data) = self.ep.event(i);
                 self.ready(events, data);
@@ -177,20 +177,31 @@ impl<H: Handler> Shard<H> {
             // 3. Handler futures that were woken; 4. deadlines; 5. one write per connection.
             self.run_woken();
             self.expire();
+            self.run_file_ops();
             self.flush();
 
             self.publish();
-            if self.st.draining && self.conns.is_empty() {
+            if self.core.shard.draining && self.core.conns.is_empty() {
                 break;
             }
         }
-        self.st.stats
+        self.core.shard.stats
+    }
+
+    /// Runs the file operations routes started this turn, with ordinary system calls (which
+    /// block on a cold disk: only the io_uring engine never does), and the tasks they woke.
+    fn run_file_ops(&mut self) {
+        let files = crate::io::driver();
+        while files.has_queued() {
+            files.start_queued(|_, op| Some(op.run_now()));
+            self.run_woken();
+        }
     }
 
     /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
     /// latency histogram once a second).
     fn publish(&mut self) {
-        self.st.publish();
+        self.core.shard.publish();
     }
 
     fn ready(&mut self, events: u32, data: u64) {
@@ -205,23 +216,18 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    /// Splits the borrows a session call needs from the rest of the shard.
-    fn env(&mut self) -> (&mut Slab<Connection>, Env<'_, H>) {
-        (&mut self.conns, self.st.env())
-    }
-
     // ---- accept ----
 
     /// Accepts until the backlog is empty.
     fn accept(&mut self) {
-        if self.st.draining || self.st.accept_retry_at != 0 {
+        if self.core.shard.draining || self.core.shard.accept_retry_at != 0 {
             return;
         }
         let Some(lfd) = self.listener.as_ref().map(|l| l.as_raw_fd()) else {
             return;
         };
         loop {
-            self.st.stats.enters += 1;
+            self.core.shard.stats.enters += 1;
             let fd = match sys::accept(lfd) {
                 Ok(fd) => fd,
                 Err(e) => match e.raw_os_error().unwrap_or(0) {
@@ -229,29 +235,28 @@ impl<H: Handler> Shard<H> {
                     libc::EINTR => continue,
                     // Out of descriptors or memory: back off instead of spinning on the error.
                     libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                        self.st.stats.accept_errors += 1;
-                        self.st.accept_retry_at = self.st.now + 100;
+                        self.core.shard.stats.accept_errors += 1;
+                        self.core.shard.accept_retry_at = self.core.shard.now + 100;
                         return;
                     }
                     // A connection reset while in the backlog, or the like: take the next one.
                     _ => {
-                        self.st.stats.accept_errors += 1;
+                        self.core.shard.stats.accept_errors += 1;
                         continue;
                     }
                 },
             };
-            let gen = self.next_gen;
-            self.next_gen = token::next_gen(gen);
-            let entry = self.conns.vacant_entry();
+            let gen = self.core.next_gen();
+            let entry = self.core.conns.vacant_entry();
             let slot = entry.key() as u32;
-            self.st.stats.enters += 1;
+            self.core.shard.stats.enters += 1;
             let raw = fd.as_raw_fd();
             if self
                 .ep
                 .add(raw, CONN_EVENTS, token::encode(Op::Recv, slot, gen))
                 .is_err()
             {
-                self.st.stats.accept_errors += 1;
+                self.core.shard.stats.accept_errors += 1;
                 continue; // `fd` is closed here
             }
             entry.insert(Connection {
@@ -264,24 +269,29 @@ impl<H: Handler> Shard<H> {
                 blocked: 0,
                 sent: 0,
                 dirty: false,
-                s: Session::new(self.st.now),
+                session: Session::new(self.core.shard.now),
             });
-            self.st.stats.accepted += 1;
-            self.refresh_deadline(slot);
+            self.core.shard.stats.accepted += 1;
+            self.core.refresh_deadline(slot);
         }
     }
 
     // ---- readiness ----
 
     fn on_ready(&mut self, slot: u32, gen: u32, events: u32) {
-        let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
+        let Some(c) = self
+            .core
+            .conns
+            .get_mut(slot as usize)
+            .filter(|c| c.gen == gen)
+        else {
             return; // a connection already closed (its slot may be taken by a new one)
         };
         if events & (sys::OUT | sys::ERR | sys::HUP) != 0 && !c.writable {
             // Output space again (or an error the write will report): write at the end of
             // this turn.
             c.writable = true;
-            if !c.s.out.is_empty() && !c.dirty {
+            if !c.session.out.is_empty() && !c.dirty {
                 c.dirty = true;
                 self.dirty.push((slot, gen));
             }
@@ -299,18 +309,18 @@ impl<H: Handler> Shard<H> {
     /// session stops reading; feeds each read to the session.
     fn read(&mut self, slot: u32) {
         loop {
-            let Some(c) = self.conns.get_mut(slot as usize) else {
+            let Some(c) = self.core.conns.get_mut(slot as usize) else {
                 return;
             };
             if !c.readable || !c.may_read() {
                 return;
             }
-            self.st.stats.enters += 1;
+            self.core.shard.stats.enters += 1;
             match sys::recv(c.fd.as_raw_fd(), &mut self.rbuf) {
                 Ok(0) => {
                     c.readable = false;
                     c.eof = true;
-                    match c.s.on_peer_closed(c.sending()) {
+                    match c.session.on_peer_closed(c.sending()) {
                         Next::Close => return self.abort(slot),
                         Next::Finish => self.after_output(slot),
                         Next::Stay => {}
@@ -318,13 +328,15 @@ impl<H: Handler> Shard<H> {
                     return self.release_if_done(slot);
                 }
                 Ok(n) => {
-                    self.st.stats.bytes_in += n as u64;
-                    self.st.stats.recvs += 1;
+                    self.core.shard.stats.bytes_in += n as u64;
+                    self.core.shard.stats.recvs += 1;
                     if n < self.rbuf.len() && !c.hup {
                         // A short read emptied the socket; new input brings a new edge.
                         c.readable = false;
                     }
-                    if c.s.receive(&self.rbuf[..n], &mut self.st.env()) {
+                    if c.session
+                        .receive(&self.rbuf[..n], &mut self.core.shard.env())
+                    {
                         self.poll_task(slot);
                     }
                     self.after_output(slot);
@@ -337,7 +349,7 @@ impl<H: Handler> Shard<H> {
                     }
                     ErrorKind::Interrupted => {}
                     _ => {
-                        self.st.stats.recv_errors += 1;
+                        self.core.shard.stats.recv_errors += 1;
                         return self.abort(slot);
                     }
                 },
@@ -345,81 +357,40 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    /// After a session produced output or changed state: queue the write, apply backpressure,
-    /// move the deadline.
-    fn after_output(&mut self, slot: u32) {
-        let c = &mut self.conns[slot as usize];
-        self.st.stats.requests += c.s.answered();
-        if !c.s.out.is_empty() && !c.dirty && c.writable {
-            c.dirty = true;
-            self.dirty.push((slot, c.gen));
-        }
-        // Pausing is the session's flag (`may_read`); resuming reads what waited meanwhile.
-        if c.s.backpressure(c.sending()) == Some(false) && c.readable {
-            self.rearm.push((slot, c.gen));
-        }
-        self.refresh_deadline(slot);
-    }
-
     // ---- handler tasks (the async path) ----
-
-    fn poll_task(&mut self, slot: u32) {
-        let waker = self.st.wakeup.waker(slot, self.conns[slot as usize].gen);
-        let (conns, mut env) = self.env();
-        conns[slot as usize].s.poll_task(&waker, &mut env);
-    }
-
-    fn run_woken(&mut self) {
-        self.st.wakeup.take_woken(&mut self.woken);
-        let mut woken = std::mem::take(&mut self.woken);
-        for (slot, gen) in woken.drain(..) {
-            if self
-                .conns
-                .get(slot as usize)
-                .is_some_and(|c| c.gen == gen && c.s.state != State::Closing)
-            {
-                self.poll_task(slot);
-                self.after_output(slot);
-                self.release_if_done(slot);
-            }
-        }
-        self.woken = woken;
-    }
 
     // ---- write ----
 
     /// One write of everything queued; a short one keeps the rest for the output edge.
     fn write(&mut self, slot: u32) {
-        let c = &mut self.conns[slot as usize];
-        if !c.writable || c.s.out.is_empty() || c.s.state == State::Closing {
+        let c = &mut self.core.conns[slot as usize];
+        if !c.writable || c.session.out.is_empty() || c.session.stage == Stage::Closing {
             return;
         }
-        debug_assert!(c.sent < c.s.out.len(), "only what is not sent is kept");
-        self.st.stats.enters += 1;
-        self.st.stats.sends += 1;
-        match sys::send(c.fd.as_raw_fd(), &c.s.out[c.sent..]) {
-            Ok(n) if c.sent + n == c.s.out.len() => {
-                self.st.stats.bytes_out += n as u64;
-                c.s.out.clear();
-                c.sent = 0;
+        debug_assert!(
+            c.sent < c.session.out.len(),
+            "only what is not sent is kept"
+        );
+        self.core.shard.stats.enters += 1;
+        self.core.shard.stats.sends += 1;
+        match sys::send(c.fd.as_raw_fd(), &c.session.out[c.sent..]) {
+            Ok(n) if c.sent + n == c.session.out.len() => {
+                self.core.shard.stats.bytes_out += n as u64;
+                c.sent = c.session.wrote(c.sent + n);
             }
             Ok(n) => {
                 // The socket buffer filled: keep the rest and wait for the output edge.
-                self.st.stats.bytes_out += n as u64;
-                self.st.stats.short_sends += 1;
-                c.sent += n;
-                if c.sent >= c.s.out.len() / 2 {
-                    c.s.out.drain(..c.sent);
-                    c.sent = 0;
-                }
+                self.core.shard.stats.bytes_out += n as u64;
+                self.core.shard.stats.short_sends += 1;
+                c.sent = c.session.wrote(c.sent + n);
                 c.writable = false;
-                c.blocked = self.st.now;
+                c.blocked = self.core.shard.now;
                 return self.after_output(slot);
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                self.st.stats.short_sends += 1;
+                self.core.shard.stats.short_sends += 1;
                 c.writable = false;
-                c.blocked = self.st.now;
+                c.blocked = self.core.shard.now;
                 return self.after_output(slot);
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {
@@ -428,20 +399,17 @@ impl<H: Handler> Shard<H> {
                 return;
             }
             Err(_) => {
-                self.st.stats.send_errors += 1;
+                self.core.shard.stats.send_errors += 1;
                 return self.abort(slot);
             }
         }
         // All written: a streaming body waiting for the peer goes on; an idle connection gives
         // its output buffer back.
-        if c.s.task_waiting_output && c.s.state == State::Open {
+        if c.session.task_waiting_output && c.session.stage == Stage::Open {
             self.poll_task(slot);
         }
-        let c = &mut self.conns[slot as usize];
-        if c.s.out.is_empty() && c.s.state == State::Open {
-            let out = std::mem::take(&mut c.s.out);
-            self.st.pool.give(out);
-        }
+        let c = &mut self.core.conns[slot as usize];
+        c.session.shed_output_buffer(&mut self.core.shard.pool);
         self.after_output(slot);
         self.release_if_done(slot);
     }
@@ -451,7 +419,12 @@ impl<H: Handler> Shard<H> {
     fn flush(&mut self) {
         let mut rearm = std::mem::take(&mut self.rearm);
         for (slot, gen) in rearm.drain(..) {
-            if self.conns.get(slot as usize).is_some_and(|c| c.gen == gen) {
+            if self
+                .core
+                .conns
+                .get(slot as usize)
+                .is_some_and(|c| c.gen == gen)
+            {
                 self.read(slot);
             }
         }
@@ -460,7 +433,12 @@ impl<H: Handler> Shard<H> {
         }
         let mut dirty = std::mem::take(&mut self.dirty);
         for (slot, gen) in dirty.drain(..) {
-            let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
+            let Some(c) = self
+                .core
+                .conns
+                .get_mut(slot as usize)
+                .filter(|c| c.gen == gen)
+            else {
                 continue;
             };
             c.dirty = false;
@@ -469,132 +447,105 @@ impl<H: Handler> Shard<H> {
         if self.dirty.is_empty() {
             self.dirty = dirty;
         }
-        if self.st.accept_retry_at != 0 && self.st.now >= self.st.accept_retry_at {
-            self.st.accept_retry_at = 0;
+        if self.core.shard.accept_retry_at != 0
+            && self.core.shard.now >= self.core.shard.accept_retry_at
+        {
+            self.core.shard.accept_retry_at = 0;
             self.accept();
         }
     }
 
     // ---- close ----
 
-    /// Closes now. Nothing is in flight in the kernel, so the connection goes at once; closing
-    /// its descriptor also takes it out of the epoll set.
-    fn abort(&mut self, slot: u32) {
-        if !self.conns.contains(slot as usize) {
-            return;
-        }
-        // Its timer entries go stale: they carry this connection's generation.
-        let mut c = self.conns.remove(slot as usize);
-        self.st.stats.requests += c.s.answered();
-        self.st.pool.give(c.s.out);
-        self.st.stats.closed += 1;
-    }
-
-    /// Moves a connection along its close: a finishing one whose output is all written shuts
-    /// its write side and lingers, reading and dropping input until EOF or the deadline; while
-    /// draining, one that went idle closes.
-    fn release_if_done(&mut self, slot: u32) {
-        let Some(c) = self.conns.get_mut(slot as usize) else {
-            return;
-        };
-        self.st.stats.requests += c.s.answered();
-        if c.s.state == State::Closing {
-            return self.abort(slot);
-        }
-        if self.st.draining && c.s.is_idle(c.sending()) {
-            // Its last response (begun before shutdown) is written: nothing is left to finish.
-            return self.abort(slot);
-        }
-        if !c.s.ready_to_linger(c.sending()) {
-            return;
-        }
-        if c.eof || c.s.peer_sends_no_more() {
-            return self.abort(slot); // the peer closed, or will send no more: nothing to linger for
-        }
-        self.st.stats.enters += 1;
-        if sys::shutdown_write(c.fd.as_raw_fd()).is_err() {
-            return self.abort(slot);
-        }
-        c.s.start_linger(self.st.now);
-        if c.readable {
-            self.rearm.push((slot, c.gen));
-        }
-        self.refresh_deadline(slot);
-    }
-
     // ---- deadlines ----
-
-    fn refresh_deadline(&mut self, slot: u32) {
-        let c = &mut self.conns[slot as usize];
-        let sending = c.sending().then_some(c.blocked);
-        let at = c.s.deadline_at(sending, self.st.now, &self.st.timeouts);
-        self.st.timers.set(&mut c.s.deadline, at, slot, c.gen);
-    }
-
-    fn expire(&mut self) {
-        while let Some(entry) = self.st.timers.pop_due(self.st.now) {
-            let (_, slot, gen) = entry;
-            let Some(c) = self.conns.get_mut(slot as usize).filter(|c| c.gen == gen) else {
-                continue;
-            };
-            if self.st.timers.settle(entry, &mut c.s.deadline, self.st.now) {
-                self.expired.push((slot, gen));
-            }
-        }
-        let mut expired = std::mem::take(&mut self.expired);
-        for (slot, gen) in expired.drain(..) {
-            if self
-                .conns
-                .get(slot as usize)
-                .filter(|c| c.gen == gen)
-                .is_none()
-            {
-                continue;
-            }
-            let (conns, mut env) = self.env();
-            let c = &mut conns[slot as usize];
-            let (next, kind) = c.s.on_deadline(c.sending(), &mut env);
-            self.st.stats.count_expiry(kind);
-            match next {
-                Next::Close => self.abort(slot),
-                Next::Finish => {
-                    self.after_output(slot);
-                    self.release_if_done(slot);
-                }
-                Next::Stay => {}
-            }
-        }
-        self.expired = expired;
-    }
 
     // ---- wake-ups and shutdown ----
 
     /// The eventfd is readable: drain it, then see whether shutdown was asked for. Woken
     /// handler tasks are collected every turn by [`Shard::run_woken`].
     fn on_wake(&mut self) {
-        self.st.stats.enters += 1;
-        let _ = sys::read_eventfd(self.st.wakeup.eventfd().raw());
-        if self.st.wakeup.shutdown_requested() && !self.st.draining {
+        self.core.shard.stats.enters += 1;
+        let _ = sys::read_eventfd(self.core.shard.wakeup.eventfd().raw());
+        if self.core.shard.wakeup.shutdown_requested() && !self.core.shard.draining {
             self.begin_drain();
         }
     }
+}
 
-    /// Graceful shutdown: stop accepting, close idle connections, let requests in flight
-    /// finish (their responses say `Connection: close`).
-    fn begin_drain(&mut self) {
-        self.st.draining = true;
-        if let Some(l) = self.listener.take() {
-            self.st.stats.enters += 1;
-            let _ = self.ep.delete(l.as_raw_fd());
+/// The shared half (`crate::engine`) calls back into these.
+impl<H: Handler> Engine for Shard<H> {
+    type H = H;
+    type C = Connection;
+
+    fn core(&mut self) -> &mut Core<H, Connection> {
+        &mut self.core
+    }
+
+    /// Closes now. Nothing is in flight in the kernel, so the connection goes at once; closing
+    /// its descriptor also takes it out of the epoll set.
+    fn abort(&mut self, slot: u32) {
+        if !self.core.conns.contains(slot as usize) {
+            return;
         }
-        let idle: Vec<u32> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.s.is_idle(c.sending()))
-            .map(|(k, _)| k as u32)
-            .collect();
-        for slot in idle {
-            self.abort(slot);
+        // Its timer entries go stale: they carry this connection's generation.
+        let mut c = self.core.conns.remove(slot as usize);
+        self.core.shard.stats.requests += c.session.answered();
+        self.core.shard.pool.give(c.session.into_output());
+        self.core.shard.stats.closed += 1;
+    }
+
+    /// After a session produced output or changed state: queue the write, apply backpressure,
+    /// move the deadline.
+    fn after_output(&mut self, slot: u32) {
+        let c = &mut self.core.conns[slot as usize];
+        self.core.shard.stats.requests += c.session.answered();
+        if !c.session.out.is_empty() && !c.dirty && c.writable {
+            c.dirty = true;
+            self.dirty.push((slot, c.gen));
+        }
+        // Pausing is the session's flag (`may_read`); resuming reads what waited meanwhile.
+        if c.session.backpressure(c.sending()) == Some(false) && c.readable {
+            self.rearm.push((slot, c.gen));
+        }
+        self.core.refresh_deadline(slot);
+    }
+
+    /// Moves a connection along its close: a finishing one whose output is all written shuts
+    /// its write side and lingers, reading and dropping input until EOF or the deadline; while
+    /// draining, one that went idle closes.
+    fn release_if_done(&mut self, slot: u32) {
+        let Some(c) = self.core.conns.get_mut(slot as usize) else {
+            return;
+        };
+        self.core.shard.stats.requests += c.session.answered();
+        if c.session.stage == Stage::Closing {
+            return self.abort(slot);
+        }
+        if self.core.shard.draining && c.session.is_idle(c.sending()) {
+            // Its last response (begun before shutdown) is written: nothing is left to finish.
+            return self.abort(slot);
+        }
+        if !c.session.ready_to_linger(c.sending()) {
+            return;
+        }
+        if c.eof || c.session.peer_sends_no_more() {
+            return self.abort(slot); // the peer closed, or will send no more: nothing to linger for
+        }
+        self.core.shard.stats.enters += 1;
+        if sys::shutdown_write(c.fd.as_raw_fd()).is_err() {
+            return self.abort(slot);
+        }
+        c.session.start_linger(self.core.shard.now);
+        if c.readable {
+            self.rearm.push((slot, c.gen));
+        }
+        self.core.refresh_deadline(slot);
+    }
+
+    fn stop_accepting(&mut self) {
+        if let Some(l) = self.listener.take() {
+            self.core.shard.stats.enters += 1;
+            let _ = self.ep.delete(l.as_raw_fd());
         }
     }
 }

@@ -15,7 +15,7 @@ pub enum ChunkedError {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+enum ChunkState {
     /// `digits`: every hex digit of the size line so far; `significant`: those after leading
     /// zeros.
     Size {
@@ -49,7 +49,7 @@ enum State {
 /// Decoder state carried between reads.
 #[derive(Clone, Debug)]
 pub struct ChunkedDecoder {
-    state: State,
+    state: ChunkState,
     size: u64,
     remaining: u64,
     ext_len: usize,
@@ -59,7 +59,7 @@ pub struct ChunkedDecoder {
 impl Default for ChunkedDecoder {
     fn default() -> Self {
         ChunkedDecoder {
-            state: State::Size {
+            state: ChunkState::Size {
                 digits: 0,
                 significant: 0,
             },
@@ -101,152 +101,166 @@ impl ChunkedDecoder {
         while i < input.len() {
             let b = input[i];
             match self.state {
-                State::Size {
-                    digits,
-                    significant,
-                } => match b {
-                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                        if digits >= MAX_SIZE_DIGITS {
-                            return Err(ChunkedError::Invalid);
-                        }
-                        let significant = significant + u8::from(self.size > 0 || b != b'0');
-                        if significant > 15 {
-                            return Err(ChunkedError::TooLarge);
-                        }
-                        let v = (b as char).to_digit(16).unwrap_or(0) as u64;
-                        self.size = self.size * 16 + v;
-                        self.state = State::Size {
-                            digits: digits + 1,
-                            significant,
-                        };
-                    }
-                    b';' if digits > 0 => {
-                        self.ext_len = 0;
-                        self.state = State::ExtStart;
-                    }
-                    b' ' | b'\t' if digits > 0 => self.state = State::SizeWs,
-                    b'\r' if digits > 0 => self.state = State::SizeLf,
-                    _ => return Err(ChunkedError::Invalid),
-                },
-                State::SizeWs => match b {
-                    b' ' | b'\t' => {}
-                    b';' => {
-                        self.ext_len = 0;
-                        self.state = State::ExtStart;
-                    }
-                    _ => return Err(ChunkedError::Invalid),
-                },
-                State::ExtStart | State::Ext { .. } => {
-                    self.ext_len += 1;
-                    if self.ext_len > MAX_EXT {
-                        return Err(ChunkedError::Invalid);
-                    }
-                    self.state = match (self.state, b) {
-                        (State::Ext { quoted: false, .. }, b'\r') => State::SizeLf,
-                        _ if is_ctl(b) => return Err(ChunkedError::Invalid),
-                        (State::ExtStart, b' ' | b'\t') => State::ExtStart,
-                        (State::ExtStart, _) if is_tchar(b) => State::Ext {
-                            quoted: false,
-                            escaped: false,
-                        },
-                        (State::ExtStart, _) => return Err(ChunkedError::Invalid),
-                        (
-                            State::Ext {
-                                quoted: true,
-                                escaped,
-                            },
-                            _,
-                        ) => State::Ext {
-                            quoted: escaped || b != b'"',
-                            escaped: !escaped && b == b'\\',
-                        },
-                        (_, b';') => State::ExtStart,
-                        (_, b'"') => State::Ext {
-                            quoted: true,
-                            escaped: false,
-                        },
-                        (state, _) => state,
-                    };
-                }
-                State::SizeLf => {
-                    if b != b'\n' {
-                        return Err(ChunkedError::Invalid);
-                    }
-                    if self.size == 0 {
-                        self.state = State::TrailerStart;
-                    } else {
-                        if body.len() as u64 + self.size > max_body as u64 {
-                            return Err(ChunkedError::TooLarge);
-                        }
-                        self.remaining = self.size;
-                        self.state = State::Data;
-                    }
-                    self.size = 0;
-                }
-                State::Data => {
-                    let n = (self.remaining as usize).min(input.len() - i);
-                    body.extend_from_slice(&input[i..i + n]);
-                    self.remaining -= n as u64;
-                    i += n;
-                    if self.remaining == 0 {
-                        self.state = State::DataCr;
-                    }
+                ChunkState::Done => return Ok((i, true)),
+                ChunkState::Data => {
+                    i += self.data(&input[i..], body);
                     continue;
                 }
-                State::DataCr => {
-                    if b != b'\r' {
-                        return Err(ChunkedError::Invalid);
-                    }
-                    self.state = State::DataLf;
-                }
-                State::DataLf => {
-                    if b != b'\n' {
-                        return Err(ChunkedError::Invalid);
-                    }
-                    self.state = State::Size {
-                        digits: 0,
-                        significant: 0,
-                    };
-                }
-                // Each trailer line is a field: a name of token bytes, `:`, a value without
-                // control bytes. Anything else (a request line, a bare line) is refused rather
-                // than swallowed as a trailer.
-                State::TrailerStart => {
-                    self.trailer_len += 1;
-                    self.state = match b {
-                        b'\r' => State::TrailerLf { empty: true },
-                        _ if is_tchar(b) => State::TrailerName,
-                        _ => return Err(ChunkedError::Invalid),
-                    };
-                }
-                State::TrailerName | State::TrailerValue => {
-                    self.trailer_len += 1;
-                    if self.trailer_len > max_trailers {
-                        return Err(ChunkedError::TrailersTooLarge);
-                    }
-                    self.state = match (self.state, b) {
-                        (State::TrailerName, b':') => State::TrailerValue,
-                        (State::TrailerName, _) if is_tchar(b) => State::TrailerName,
-                        (State::TrailerValue, b'\r') => State::TrailerLf { empty: false },
-                        (State::TrailerValue, _) if !is_ctl(b) => State::TrailerValue,
-                        _ => return Err(ChunkedError::Invalid),
-                    };
-                }
-                State::TrailerLf { empty } => {
-                    if b != b'\n' {
-                        return Err(ChunkedError::Invalid);
-                    }
-                    if empty {
-                        self.state = State::Done;
+                ChunkState::DataCr | ChunkState::DataLf => self.data_end(b)?,
+                ChunkState::SizeLf => self.size_end(b, body.len(), max_body)?,
+                ChunkState::Size { .. }
+                | ChunkState::SizeWs
+                | ChunkState::ExtStart
+                | ChunkState::Ext { .. } => self.size_line(b)?,
+                _ => {
+                    if self.trailer(b, max_trailers)? {
                         return Ok((i + 1, true));
                     }
-                    self.state = State::TrailerStart;
                 }
-                State::Done => return Ok((i, true)),
             }
             i += 1;
         }
-        Ok((i, self.state == State::Done))
+        Ok((i, self.state == ChunkState::Done))
+    }
+
+    /// A byte of a chunk-size line before its LF: hex digits, optional whitespace, then
+    /// extensions (`;` and a name, optionally `=` and a token or quoted string, each).
+    fn size_line(&mut self, b: u8) -> Result<(), ChunkedError> {
+        self.state = match self.state {
+            ChunkState::Size {
+                digits,
+                significant,
+            } => match b {
+                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                    if digits >= MAX_SIZE_DIGITS {
+                        return Err(ChunkedError::Invalid);
+                    }
+                    let significant = significant + u8::from(self.size > 0 || b != b'0');
+                    if significant > 15 {
+                        return Err(ChunkedError::TooLarge);
+                    }
+                    let v = (b as char).to_digit(16).unwrap_or(0) as u64;
+                    self.size = self.size * 16 + v;
+                    ChunkState::Size {
+                        digits: digits + 1,
+                        significant,
+                    }
+                }
+                b';' if digits > 0 => ChunkState::ExtStart,
+                b' ' | b'\t' if digits > 0 => ChunkState::SizeWs,
+                b'\r' if digits > 0 => ChunkState::SizeLf,
+                _ => return Err(ChunkedError::Invalid),
+            },
+            ChunkState::SizeWs => match b {
+                b' ' | b'\t' => ChunkState::SizeWs,
+                b';' => ChunkState::ExtStart,
+                _ => return Err(ChunkedError::Invalid),
+            },
+            state => self.extension(state, b)?,
+        };
+        Ok(())
+    }
+
+    /// A byte of a chunk extension (`state` is `ExtStart` or `Ext`); returns the next state.
+    fn extension(&mut self, state: ChunkState, b: u8) -> Result<ChunkState, ChunkedError> {
+        self.ext_len += 1;
+        if self.ext_len > MAX_EXT {
+            return Err(ChunkedError::Invalid);
+        }
+        Ok(match (state, b) {
+            (ChunkState::Ext { quoted: false, .. }, b'\r') => ChunkState::SizeLf,
+            _ if is_ctl(b) => return Err(ChunkedError::Invalid),
+            (ChunkState::ExtStart, b' ' | b'\t') => ChunkState::ExtStart,
+            (ChunkState::ExtStart, _) if is_tchar(b) => ChunkState::Ext {
+                quoted: false,
+                escaped: false,
+            },
+            (ChunkState::ExtStart, _) => return Err(ChunkedError::Invalid),
+            (
+                ChunkState::Ext {
+                    quoted: true,
+                    escaped,
+                },
+                _,
+            ) => ChunkState::Ext {
+                quoted: escaped || b != b'"',
+                escaped: !escaped && b == b'\\',
+            },
+            (_, b';') => ChunkState::ExtStart,
+            (_, b'"') => ChunkState::Ext {
+                quoted: true,
+                escaped: false,
+            },
+            (state, _) => state,
+        })
+    }
+
+    /// The LF ending a size line: the chunk's data follows, or the trailers after the last.
+    fn size_end(&mut self, b: u8, body_len: usize, max_body: usize) -> Result<(), ChunkedError> {
+        if b != b'\n' {
+            return Err(ChunkedError::Invalid);
+        }
+        if self.size == 0 {
+            self.state = ChunkState::TrailerStart;
+        } else {
+            if body_len as u64 + self.size > max_body as u64 {
+                return Err(ChunkedError::TooLarge);
+            }
+            self.remaining = self.size;
+            self.state = ChunkState::Data;
+        }
+        self.size = 0;
+        self.ext_len = 0;
+        Ok(())
+    }
+
+    /// A chunk's data, as much of it as `input` holds; returns the bytes taken.
+    fn data(&mut self, input: &[u8], body: &mut Vec<u8>) -> usize {
+        let n = (self.remaining as usize).min(input.len());
+        body.extend_from_slice(&input[..n]);
+        self.remaining -= n as u64;
+        if self.remaining == 0 {
+            self.state = ChunkState::DataCr;
+        }
+        n
+    }
+
+    /// The CRLF after a chunk's data.
+    fn data_end(&mut self, b: u8) -> Result<(), ChunkedError> {
+        self.state = match (self.state, b) {
+            (ChunkState::DataCr, b'\r') => ChunkState::DataLf,
+            (ChunkState::DataLf, b'\n') => ChunkState::Size {
+                digits: 0,
+                significant: 0,
+            },
+            _ => return Err(ChunkedError::Invalid),
+        };
+        Ok(())
+    }
+
+    /// A byte of the trailer section; returns true at the end of the body. Each trailer line
+    /// is a field: a name of token bytes, `:`, a value without control bytes. Anything else (a
+    /// request line, a bare line) is refused rather than swallowed as a trailer.
+    fn trailer(&mut self, b: u8, max_trailers: usize) -> Result<bool, ChunkedError> {
+        self.trailer_len += 1;
+        if self.trailer_len > max_trailers && self.state != ChunkState::TrailerStart {
+            return Err(ChunkedError::TrailersTooLarge);
+        }
+        self.state = match (self.state, b) {
+            (ChunkState::TrailerStart, b'\r') => ChunkState::TrailerLf { empty: true },
+            (ChunkState::TrailerStart, _) if is_tchar(b) => ChunkState::TrailerName,
+            (ChunkState::TrailerName, b':') => ChunkState::TrailerValue,
+            (ChunkState::TrailerName, _) if is_tchar(b) => ChunkState::TrailerName,
+            (ChunkState::TrailerValue, b'\r') => ChunkState::TrailerLf { empty: false },
+            (ChunkState::TrailerValue, _) if !is_ctl(b) => ChunkState::TrailerValue,
+            (ChunkState::TrailerLf { empty: true }, b'\n') => {
+                self.state = ChunkState::Done;
+                return Ok(true);
+            }
+            (ChunkState::TrailerLf { empty: false }, b'\n') => ChunkState::TrailerStart,
+            _ => return Err(ChunkedError::Invalid),
+        };
+        Ok(false)
     }
 }
 

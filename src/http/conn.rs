@@ -10,8 +10,8 @@
 use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
 
-use crate::handler::{Answer, Handler};
 use crate::http::chunked::{ChunkedDecoder, ChunkedError};
+use crate::http::handler::{Answer, Handler};
 use crate::http::limits::Limits;
 use crate::http::request::{Request, Version};
 use crate::http::response::{
@@ -32,7 +32,7 @@ pub struct Ctx<'a> {
     /// Shutting down: answer what is in flight with `Connection: close`.
     pub draining: bool,
     /// Where sampled server-side latencies go, if anywhere.
-    pub latency: Option<&'a crate::stats::Latency>,
+    pub latency: Option<&'a crate::http::latency::Latency>,
 }
 
 impl<'a> Ctx<'a> {
@@ -89,7 +89,7 @@ enum BodyKind {
     Chunked(ChunkedDecoder),
 }
 
-enum State {
+enum ReadState {
     Head,
     /// `body` holds the head's bytes (`head_len` of them) followed by the decoded body so far.
     Body {
@@ -102,14 +102,14 @@ enum State {
 
 /// How the response to a request is written, decided from its head.
 #[derive(Clone, Copy)]
-struct Reply1 {
+struct ReplyForm {
     version: Version,
     keep_alive: bool,
     head: bool,
 }
 
 enum Task {
-    Later(LaterResponse, Reply1, Option<std::time::Instant>),
+    Later(LaterResponse, ReplyForm, Option<std::time::Instant>),
     Stream(Box<dyn BodyStream>, Framing),
 }
 
@@ -117,7 +117,7 @@ enum Task {
 pub struct Conn {
     buf: Vec<u8>,
     body: Vec<u8>,
-    state: State,
+    state: ReadState,
     task: Option<Task>,
     /// Stop after the response being produced (set while a task runs).
     close_after: bool,
@@ -167,7 +167,7 @@ impl Default for Conn {
 
 /// A head that was parsed and checked.
 struct HeadInfo {
-    reply: Reply1,
+    reply: ReplyForm,
     framing: BodyFraming,
     expect_continue: bool,
 }
@@ -184,7 +184,7 @@ impl Conn {
         Conn {
             buf: Vec::new(),
             body: Vec::new(),
-            state: State::Head,
+            state: ReadState::Head,
             task: None,
             close_after: false,
             asked_close: false,
@@ -197,11 +197,11 @@ impl Conn {
     /// Where the connection stands.
     pub fn phase(&self) -> Phase {
         match self.state {
-            State::Head if self.buf.is_empty() => Phase::Idle,
-            State::Head => Phase::Head,
-            State::Body { .. } => Phase::Body,
-            State::Waiting => Phase::Handler,
-            State::Closed => Phase::Closed,
+            ReadState::Head if self.buf.is_empty() => Phase::Idle,
+            ReadState::Head => Phase::Head,
+            ReadState::Body { .. } => Phase::Body,
+            ReadState::Waiting => Phase::Handler,
+            ReadState::Closed => Phase::Closed,
         }
     }
 
@@ -219,7 +219,7 @@ impl Conn {
     /// request: the peer sends no more, so closing at once cannot reset what it still reads.
     /// (Otherwise, as after a rejection, the peer may still be sending, and the close lingers.)
     pub fn ended_as_asked(&self) -> bool {
-        matches!(self.state, State::Closed) && self.asked_close && self.buf.is_empty()
+        matches!(self.state, ReadState::Closed) && self.asked_close && self.buf.is_empty()
     }
 
     /// Takes received bytes, answers every complete request in them, appends responses to `out`.
@@ -231,11 +231,11 @@ impl Conn {
         out: &mut Vec<u8>,
     ) -> Progress {
         match self.state {
-            State::Closed => {
+            ReadState::Closed => {
                 self.asked_close &= input.is_empty();
                 return Progress::Close;
             }
-            State::Waiting => {
+            ReadState::Waiting => {
                 self.buf.extend_from_slice(input);
                 return Progress::Pending;
             }
@@ -244,7 +244,7 @@ impl Conn {
         let progress = self.take_input(input, handler, cx, out);
         if progress == Progress::ReadMore && self.peer_done {
             // Whatever is left can never become a whole request.
-            self.state = State::Closed;
+            self.state = ReadState::Closed;
             self.buf = Vec::new();
             return Progress::Close;
         }
@@ -261,7 +261,7 @@ impl Conn {
         if self.buf.is_empty() {
             let (used, progress) = self.process(input, handler, cx, out);
             if used < input.len() {
-                if matches!(self.state, State::Closed) {
+                if matches!(self.state, ReadState::Closed) {
                     self.asked_close = false; // more came after the last request
                 } else {
                     self.buf.extend_from_slice(&input[used..]);
@@ -272,7 +272,7 @@ impl Conn {
             let mut buf = std::mem::take(&mut self.buf);
             buf.extend_from_slice(input);
             let (used, progress) = self.process(&buf, handler, cx, out);
-            if matches!(self.state, State::Closed) || used == buf.len() {
+            if matches!(self.state, ReadState::Closed) || used == buf.len() {
                 // Dropped, not kept: an idle connection holds no buffer.
                 self.asked_close &= used == buf.len();
             } else {
@@ -287,8 +287,8 @@ impl Conn {
     /// answered (a client may half-close after writing its last request); nothing more is read.
     pub fn on_eof(&mut self) {
         self.peer_done = true;
-        if !matches!(self.state, State::Waiting) {
-            self.state = State::Closed;
+        if !matches!(self.state, ReadState::Waiting) {
+            self.state = ReadState::Closed;
             self.buf = Vec::new();
         }
     }
@@ -300,7 +300,7 @@ impl Conn {
         if answer {
             self.reject(408, cx, out);
         }
-        self.state = State::Closed;
+        self.state = ReadState::Closed;
         answer
     }
 
@@ -341,7 +341,7 @@ impl Conn {
                     let Some(polled) = catch(|| stream.poll_chunk(task_cx)) else {
                         // The head is out, so no 500: close without the final chunk, which
                         // tells the client the body is incomplete.
-                        self.state = State::Closed;
+                        self.state = ReadState::Closed;
                         self.close_after = true;
                         return TaskPoll::Done;
                     };
@@ -369,9 +369,62 @@ impl Conn {
 
     fn finish_task(&mut self) {
         self.state = if self.close_after {
-            State::Closed
+            ReadState::Closed
         } else {
-            State::Head
+            ReadState::Head
+        };
+    }
+
+    /// Takes what `input` holds of a body arriving over several reads (into `self.body`, after
+    /// its head). Returns the bytes used and whether the body is whole, or the status that
+    /// refuses it.
+    fn take_body(&mut self, input: &[u8], cx: &Ctx<'_>) -> Result<(usize, bool), u16> {
+        let ReadState::Body { head_len, kind } = &mut self.state else {
+            return Ok((0, true));
+        };
+        match kind {
+            BodyKind::Length(rem) => {
+                let n = (*rem).min(input.len() as u64) as usize;
+                self.body.extend_from_slice(&input[..n]);
+                *rem -= n as u64;
+                Ok((n, *rem == 0))
+            }
+            BodyKind::Chunked(dec) => {
+                let max = cx.limits.max_body + *head_len;
+                dec.decode(input, &mut self.body, max, cx.limits.max_head)
+                    .map_err(|e| match e {
+                        ChunkedError::Invalid => 400,
+                        ChunkedError::TooLarge => 413,
+                        ChunkedError::TrailersTooLarge => 431,
+                    })
+            }
+        }
+    }
+
+    /// A body that arrives over several reads: keeps its head (`head`), then takes the body
+    /// into `self.body` read by read (`take_body`). A client waiting on `Expect: 100-continue`
+    /// is told to send it.
+    fn start_body(
+        &mut self,
+        head: &[u8],
+        info: &HeadInfo,
+        body_len: u64,
+        nothing_yet: bool,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        if info.expect_continue && nothing_yet && !cx.draining {
+            out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        self.body.clear();
+        self.body.extend_from_slice(head);
+        let kind = match info.framing {
+            BodyFraming::Chunked => BodyKind::Chunked(ChunkedDecoder::default()),
+            _ => BodyKind::Length(body_len),
+        };
+        self.state = ReadState::Body {
+            head_len: head.len(),
+            kind,
         };
     }
 
@@ -394,55 +447,20 @@ impl Conn {
         loop {
             // A head and body gathered over several reads, answered from this buffer.
             let mut gathered = None;
-            if let State::Body { head_len, kind } = &mut self.state {
-                let head_len = *head_len;
-                let input = &data[pos..];
-                let done = match kind {
-                    BodyKind::Length(rem) => {
-                        let n = (*rem).min(input.len() as u64) as usize;
-                        self.body.extend_from_slice(&input[..n]);
-                        *rem -= n as u64;
-                        pos += n;
-                        *rem == 0
-                    }
-                    BodyKind::Chunked(dec) => {
-                        let max = limits.max_body + head_len;
-                        match dec.decode(input, &mut self.body, max, limits.max_head) {
-                            Ok((n, done)) => {
-                                pos += n;
-                                done
-                            }
-                            Err(e) => {
-                                let status = match e {
-                                    ChunkedError::Invalid => 400,
-                                    ChunkedError::TooLarge => 413,
-                                    ChunkedError::TrailersTooLarge => 431,
-                                };
-                                return (pos, self.reject(status, cx, out));
-                            }
-                        }
-                    }
-                };
-                if !done {
-                    return (pos, Progress::ReadMore);
+            if let ReadState::Body { head_len, .. } = self.state {
+                match self.take_body(&data[pos..], cx) {
+                    Ok((n, false)) => return (pos + n, Progress::ReadMore),
+                    Ok((n, true)) => pos += n,
+                    Err(status) => return (pos, self.reject(status, cx, out)),
                 }
-                self.state = State::Head;
+                self.state = ReadState::Head;
                 gathered = Some((std::mem::take(&mut self.body), head_len));
             }
             let (input, window) = match &gathered {
                 Some((buf, head_len)) => (&buf[..], &buf[..*head_len]),
                 None => {
-                    // Empty lines before a request line are ignored (RFC 9112 §2.2): a stray
-                    // CRLF after a body must not leave an idle connection looking mid-head,
-                    // where the header timeout (408) applies instead of the keep-alive one.
-                    loop {
-                        match &data[pos..] {
-                            [b'\r', b'\n', ..] => pos += 2,
-                            [b'\n', ..] => pos += 1,
-                            _ => break,
-                        }
-                    }
-                    if !matches!(self.state, State::Head) || pos == data.len() {
+                    pos += empty_lines(&data[pos..]);
+                    if !matches!(self.state, ReadState::Head) || pos == data.len() {
                         return (pos, Progress::ReadMore);
                     }
                     let input = &data[pos..];
@@ -466,62 +484,49 @@ impl Conn {
                         Err(status) => return (pos, self.reject(status, cx, out)),
                     };
                     let after = &input[n..];
-                    if gathered.is_some() {
-                        // Its head parsed once already; the rest of the buffer is the body.
-                        let request = view(&req, after);
-                        let progress = self.answer(handler, &request, info.reply, cx, out);
-                        if progress != Progress::ReadMore {
-                            return (pos, progress);
+                    // A gathered head parsed once already: the rest of the buffer is the body.
+                    let body = if gathered.is_some() {
+                        after
+                    } else {
+                        let body_len = match info.framing {
+                            BodyFraming::None => 0,
+                            BodyFraming::Length(len) if len > limits.max_body as u64 => {
+                                return (pos, self.reject(413, cx, out));
+                            }
+                            BodyFraming::Length(len) => len,
+                            BodyFraming::Chunked => u64::MAX,
+                        };
+                        if body_len > after.len() as u64 {
+                            self.start_body(
+                                &input[..n],
+                                &info,
+                                body_len,
+                                after.is_empty(),
+                                cx,
+                                out,
+                            );
+                            pos += n;
+                            continue;
                         }
-                        continue;
-                    }
-                    let body_len = match info.framing {
-                        BodyFraming::None => 0,
-                        BodyFraming::Length(len) if len > limits.max_body as u64 => {
-                            return (pos, self.reject(413, cx, out));
-                        }
-                        BodyFraming::Length(len) => len,
-                        BodyFraming::Chunked => u64::MAX,
-                    };
-                    if body_len <= after.len() as u64 {
                         // Head and body are whole in this read: answer without a copy.
-                        let body = &after[..body_len as usize];
-                        pos += n + body.len();
-                        let request = view(&req, body);
-                        let progress = self.answer(handler, &request, info.reply, cx, out);
-                        if progress != Progress::ReadMore {
-                            return (pos, progress);
-                        }
-                        continue;
-                    }
-                    // The body arrives over several reads: keep the head, decode into `body`.
-                    if info.expect_continue && after.is_empty() && !cx.draining {
-                        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                    }
-                    self.body.clear();
-                    self.body.extend_from_slice(&input[..n]);
-                    let kind = match info.framing {
-                        BodyFraming::Chunked => BodyKind::Chunked(ChunkedDecoder::default()),
-                        _ => BodyKind::Length(body_len),
+                        pos += n + body_len as usize;
+                        &after[..body_len as usize]
                     };
-                    self.state = State::Body { head_len: n, kind };
-                    pos += n;
+                    let request = view(&req, body);
+                    let progress = self.answer(handler, &request, info.reply, cx, out);
+                    if progress != Progress::ReadMore {
+                        return (pos, progress);
+                    }
                 }
                 // A gathered head parsed whole before; it cannot be partial or fail now.
                 _ if gathered.is_some() => return (pos, self.reject(400, cx, out)),
-                Ok(httparse::Status::Partial) => {
-                    if input.len() > limits.max_head {
-                        let status = head_too_large(input, limits.max_head);
-                        return (pos, self.reject(status, cx, out));
-                    }
+                Ok(httparse::Status::Partial) if input.len() <= limits.max_head => {
                     return (pos, Progress::ReadMore);
                 }
-                Err(httparse::Error::TooManyHeaders) => return (pos, self.reject(431, cx, out)),
-                Err(httparse::Error::Version) => {
-                    let status = if is_newer_version(input) { 505 } else { 400 };
+                other => {
+                    let status = refusal(other.err(), input, limits.max_head);
                     return (pos, self.reject(status, cx, out));
                 }
-                Err(_) => return (pos, self.reject(400, cx, out)),
             }
         }
     }
@@ -531,7 +536,7 @@ impl Conn {
         &mut self,
         handler: &H,
         req: &Request<'_>,
-        r: Reply1,
+        r: ReplyForm,
         cx: &Ctx<'_>,
         out: &mut Vec<u8>,
     ) -> Progress {
@@ -554,7 +559,7 @@ impl Conn {
     fn write_fixed(
         &mut self,
         fixed: &Fixed,
-        r: Reply1,
+        r: ReplyForm,
         t0: Option<std::time::Instant>,
         cx: &Ctx<'_>,
         out: &mut Vec<u8>,
@@ -573,7 +578,7 @@ impl Conn {
     fn respond(
         &mut self,
         reply: Reply,
-        r: Reply1,
+        r: ReplyForm,
         t0: Option<std::time::Instant>,
         cx: &Ctx<'_>,
         out: &mut Vec<u8>,
@@ -583,10 +588,10 @@ impl Conn {
                 self.write_response(resp, r, cx, out);
                 record_latency(cx, t0);
                 if self.task.is_some() {
-                    self.state = State::Waiting;
+                    self.state = ReadState::Waiting;
                     Progress::Pending
                 } else if self.close_after {
-                    self.state = State::Closed;
+                    self.state = ReadState::Closed;
                     Progress::Close
                 } else {
                     Progress::ReadMore
@@ -594,14 +599,14 @@ impl Conn {
             }
             Reply::Later(fut) => {
                 self.task = Some(Task::Later(fut, r, t0));
-                self.state = State::Waiting;
+                self.state = ReadState::Waiting;
                 Progress::Pending
             }
         }
     }
 
     /// Encodes a response; a streaming body becomes this connection's task.
-    fn write_response(&mut self, resp: Response, r: Reply1, cx: &Ctx<'_>, out: &mut Vec<u8>) {
+    fn write_response(&mut self, resp: Response, r: ReplyForm, cx: &Ctx<'_>, out: &mut Vec<u8>) {
         self.responses += 1;
         let mut keep_alive = r.keep_alive && !cx.draining && !self.close_after;
         let body = resp.body.into_whole();
@@ -654,7 +659,7 @@ impl Conn {
         );
         out.extend_from_slice(body);
         out.push(b'\n');
-        self.state = State::Closed;
+        self.state = ReadState::Closed;
         self.close_after = true;
         self.buf = Vec::new();
         self.body = Vec::new();
@@ -662,7 +667,7 @@ impl Conn {
     }
 }
 
-/// Records a sampled request's latency (`t0` is set for one request in `stats::SAMPLE`).
+/// Records a sampled request's latency (`t0` is set for one request in `latency::SAMPLE`).
 fn record_latency(cx: &Ctx<'_>, t0: Option<std::time::Instant>) {
     if let (Some(l), Some(t0)) = (cx.latency, t0) {
         l.record(t0);
@@ -777,7 +782,7 @@ fn check_head(req: &httparse::Request<'_, '_>, host: &mut HostMemo) -> Result<He
     };
     let head = req.method == Some("HEAD");
     Ok(HeadInfo {
-        reply: Reply1 {
+        reply: ReplyForm {
             version,
             keep_alive,
             head,
@@ -787,11 +792,36 @@ fn check_head(req: &httparse::Request<'_, '_>, host: &mut HostMemo) -> Result<He
     })
 }
 
+/// How many bytes of empty lines start `data`. They are ignored before a request line (RFC
+/// 9112 §2.2): a stray CRLF after a body must not leave an idle connection looking mid-head,
+/// where the header timeout (408) applies instead of the keep-alive one.
+fn empty_lines(data: &[u8]) -> usize {
+    let mut n = 0;
+    loop {
+        match &data[n..] {
+            [b'\r', b'\n', ..] => n += 2,
+            [b'\n', ..] => n += 1,
+            _ => return n,
+        }
+    }
+}
+
+/// The status refusing a head httparse could not parse (`err`), or one still partial beyond
+/// `max_head` bytes (`None`).
+fn refusal(err: Option<httparse::Error>, input: &[u8], max_head: usize) -> u16 {
+    match err {
+        None => head_too_large(input, max_head),
+        Some(httparse::Error::TooManyHeaders) => 431,
+        Some(httparse::Error::Version) if is_newer_version(input) => 505,
+        Some(_) => 400,
+    }
+}
+
 /// Whether every line of a head httparse parsed ends in CRLF: it also takes a bare LF, which
 /// servers read differently. Its header names and values point into `head`, so the line ends
 /// are found without a scan: the request line's just before the first name, each field's after
 /// its value (and the whitespace it trimmed off), the empty line's at the end.
-fn lines_end_in_crlf(head: &[u8], headers: &[httparse::Header<'_>]) -> bool {
+pub(crate) fn lines_end_in_crlf(head: &[u8], headers: &[httparse::Header<'_>]) -> bool {
     let base = head.as_ptr() as usize;
     let cr_at = |i: usize| head.get(i) == Some(&b'\r');
     if !head.ends_with(b"\r\n\r\n") {

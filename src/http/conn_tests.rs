@@ -693,20 +693,50 @@ fn big_stream_arrives_whole_past_the_high_water_mark() {
 /// close`, while draining; and with a 204, which has no body.
 #[test]
 fn fixed_responses_encode_as_built_ones() {
-    use crate::handler::Router;
+    use crate::http::handler::{Answer, Handler};
     use crate::http::response::Fixed;
-    let make = |status: u16| {
+    fn make(status: u16) -> Response {
         Response::text(status, "hello")
             .header("X-A", "1")
             .header("Cache-Control", "no-store")
-    };
-    let router = Router::new()
-        .get("/fixed", Fixed::new(make(200)))
-        .get("/built", move |_: &Request<'_>| make(200))
-        .get("/fixed-204", Fixed::new(make(204)))
-        .get("/built-204", move |_: &Request<'_>| make(204))
-        .get("/fixed-404", Fixed::new(Response::text(404, "gone")))
-        .get("/built-404", |_: &Request<'_>| Response::text(404, "gone"));
+    }
+    /// `/fixed...` answers with a `Fixed` (as the router does), `/built...` builds the same
+    /// response per request.
+    struct Both([Fixed; 3]);
+    impl Both {
+        fn status(path: &str) -> u16 {
+            match path.rsplit('-').next() {
+                Some("204") => 204,
+                Some("404") => 404,
+                _ => 200,
+            }
+        }
+        fn built(status: u16) -> Response {
+            if status == 404 {
+                Response::text(404, "gone")
+            } else {
+                make(status)
+            }
+        }
+    }
+    impl Handler for Both {
+        fn call(&self, req: &Request<'_>) -> Reply {
+            Reply::Ready(Both::built(Both::status(req.path())))
+        }
+        fn answer(&self, req: &Request<'_>) -> Answer<'_> {
+            let i = match Both::status(req.path()) {
+                204 => 1,
+                404 => 2,
+                _ => 0,
+            };
+            if req.path().starts_with("/fixed") {
+                Answer::Fixed(&self.0[i])
+            } else {
+                Answer::Reply(self.call(req))
+            }
+        }
+    }
+    let router = Both([200, 204, 404].map(|s| Fixed::new(Both::built(s))));
     let limits = Limits::default();
     for draining in [false, true] {
         let cx = Ctx {

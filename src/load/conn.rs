@@ -2,7 +2,7 @@
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
-use super::response::ResponseParser;
+use crate::http::client::ResponseParser;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {

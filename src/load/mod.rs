@@ -14,7 +14,6 @@ mod args;
 mod conn;
 mod report;
 mod request;
-mod response;
 mod ring;
 mod stats;
 mod url;
@@ -144,14 +143,63 @@ pub fn run(args: LoadArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         (None, None) => Some(Duration::from_secs(10)),
         (d, _) => d,
     };
-    let threads = s.threads;
-    let total = args.connections as usize;
-    ring::catch_interrupt();
+    crate::sys::signals::catch_interrupt();
     let reqs = Arc::new(s.reqs);
+    let lives: Vec<Arc<Live>> = (0..s.threads).map(|_| Arc::new(Live::default())).collect();
+    let handles = spawn_workers(&args, duration, &s.endpoint, &reqs, &lives)?;
+    if !args.json && std::io::stderr().is_terminal() {
+        show_live(&handles, &lives);
+    }
+    let (stats, elapsed_ns, stalled) = join_workers(handles)?;
+    let summary = report::Summary {
+        target: &s.label,
+        threads: s.threads,
+        connections: args.connections,
+        pipeline: args.pipeline,
+        rate: args.rate,
+        elapsed_s: elapsed_ns as f64 / 1e9,
+        stats: &stats,
+    };
+    let out = if args.json {
+        report::json(&summary) + "\n"
+    } else {
+        report::text(&summary)
+    };
+    std::io::stdout().write_all(out.as_bytes())?;
+    if let Some(path) = &args.hdr_out {
+        std::fs::write(path, report::hdr_text(&stats.latency))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if crate::sys::signals::interrupted() {
+        return Ok(ExitCode::from(130));
+    }
+    if stalled {
+        eprintln!("ringshard: gave up: no response and no connection for 10 s");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(if stats.requests == 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+type WorkerHandle = std::thread::JoinHandle<Result<Outcome, String>>;
+
+/// Starts one pinned worker per thread with its share of the connections (and of `-n`); they
+/// start sending together, once every ring is set up.
+fn spawn_workers(
+    args: &LoadArgs,
+    duration: Option<Duration>,
+    endpoint: &Endpoint,
+    reqs: &Arc<RequestSet>,
+    lives: &[Arc<Live>],
+) -> Result<Vec<WorkerHandle>, String> {
+    let threads = lives.len();
+    let total = args.connections as usize;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let barrier = Arc::new(Barrier::new(threads));
     let start: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
-    let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::new(Live::default())).collect();
     let mut handles = Vec::with_capacity(threads);
     let mut first = 0usize;
     for (t, live) in lives.iter().enumerate() {
@@ -173,7 +221,7 @@ pub fn run(args: LoadArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             one_per_connection: args.no_keepalive,
         };
         first += n;
-        let (ep, reqs, live) = (s.endpoint.clone(), reqs.clone(), live.clone());
+        let (ep, reqs, live) = (endpoint.clone(), reqs.clone(), live.clone());
         let (barrier, start) = (barrier.clone(), start.clone());
         let core = cores.get(t % cores.len().max(1)).copied();
         let h = std::thread::Builder::new()
@@ -192,10 +240,11 @@ pub fn run(args: LoadArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         handles.push(h);
     }
-    let live_line = !args.json && std::io::stderr().is_terminal();
-    if live_line {
-        show_live(&handles, &lives);
-    }
+    Ok(handles)
+}
+
+/// Waits for every worker: their statistics merged, the longest run, and whether one gave up.
+fn join_workers(handles: Vec<WorkerHandle>) -> Result<(Stats, u64, bool), String> {
     let mut stats = Stats::new();
     let mut elapsed_ns = 0u64;
     let mut failure = None;
@@ -211,44 +260,14 @@ pub fn run(args: LoadArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Err(_) => failure = Some("a worker thread panicked".to_string()),
         }
     }
-    if let Some(e) = failure {
-        return Err(e.into());
+    match failure {
+        Some(e) => Err(e),
+        None => Ok((stats, elapsed_ns, stalled)),
     }
-    let summary = report::Summary {
-        target: &s.label,
-        threads,
-        connections: args.connections,
-        pipeline: args.pipeline,
-        rate: args.rate,
-        elapsed_s: elapsed_ns as f64 / 1e9,
-        stats: &stats,
-    };
-    let out = if args.json {
-        report::json(&summary) + "\n"
-    } else {
-        report::text(&summary)
-    };
-    std::io::stdout().write_all(out.as_bytes())?;
-    if let Some(path) = &args.hdr_out {
-        std::fs::write(path, report::hdr_text(&stats.latency))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    if ring::interrupted() {
-        return Ok(ExitCode::from(130));
-    }
-    if stalled {
-        eprintln!("ringshard: gave up: no response and no connection for 10 s");
-        return Ok(ExitCode::from(1));
-    }
-    Ok(if stats.requests == 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// Once a second on a terminal: rate, errors and p99 so far; erased at the end.
-fn show_live(handles: &[std::thread::JoinHandle<Result<Outcome, String>>], lives: &[Arc<Live>]) {
+fn show_live(handles: &[WorkerHandle], lives: &[Arc<Live>]) {
     let t0 = Instant::now();
     let mut last = (0u64, t0);
     let mut err = std::io::stderr();

@@ -1,5 +1,7 @@
-//! The kernel side: one io_uring per worker thread, its provided-buffer ring for multishot
-//! receive, and the sockets. All of the load generator's `unsafe` lives here.
+//! The load generator's kernel side: one io_uring per worker thread (the shared ring core of
+//! `crate::uring::ring`), its provided-buffer ring for multishot receive, the target address,
+//! the encoded requests, and the sockets' registered slots. All of the load generator's
+//! `unsafe` lives here.
 //!
 //! Ownership rule: memory the kernel may touch (receive buffers, the buffer ring, the encoded
 //! requests, the target address) stays alive until every operation that could touch it has
@@ -8,66 +10,22 @@
 #![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::RawFd;
-use std::sync::atomic::Ordering;
+use std::os::fd::{IntoRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use io_uring::{opcode, squeue, types};
+
+use crate::token::{self, Op};
 use crate::uring::bufring::BufRing;
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+pub use crate::uring::ring::Cqe;
+use crate::uring::ring::{self as core_ring, RingConfig as CoreConfig};
 
 use super::request::RequestSet;
 use super::url::Endpoint;
 
-/// Set by the first SIGINT: workers stop and the results are still reported.
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    if INTERRUPTED.swap(true, Ordering::Relaxed) {
-        // A second Ctrl-C: leave at once.
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(130) };
-    }
-}
-
-/// Routes SIGINT to `interrupted()` instead of killing the process.
-pub fn catch_interrupt() {
-    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe; the
-    // sigaction struct is fully initialised (zeroed, then mask emptied).
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-    }
-}
-
-/// True once SIGINT arrived (after `catch_interrupt`).
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::Relaxed)
-}
-
 /// Buffer group id of the provided-buffer ring.
 const BGID: u16 = 0;
-
-/// A completion, copied out of the completion queue.
-#[derive(Debug, Clone, Copy)]
-pub struct Cqe {
-    pub user_data: u64,
-    pub result: i32,
-    pub flags: u32,
-}
-
-impl Cqe {
-    /// The provided buffer holding received data, if any.
-    pub fn buffer(&self) -> Option<u16> {
-        cqueue::buffer_select(self.flags)
-    }
-    /// True when a multishot operation stays armed after this completion.
-    pub fn more(&self) -> bool {
-        cqueue::more(self.flags)
-    }
-}
 
 /// A socket address in the form `connect(2)` takes.
 struct SockAddr {
@@ -121,26 +79,23 @@ pub struct RingConfig {
 }
 
 /// Most completions a closed-loop turn waits to gather, and for how long at most.
-const BATCH_MAX: usize = 64;
+const BATCH_MAX: u32 = 64;
 const BATCH_WAIT_USEC: u32 = 200;
 
 /// One worker's io_uring with its buffers, target address and request bytes.
 pub struct Ring {
-    uring: ManuallyDrop<IoUring>,
+    core: ManuallyDrop<core_ring::Ring>,
     bufs: ManuallyDrop<BufRing>,
     addr: ManuallyDrop<Box<SockAddr>>,
     reqs: ManuallyDrop<Arc<RequestSet>>,
     domain: libc::c_int,
-    tcp: bool,
     /// Operations submitted whose final completion has not been seen.
     outstanding: usize,
-    /// A submission the kernel refused, reported by the next wait or submit.
-    broken: Option<io::Error>,
     /// Submissions so far, and the one each registered slot was last named in by a queued
     /// entry: a slot named since the last submission must not change yet.
     epoch: u64,
     named: Vec<u64>,
-    /// Sockets shut down but not yet closed: an entry still in the submission queue may name
+    /// Sockets done with but not yet closed: an entry still in the submission queue may name
     /// the descriptor, and closing it first would let another socket (of any thread) take the
     /// number and receive that operation.
     to_close: Vec<RawFd>,
@@ -148,27 +103,31 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(cfg: &RingConfig, endpoint: &Endpoint, reqs: Arc<RequestSet>) -> io::Result<Self> {
-        let uring = build_uring(cfg.entries)?;
+        let core = core_ring::Ring::new(CoreConfig {
+            entries: cfg.entries,
+            taskrun: None,
+            wait_batch: BATCH_MAX,
+            min_wait_usec: BATCH_WAIT_USEC,
+            sqpoll_idle_ms: None,
+        })?;
         // Operations name sockets by registered slot: no per-operation file lookup and
         // reference count, and a slot is ours alone, unlike a descriptor number.
-        uring.submitter().register_files_sparse(cfg.slots)?;
+        core.register_files(cfg.slots)?;
         let count = cfg.buffers.next_power_of_two().max(1);
         // The server's provided-buffer ring: buffers a cache line apart, recycled in batches.
-        let bufs = BufRing::new(&uring, count, cfg.buffer_size, BGID)?;
-        let (domain, tcp) = match endpoint {
-            Endpoint::Tcp(std::net::SocketAddr::V4(_)) => (libc::AF_INET, true),
-            Endpoint::Tcp(std::net::SocketAddr::V6(_)) => (libc::AF_INET6, true),
-            Endpoint::Unix(_) => (libc::AF_UNIX, false),
+        let bufs = BufRing::new(core.inner(), count, cfg.buffer_size, BGID)?;
+        let domain = match endpoint {
+            Endpoint::Tcp(std::net::SocketAddr::V4(_)) => libc::AF_INET,
+            Endpoint::Tcp(std::net::SocketAddr::V6(_)) => libc::AF_INET6,
+            Endpoint::Unix(_) => libc::AF_UNIX,
         };
         Ok(Ring {
-            uring: ManuallyDrop::new(uring),
+            core: ManuallyDrop::new(core),
             bufs: ManuallyDrop::new(bufs),
             addr: ManuallyDrop::new(Box::new(SockAddr::new(endpoint)?)),
             reqs: ManuallyDrop::new(reqs),
             domain,
-            tcp,
             outstanding: 0,
-            broken: None,
             epoch: 1,
             named: vec![0; cfg.slots as usize],
             to_close: Vec::new(),
@@ -186,20 +145,10 @@ impl Ring {
     }
 
     fn push(&mut self, e: squeue::Entry) {
-        loop {
-            // SAFETY: every entry pushed here refers only to memory the ring owns and keeps
-            // alive (see the module comment) or to file descriptors, which the kernel pins.
-            if unsafe { self.uring.submission().push(&e) }.is_ok() {
-                self.outstanding += 1;
-                return;
-            }
-            // Full submission queue: hand what is there to the kernel and retry. If the kernel
-            // refuses, the entry is dropped and the next wait reports why.
-            if let Err(e) = self.submit_queued() {
-                self.broken.get_or_insert(e);
-                return;
-            }
-        }
+        // SAFETY: every entry pushed here refers only to memory this ring owns and keeps alive
+        // (see the module comment) or to registered sockets, which the kernel pins.
+        unsafe { self.core.push_entry(e) };
+        self.outstanding += 1;
     }
 
     /// Whether an entry queued since the last submission names `slot`.
@@ -212,10 +161,16 @@ impl Ring {
         self.named[slot as usize] = self.epoch;
     }
 
+    /// A new socket for the target.
+    pub fn socket(&self) -> io::Result<RawFd> {
+        crate::sys::socket::client(self.domain).map(IntoRawFd::into_raw_fd)
+    }
+
     /// Puts socket `fd` in registered slot `slot` (replacing the previous one, which the
     /// kernel keeps alive until operations already issued on it finish).
     pub fn install(&mut self, slot: u32, fd: RawFd) -> io::Result<()> {
-        self.uring
+        self.core
+            .inner()
             .submitter()
             .register_files_update(slot, &[fd])
             .map(drop)
@@ -263,155 +218,6 @@ impl Ring {
         self.push(e);
     }
 
-    /// Submits and waits for at least one completion or `timeout`. With `want` above 1 and a
-    /// kernel with min-timeout waits (6.12+), gathers up to `want` completions for at most
-    /// [`BATCH_WAIT_USEC`] first: fewer, fuller turns in a closed loop.
-    pub fn submit_and_wait(&mut self, timeout: Option<Duration>, want: usize) -> io::Result<()> {
-        if let Some(e) = self.broken.take() {
-            return Err(e);
-        }
-        let batch = want > 1 && self.uring.params().is_feature_min_timeout();
-        let r = match timeout {
-            None if !batch => self.uring.submit_and_wait(1),
-            _ => {
-                let t = timeout.unwrap_or(Duration::from_secs(3600));
-                let ts = types::Timespec::new()
-                    .sec(t.as_secs())
-                    .nsec(t.subsec_nanos());
-                let args = types::SubmitArgs::new().timespec(&ts);
-                if batch {
-                    let args = args.min_wait_usec(BATCH_WAIT_USEC);
-                    self.uring
-                        .submitter()
-                        .submit_with_args(want.min(BATCH_MAX), &args)
-                } else {
-                    self.uring.submitter().submit_with_args(1, &args)
-                }
-            }
-        };
-        self.after_submit();
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Submits what is queued, without waiting.
-    pub fn submit(&mut self) -> io::Result<()> {
-        if let Some(e) = self.broken.take() {
-            return Err(e);
-        }
-        self.submit_queued()
-    }
-
-    /// Submits what is queued: retried on EINTR, and a bounded number of times on EBUSY or
-    /// EAGAIN (the kernel short of room for a moment); any other failure is returned, never
-    /// spun on.
-    fn submit_queued(&mut self) -> io::Result<()> {
-        let mut busy = 0;
-        loop {
-            match self.uring.submit() {
-                Ok(_) => {
-                    self.after_submit();
-                    return Ok(());
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e)
-                    if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN))
-                        && busy < 100 =>
-                {
-                    busy += 1;
-                    std::thread::yield_now();
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Once every queued entry has gone in: a new epoch, and the sockets no queued entry names
-    /// any more are closed.
-    fn after_submit(&mut self) {
-        if !self.uring.submission().is_empty() {
-            return;
-        }
-        self.epoch += 1;
-        if !self.to_close.is_empty() {
-            // Every queued entry has been issued and holds its own file reference.
-            for fd in self.to_close.drain(..) {
-                // SAFETY: fd is a socket of this worker that nothing refers to by number any more.
-                unsafe { libc::close(fd) };
-            }
-        }
-    }
-
-    /// Moves the available completions into `out` (cleared first).
-    pub fn reap(&mut self, out: &mut Vec<Cqe>) {
-        out.clear();
-        for c in self.uring.completion() {
-            let cqe = Cqe {
-                user_data: c.user_data(),
-                result: c.result(),
-                flags: c.flags(),
-            };
-            if !cqe.more() {
-                self.outstanding -= 1;
-            }
-            out.push(cqe);
-        }
-    }
-
-    /// The data a receive completion delivered in buffer `bid`.
-    pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
-        self.bufs.get(bid, len)
-    }
-
-    /// Takes back buffer `bid` (into the ring again at `commit_buffers`).
-    pub fn recycle(&mut self, bid: u16) {
-        self.bufs.recycle(bid);
-    }
-
-    /// A receive completion that delivered no data: takes back any buffer it carries and
-    /// notes an ENOBUFS (see `BufRing::settle`).
-    pub fn settle_buffer(&mut self, cqe: &Cqe) {
-        self.bufs.settle(cqe.buffer(), cqe.result);
-    }
-
-    /// End of a turn: refills the buffer ring with the buffers taken back.
-    pub fn commit_buffers(&mut self) {
-        self.bufs.top_up();
-    }
-
-    /// A new blocking stream socket for the target (io_uring never blocks on it).
-    pub fn socket(&self) -> io::Result<RawFd> {
-        // SAFETY: plain socket(2) call.
-        let fd = unsafe { libc::socket(self.domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if self.tcp {
-            let one: libc::c_int = 1;
-            // SAFETY: fd is ours; the option value is a live c_int of the size passed.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NODELAY,
-                    &one as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-        }
-        Ok(fd)
-    }
-
     /// Lets go of a socket whose exchange is over: cancels its armed receive (`recv`, by its
     /// user data), the only operation left on it, and closes it after the next submission.
     pub fn release(&mut self, fd: RawFd, recv: Option<u64>, user_data: u64) {
@@ -428,9 +234,77 @@ impl Ring {
     /// Shuts `fd` down (so its pending operations complete) and closes it after the next
     /// submission.
     pub fn close(&mut self, fd: RawFd) {
-        // SAFETY: fd is a socket this worker opened and has not closed yet.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        crate::sys::socket::shutdown(fd);
         self.to_close.push(fd);
+    }
+
+    /// Submits and waits for at least one completion or `timeout`. With `want` above 1 and a
+    /// kernel with min-timeout waits (6.12+), gathers up to `want` completions for at most
+    /// [`BATCH_WAIT_USEC`] first: fewer, fuller turns in a closed loop.
+    pub fn submit_and_wait(&mut self, timeout: Option<Duration>, want: usize) -> io::Result<()> {
+        let r = self
+            .core
+            .submit_and_wait(timeout, token::encode(Op::Timeout, 0, 0), want);
+        self.after_submit();
+        r
+    }
+
+    /// Submits what is queued, without waiting.
+    pub fn submit(&mut self) -> io::Result<()> {
+        let r = self.core.submit();
+        self.after_submit();
+        r
+    }
+
+    /// Once every queued entry has gone in: a new epoch, and the sockets no queued entry names
+    /// any more are closed.
+    fn after_submit(&mut self) {
+        if !self.core.all_submitted() {
+            return;
+        }
+        self.epoch += 1;
+        // Every queued entry has been issued and holds its own file reference.
+        for fd in self.to_close.drain(..) {
+            // SAFETY: fd is a socket of this worker that nothing refers to by number any more.
+            unsafe { libc::close(fd) };
+        }
+    }
+
+    /// Moves the available completions into `out` (cleared first).
+    pub fn reap(&mut self, out: &mut Vec<Cqe>) {
+        out.clear();
+        self.core.reap(out, usize::MAX);
+        out.retain(|c| {
+            if let Some((Op::Timeout, _, _)) = token::decode(c.user_data) {
+                self.core.timeout_fired(); // the fallback wait timer, not one of ours
+                return false;
+            }
+            if !c.more() {
+                self.outstanding -= 1;
+            }
+            true
+        });
+    }
+
+    /// The data a receive completion delivered in buffer `bid`.
+    pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
+        self.bufs.get(bid, len)
+    }
+
+    /// Takes back buffer `bid` (into the ring again at `commit_buffers`).
+    pub fn recycle(&mut self, bid: u16) {
+        self.bufs.recycle(bid);
+    }
+
+    /// A receive completion that delivered no data: takes back any buffer it carries and
+    /// notes an ENOBUFS (see `BufRing::take_back`).
+    pub fn take_back_buffer(&mut self, cqe: &Cqe) {
+        self.bufs.take_back(cqe.buffer(), cqe.result);
+    }
+
+    /// End of a turn: refills the buffer ring with the buffers taken back.
+    pub fn commit_buffers(&mut self) {
+        self.bufs.top_up();
     }
 }
 
@@ -440,7 +314,7 @@ impl Drop for Ring {
         // so the kernel lets go of the buffers before they are unmapped, then the sockets whose
         // numbers no queued entry can use any more.
         unsafe {
-            ManuallyDrop::drop(&mut self.uring);
+            ManuallyDrop::drop(&mut self.core);
             for &fd in &self.to_close {
                 libc::close(fd);
             }
@@ -453,25 +327,6 @@ impl Drop for Ring {
             // it tears the ring down: leak them.
         }
     }
-}
-
-/// Sets up the ring with the cheapest task-running mode the kernel accepts.
-fn build_uring(entries: u32) -> io::Result<IoUring> {
-    let cq = entries.saturating_mul(4);
-    let mut b = IoUring::builder();
-    b.setup_cqsize(cq)
-        .setup_submit_all()
-        .setup_single_issuer()
-        .setup_defer_taskrun();
-    if let Ok(r) = b.build(entries) {
-        return Ok(r);
-    }
-    let mut b = IoUring::builder();
-    b.setup_cqsize(cq).setup_coop_taskrun();
-    if let Ok(r) = b.build(entries) {
-        return Ok(r);
-    }
-    IoUring::builder().setup_cqsize(cq).build(entries)
 }
 
 #[cfg(test)]
@@ -501,7 +356,7 @@ mod tests {
         };
         let ep = Endpoint::Tcp("127.0.0.1:1".parse().unwrap());
         let ring = Ring::new(&cfg, &ep, Arc::new(reqs)).unwrap();
-        if !ring.uring.params().is_setup_single_issuer() {
+        if !ring.core.inner().params().is_setup_single_issuer() {
             eprintln!("this kernel gave no single-issuer ring; nothing to refuse");
             return;
         }

@@ -8,19 +8,17 @@ use super::request::RequestSet;
 use super::ring::{Cqe, Ring, RingConfig};
 use super::stats::{ErrorKind, Stats};
 use super::url::Endpoint;
+use crate::http::client::Flow;
+use crate::token::{self, Op};
 use crate::uring::busy::gather_limit;
-
-const OP_CANCEL: u64 = 0;
-const OP_CONNECT: u64 = 1;
-const OP_SEND: u64 = 2;
-const OP_RECV: u64 = 3;
 
 /// Wait before retrying a failed connect.
 const CONNECT_BACKOFF_NS: u64 = 100_000_000;
 
+/// An entry's tag: operation, connection index and the connection's generation.
 #[inline]
-fn ud(gen: u32, idx: usize, op: u64) -> u64 {
-    (gen as u64) << 32 | (idx as u64) << 2 | op
+fn ud(gen: u32, idx: usize, op: Op) -> u64 {
+    token::encode(op, idx as u32, gen)
 }
 
 /// What one worker does.
@@ -188,7 +186,7 @@ impl Worker {
                 self.stop_at = deadline;
                 self.stop();
             }
-            if !self.stopping && super::ring::interrupted() {
+            if !self.stopping && crate::sys::signals::interrupted() {
                 self.stop();
             }
             if self.stopping && (self.inflight == 0 || now >= self.stop_at.saturating_add(grace)) {
@@ -199,18 +197,8 @@ impl Worker {
                 wake = wake.min(self.stop_at.saturating_add(grace));
             }
             let wait = Duration::from_nanos(wake.saturating_sub(now).max(1));
-            // Open loop must wake on time for each send. A closed loop with many connections
-            // awaiting answers gathers a completion per queued send and the answers of a share
-            // of them (`gather_limit`: waiting for all would have the server idle until the
-            // last one came); with few, it returns at the first completion, since the timer of
-            // a gathering wait costs more than the turn it saves.
-            let gather = gather_limit(self.awaiting as u32);
-            let want = match self.plan.rate {
-                None if gather > 1 => self.queued_sends + gather,
-                _ => 1,
-            };
             self.ring
-                .submit_and_wait(Some(wait), want)
+                .submit_and_wait(Some(wait), self.gather())
                 .map_err(|e| format!("io_uring wait failed: {e}"))?;
             self.queued_sends = 0;
             self.clock();
@@ -228,13 +216,7 @@ impl Worker {
                 "awaiting counts the connections with a request in flight"
             );
             self.ring.commit_buffers();
-            while let Some(i) = self.rearm.pop() {
-                let c = &mut self.conns[i];
-                if c.state == ConnState::Open && !c.recv_armed {
-                    c.recv_armed = true;
-                    self.ring.recv(i as u32, ud(c.gen, i, OP_RECV));
-                }
-            }
+            self.rearm_receives();
             if self.now >= self.next_due {
                 self.next_due = u64::MAX;
                 for i in 0..self.conns.len() {
@@ -244,19 +226,7 @@ impl Worker {
             if self.now >= next_tick {
                 next_tick = self.now + tick;
                 self.housekeeping();
-                self.live
-                    .requests
-                    .store(self.stats.requests, Ordering::Relaxed);
-                self.live
-                    .errors
-                    .store(self.stats.error_total(), Ordering::Relaxed);
-                if self.now >= next_p99 {
-                    next_p99 = self.now + 500_000_000;
-                    self.live.p99_us.store(
-                        self.stats.latency.value_at_quantile(0.99),
-                        Ordering::Relaxed,
-                    );
-                }
+                self.publish_live(&mut next_p99);
             }
         }
         self.live
@@ -268,6 +238,47 @@ impl Worker {
             stalled: self.stalled,
             stats: std::mem::take(&mut self.stats),
         })
+    }
+
+    /// How many completions the next wait gathers. Open loop must wake on time for each send.
+    /// A closed loop with many connections awaiting answers gathers a completion per queued
+    /// send and the answers of a share of them (`gather_limit`: waiting for all would have the
+    /// server idle until the last one came); with few, it returns at the first completion,
+    /// since the timer of a gathering wait costs more than the turn it saves.
+    fn gather(&self) -> usize {
+        let gather = gather_limit(self.awaiting as u32);
+        match self.plan.rate {
+            None if gather > 1 => self.queued_sends + gather,
+            _ => 1,
+        }
+    }
+
+    /// Arms again the receives that ended (a multishot receive stops on ENOBUFS).
+    fn rearm_receives(&mut self) {
+        while let Some(i) = self.rearm.pop() {
+            let c = &mut self.conns[i];
+            if c.state == ConnState::Open && !c.recv_armed {
+                c.recv_armed = true;
+                self.ring.recv(i as u32, ud(c.gen, i, Op::Recv));
+            }
+        }
+    }
+
+    /// The counts the main thread shows on its live line; p99 at most every 500 ms.
+    fn publish_live(&mut self, next_p99: &mut u64) {
+        self.live
+            .requests
+            .store(self.stats.requests, Ordering::Relaxed);
+        self.live
+            .errors
+            .store(self.stats.error_total(), Ordering::Relaxed);
+        if self.now >= *next_p99 {
+            *next_p99 = self.now + 500_000_000;
+            self.live.p99_us.store(
+                self.stats.latency.value_at_quantile(0.99),
+                Ordering::Relaxed,
+            );
+        }
     }
 
     fn stop(&mut self) {
@@ -285,10 +296,10 @@ impl Worker {
             if c.fd >= 0 {
                 self.ring.close(c.fd);
                 c.fd = -1;
-                c.gen = c.gen.wrapping_add(1);
+                c.gen = token::next_gen(c.gen);
             }
         }
-        self.ring.cancel_all(ud(0, 0, OP_CANCEL));
+        self.ring.cancel_all(ud(0, 0, Op::Cancel));
         let until = Instant::now() + Duration::from_secs(2);
         while self.ring.outstanding() > 0 && Instant::now() < until {
             if self
@@ -354,7 +365,7 @@ impl Worker {
                 c.fd = fd;
                 c.state = ConnState::Connecting;
                 c.since = now;
-                let u = ud(c.gen, i, OP_CONNECT);
+                let u = ud(c.gen, i, Op::Connect);
                 self.ring.connect(i as u32, u);
             }
             Err(_) => {
@@ -378,14 +389,14 @@ impl Worker {
         if c.fd >= 0 {
             if kind.is_none() && !c.sending {
                 // Done with it (its answers are in): only the receive needs ending.
-                let recv = c.recv_armed.then(|| ud(c.gen, i, OP_RECV));
-                self.ring.release(c.fd, recv, ud(0, 0, OP_CANCEL));
+                let recv = c.recv_armed.then(|| ud(c.gen, i, Op::Recv));
+                self.ring.release(c.fd, recv, ud(0, 0, Op::Cancel));
             } else {
                 self.ring.close(c.fd);
             }
             c.fd = -1;
         }
-        c.gen = c.gen.wrapping_add(1);
+        c.gen = token::next_gen(c.gen);
         let lost = c.inflight.len();
         c.inflight.clear();
         c.parser.reset();
@@ -397,7 +408,7 @@ impl Worker {
         } else {
             now
         };
-        self.settle(i, lost);
+        self.answered(i, lost);
         if self.plan.budget.is_some() {
             self.to_issue += lost as u64;
         }
@@ -440,21 +451,22 @@ impl Worker {
     }
 
     fn complete(&mut self, cqe: &Cqe) {
-        let op = cqe.user_data & 3;
-        let i = ((cqe.user_data >> 2) & 0x3fff_ffff) as usize;
-        let gen = (cqe.user_data >> 32) as u32;
-        if op == OP_CANCEL {
+        let Some((op, i, gen)) = token::decode(cqe.user_data) else {
+            return;
+        };
+        let i = i as usize;
+        if op == Op::Cancel {
             return;
         }
         let stale = self.conns.get(i).is_none_or(|c| c.gen != gen);
         if stale {
-            if op == OP_RECV {
-                self.ring.settle_buffer(cqe);
+            if op == Op::Recv {
+                self.ring.take_back_buffer(cqe);
             }
             return;
         }
         match op {
-            OP_CONNECT => {
+            Op::Connect => {
                 if cqe.result < 0 {
                     self.fail(i, Some(ErrorKind::Connect));
                     return;
@@ -463,11 +475,11 @@ impl Worker {
                 let c = &mut self.conns[i];
                 c.state = ConnState::Open;
                 c.recv_armed = true;
-                let u = ud(c.gen, i, OP_RECV);
+                let u = ud(c.gen, i, Op::Recv);
                 self.ring.recv(i as u32, u);
                 self.try_send(i);
             }
-            OP_SEND => {
+            Op::Send => {
                 if cqe.result < 0 {
                     self.fail(i, Some(ErrorKind::Reset));
                     return;
@@ -478,7 +490,7 @@ impl Worker {
                 if sent < c.send_len {
                     c.send_off += sent;
                     c.send_len -= sent;
-                    let (off, len, u) = (c.send_off, c.send_len, ud(c.gen, i, OP_SEND));
+                    let (off, len, u) = (c.send_off, c.send_len, ud(c.gen, i, Op::Send));
                     self.ring.send(i as u32, off, len, u);
                     self.queued_sends += 1;
                 } else {
@@ -486,7 +498,8 @@ impl Worker {
                     self.try_send(i);
                 }
             }
-            _ => self.received(i, cqe),
+            Op::Recv => self.received(i, cqe),
+            _ => {}
         }
     }
 
@@ -496,7 +509,7 @@ impl Worker {
         }
         if cqe.result <= 0 {
             // A buffer must never leak, nor one a kernel might attach to an end of input.
-            self.ring.settle_buffer(cqe);
+            self.ring.take_back_buffer(cqe);
         }
         if cqe.result < 0 {
             match -cqe.result {
@@ -519,7 +532,7 @@ impl Worker {
                     done += 1;
                 }
             });
-            self.settle(i, done);
+            self.answered(i, done);
             let lost = cut || !self.conns[i].inflight.is_empty();
             self.fail(i, lost.then_some(ErrorKind::Closed));
             self.check_budget();
@@ -548,20 +561,18 @@ impl Worker {
                 },
             );
         self.ring.recycle(bid);
-        self.settle(i, done);
+        self.answered(i, done);
         match flow {
             _ if unsolicited => self.fail(i, Some(ErrorKind::Malformed)),
             Err(_) => self.fail(i, Some(ErrorKind::Malformed)),
-            Ok(super::response::Flow::Close) => {
+            Ok(Flow::Close) => {
                 let lost = !self.conns[i].inflight.is_empty();
                 self.fail(i, lost.then_some(ErrorKind::Closed));
             }
-            Ok(super::response::Flow::More)
-                if self.plan.one_per_connection && self.conns[i].inflight.is_empty() =>
-            {
+            Ok(Flow::More) if self.plan.one_per_connection && self.conns[i].inflight.is_empty() => {
                 self.fail(i, None); // its one request is answered: a new connection for the next
             }
-            Ok(super::response::Flow::More) => {
+            Ok(Flow::More) => {
                 if !self.conns[i].recv_armed {
                     self.rearm.push(i);
                 }
@@ -573,7 +584,7 @@ impl Worker {
 
     /// `done` requests of connection `i` are no longer in flight (answered, or lost with the
     /// connection); the counts that size each wait follow.
-    fn settle(&mut self, i: usize, done: usize) {
+    fn answered(&mut self, i: usize, done: usize) {
         self.inflight -= done;
         if done > 0 && self.conns[i].inflight.is_empty() {
             self.awaiting -= 1;
@@ -639,7 +650,7 @@ impl Worker {
         c.sending = true;
         c.send_off = off;
         c.send_len = len;
-        let u = ud(c.gen, i, OP_SEND);
+        let u = ud(c.gen, i, Op::Send);
         self.ring.send(i as u32, off, len, u);
         self.queued_sends += 1;
         self.stats.sent += k as u64;

@@ -2,6 +2,7 @@
 //! eventfds.
 pub mod cpus;
 pub mod eventfd;
+pub mod fd;
 pub mod limits;
 pub mod sched;
 pub mod signals;

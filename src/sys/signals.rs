@@ -36,3 +36,32 @@ pub fn wait(timeout: std::time::Duration) -> Option<libc::c_int> {
     let rc = unsafe { libc::sigtimedwait(&s, std::ptr::null_mut(), &ts) };
     (rc > 0).then_some(rc)
 }
+
+/// Set by the first SIGINT once [`catch_interrupt`] is in place.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    if INTERRUPTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        // A second Ctrl-C: leave at once.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Routes SIGINT to [`interrupted`] instead of killing the process (the load generator stops
+/// and still reports); a second SIGINT exits at once with 130.
+pub fn catch_interrupt() {
+    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe; the
+    // sigaction struct is fully initialised (zeroed, then mask emptied).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+    }
+}
+
+/// True once SIGINT arrived (after [`catch_interrupt`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
+}

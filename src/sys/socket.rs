@@ -115,3 +115,22 @@ pub(crate) fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::sockl
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
 }
+
+/// A new blocking stream socket for a client (io_uring never blocks on it), with
+/// `TCP_NODELAY` for TCP.
+pub fn client(domain: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call.
+    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if domain != libc::AF_UNIX {
+        set_int(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    }
+    Ok(fd)
+}
+
+/// Shuts a socket down both ways, so the operations in flight on it end.
+pub fn shutdown(fd: RawFd) {
+    // SAFETY: shutdown(2) on a descriptor; an invalid one is an error return, no more.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}

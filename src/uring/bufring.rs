@@ -120,7 +120,7 @@ impl BufRing {
     /// connection already gone): takes back any buffer it carries, and if it found the ring
     /// empty (ENOBUFS), every buffer goes in at the next top-up, until use shows fewer are
     /// enough.
-    pub fn settle(&mut self, buffer: Option<u16>, result: i32) {
+    pub fn take_back(&mut self, buffer: Option<u16>, result: i32) {
         if let Some(bid) = buffer {
             self.recycle(bid);
         }

@@ -3,5 +3,5 @@ pub mod bufring;
 pub mod busy;
 pub mod probe;
 pub mod ring;
+pub mod setup;
 pub mod shard;
-pub mod token;

@@ -123,6 +123,8 @@ pub struct Ring {
     /// Counters for what the kernel was asked to do.
     pub enters: u64,
     pub submitted: u64,
+    /// A submission the kernel refused, reported by the next wait or submit.
+    broken: Option<io::Error>,
 }
 
 impl Ring {
@@ -172,6 +174,7 @@ impl Ring {
                         reads: Slab::new(),
                         enters: 0,
                         submitted: 0,
+                        broken: None,
                     });
                 }
                 // EINVAL: this kernel lacks the flags; try the next mode.
@@ -196,25 +199,64 @@ impl Ring {
         &self.ring
     }
 
-    /// Queues an entry, submitting first if the submission queue is full.
+    /// Queues an entry built in this module, submitting first if the queue is full.
     fn push(&mut self, sqe: squeue::Entry) {
+        // SAFETY: every entry built in this module points only at memory the ring keeps alive
+        // until the completion (the `sends`/`reads` slabs, the boxed timespec) or at the
+        // provided-buffer ring, which outlives the ring's operations.
+        unsafe { self.push_entry(sqe) }
+    }
+
+    /// Queues an entry, submitting first if the submission queue is full. If the kernel
+    /// refuses that submission, the entry is dropped and the next wait (or submit) reports
+    /// why: nothing is retried for ever.
+    ///
+    /// # Safety
+    /// Memory the entry points at (buffers, addresses, timespecs) must stay valid until its
+    /// completion arrives, whatever the caller does meanwhile.
+    pub unsafe fn push_entry(&mut self, sqe: squeue::Entry) {
         loop {
-            // SAFETY: every entry built in this module points only at memory the ring keeps
-            // alive until the completion (the `sends`/`reads` slabs, the boxed timespec) or at
-            // the provided-buffer ring, which outlives the ring's operations.
+            // SAFETY: the caller keeps the entry's memory alive until its completion.
             let pushed = unsafe { self.ring.submission().push(&sqe) };
             if pushed.is_ok() {
                 self.submitted += 1;
                 return;
             }
-            self.enters += 1;
-            if let Err(e) = self.ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
-                    // Nothing sensible is left to do with a ring that refuses submissions.
-                    panic!("io_uring submit failed: {e}");
-                }
+            if let Err(e) = self.submit() {
+                self.broken.get_or_insert(e);
+                return;
             }
         }
+    }
+
+    /// Submits what is queued, without waiting: retried on EINTR, and a bounded number of
+    /// times on EBUSY or EAGAIN (the kernel short of room for a moment); any other failure,
+    /// or one an earlier push met, is returned.
+    pub fn submit(&mut self) -> io::Result<()> {
+        if let Some(e) = self.broken.take() {
+            return Err(e);
+        }
+        let mut busy = 0;
+        loop {
+            self.enters += 1;
+            match self.ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN))
+                        && busy < 100 =>
+                {
+                    busy += 1;
+                    std::thread::yield_now();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether every queued entry has gone to the kernel.
+    pub fn all_submitted(&mut self) -> bool {
+        self.ring.submission().is_empty()
     }
 
     /// Arms a multishot accept on a listening socket.
@@ -309,6 +351,36 @@ impl Ring {
         self.push(opcode::AsyncCancel::new(target).build().user_data(ud));
     }
 
+    /// Starts a route's file operation. Its path, buffers and result stay in the shard's
+    /// driver (`crate::io`) until this entry's completion arrives.
+    pub fn file_op(&mut self, op: &mut crate::io::FileOp, ud: u64) {
+        use crate::io::FileOp;
+        let e = match op {
+            FileOp::OpenBeneath { dir, path, how } => {
+                // open_how and io_uring's OpenHow are the same kernel structure.
+                let how: *const libc::open_how = &**how;
+                opcode::OpenAt2::new(types::Fd(*dir), path.as_ptr(), how.cast()).build()
+            }
+            FileOp::Statx { fd, buf } => {
+                let buf: *mut libc::statx = &mut **buf;
+                opcode::Statx::new(types::Fd(*fd), c"".as_ptr(), buf.cast())
+                    .flags(libc::AT_EMPTY_PATH)
+                    .mask(libc::STATX_BASIC_STATS)
+                    .build()
+            }
+            FileOp::Read { fd, buf, offset } => {
+                opcode::Read::new(types::Fd(*fd), buf.as_mut_ptr(), buf.len() as u32)
+                    .offset(*offset)
+                    .build()
+            }
+            FileOp::Close { fd } => opcode::Close::new(types::Fd(*fd)).build(),
+        };
+        // SAFETY: the entry points into `op`'s heap allocations (path, open_how, statx buffer,
+        // read buffer), which the driver keeps, unmoved, until this entry's completion; the
+        // statx path is a static empty string.
+        unsafe { self.push_entry(e.user_data(ud)) };
+    }
+
     /// Closes a descriptor once nothing else in flight refers to it.
     pub fn close(&mut self, sock: Sock, ud: u64) {
         let e = on_sock!(sock, |t| opcode::Close::new(t));
@@ -342,6 +414,9 @@ impl Ring {
         timeout_ud: u64,
         want: usize,
     ) -> io::Result<()> {
+        if let Some(e) = self.broken.take() {
+            return Err(e);
+        }
         self.enters += 1;
         let want = want.min(self.wait_batch as usize);
         self.gathering = want.max(1);

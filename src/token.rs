@@ -1,4 +1,5 @@
-//! `user_data` encoding: which operation, on which connection slot, of which generation.
+//! Event tags: which operation, on which connection slot, of which generation. The io_uring
+//! engine puts them in each entry's `user_data`, the epoll engine in each registration's data.
 //!
 //! `op` (8 bits) | `gen` (24 bits) | `slot` (32 bits). A slot is reused after a connection
 //! closes, so a late completion for the old connection carries a stale generation and is
@@ -17,6 +18,10 @@ pub enum Op {
     Wake = 7,
     Timeout = 8,
     Reset = 9,
+    /// The load generator's connects.
+    Connect = 10,
+    /// A route's file operation (`crate::io`), by its id in the shard's driver.
+    File = 11,
 }
 
 const GEN_MASK: u32 = (1 << 24) - 1;
@@ -38,6 +43,8 @@ pub fn decode(ud: u64) -> Option<(Op, u32, u32)> {
         7 => Op::Wake,
         8 => Op::Timeout,
         9 => Op::Reset,
+        10 => Op::Connect,
+        11 => Op::File,
         _ => return None,
     };
     Some((op, ud as u32, (ud >> 32) as u32 & GEN_MASK))
