@@ -39,7 +39,7 @@ pub struct Talkers {
 /// Share of the connections heard from that one wait may gather (1/SHARE).
 pub const SHARE: u32 = 2;
 /// Fewest completions worth gathering.
-pub const MIN_GATHER: u32 = 8;
+pub const MIN_GATHER: u32 = 16;
 
 impl Talkers {
     pub fn new() -> Talkers {
