@@ -32,6 +32,9 @@ pub struct ShardStats {
     pub busy_percent: u64,
     /// Receives that found the provided-buffer ring empty.
     pub enobufs: u64,
+    /// Times a connection stopped reading for backpressure (its output and unparsed input
+    /// passed 1 MiB).
+    pub reads_paused: u64,
     pub short_sends: u64,
     pub zc_sends: u64,
     pub accept_errors: u64,
@@ -64,6 +67,7 @@ impl ShardStats {
         self.wait_batching += o.wait_batching;
         self.busy_percent = self.busy_percent.max(o.busy_percent);
         self.enobufs += o.enobufs;
+        self.reads_paused += o.reads_paused;
         self.short_sends += o.short_sends;
         self.zc_sends += o.zc_sends;
         self.accept_errors += o.accept_errors;
@@ -77,7 +81,7 @@ impl ShardStats {
 }
 
 /// Number of counters in [`ShardStats::fields`].
-pub const FIELDS: usize = 26;
+pub const FIELDS: usize = 27;
 
 impl ShardStats {
     /// Every counter as (Prometheus name, help, value), in a fixed order.
@@ -151,6 +155,11 @@ impl ShardStats {
                 "enobufs_total",
                 "Receives that found the provided-buffer ring empty.",
                 self.enobufs,
+            ),
+            (
+                "reads_paused_total",
+                "Times a connection stopped reading for backpressure (1 MiB of unsent output and unparsed input).",
+                self.reads_paused,
             ),
             (
                 "short_sends_total",

@@ -504,7 +504,9 @@ impl<H: Handler> Engine for Shard<H> {
             self.dirty.push((slot, c.gen));
         }
         // Pausing is the session's flag (`may_read`); resuming reads what waited meanwhile.
-        if c.session.backpressure(c.sending()) == Some(false) && c.readable {
+        let pressure = c.session.backpressure(c.sending());
+        self.core.shard.stats.reads_paused += u64::from(pressure == Some(true));
+        if pressure == Some(false) && c.readable {
             self.rearm.push((slot, c.gen));
         }
         self.core.refresh_deadline(slot);

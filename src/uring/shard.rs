@@ -794,7 +794,9 @@ impl<H: Handler> Engine for Shard<H> {
             c.dirty = true;
             self.dirty.push((slot, c.gen));
         }
-        match c.session.backpressure(c.send.is_some()) {
+        let pressure = c.session.backpressure(c.send.is_some());
+        self.core.shard.stats.reads_paused += u64::from(pressure == Some(true));
+        match pressure {
             Some(true) if c.recv_armed => {
                 let cancel = token::encode(Op::Cancel, slot, c.gen);
                 self.ring
