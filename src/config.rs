@@ -9,12 +9,11 @@ use crate::http::limits::{Limits, DEFAULT_MAX_BODY, DEFAULT_MAX_HEAD, DEFAULT_MA
 
 /// Batched waits: up to this many completions per busy turn...
 pub const DEFAULT_WAIT_BATCH: u32 = 64;
-/// ...gathered for at most this many microseconds (measured on the 2-core bench: the best
-/// requests per CPU-second before the added latency starts to cost throughput).
+/// ...gathered for at most this many microseconds: longer holds cost more latency than the
+/// turns they save (BENCHMARKS.md).
 pub const DEFAULT_WAIT_USEC: u32 = 200;
 /// ...and only while the shard's thread wants at least this much of a CPU (percent): a shard
-/// with CPU to spare answers at once (see `uring::busy`). In ad-hoc runs under the 2-core bench's wrk a shard
-/// wants 65 to 85% of its CPU without batching; at a fixed 40,000 requests/s about 45%.
+/// with CPU to spare answers at once (see `uring::busy` and DESIGN.md).
 pub const DEFAULT_WAIT_BUSY: u32 = 60;
 
 /// Task-running mode of each ring.

@@ -433,8 +433,7 @@ impl Conn {
     /// Heads are parsed at one call site, whether they come from `data` or were gathered
     /// with their body over several reads: with one call site in the binary (one handler
     /// type, as in `ringshard serve`), fat LTO inlines httparse's parser here, which removes
-    /// two store-forwarding stalls per request (about a sixth of this core's time in a
-    /// pipelined batch).
+    /// two store-forwarding stalls per request (DESIGN.md, "HTTP/1.1, sans-IO").
     fn process<H: Handler + ?Sized>(
         &mut self,
         data: &[u8],

@@ -8,8 +8,7 @@
 //! shard measures how much of a CPU its thread wanted (ran, or waited on a run queue to run)
 //! over each window of at least [`WINDOW_MS`], and batches from a window where that reached
 //! `--wait-busy` percent until one falls below [`LOW`] of it: batching itself lowers the
-//! shard's CPU use (by 10 to 37% in scripts/open-loop.sh's runs), and the gap keeps that from
-//! switching it off again.
+//! shard's CPU use, and the gap keeps that from switching it off again.
 pub use crate::sys::sched::Sample;
 use crate::timer::Millis;
 
@@ -24,12 +23,11 @@ pub const LOW: f64 = 0.5;
 /// next request only once it has read the answer to the last. A wait that gathers as many
 /// completions as the last turn had can settle on the requests of nearly every connection in
 /// play: it holds the first of them until the client, idle for want of answers, sends the
-/// rest, and the two sides take turns instead of working at once (at 8 to 16 connections this
-/// halved the rate). So a wait gathers at most half of the connections heard from in this load
+/// rest, and the two sides take turns instead of working at once. So a wait gathers at most half of the connections heard from in this load
 /// window or the last and open now ([`SHARE`]): the turns settle into two groups, and the client
 /// works on one while the shard answers the other. Below [`MIN_GATHER`], a wait does not gather
-/// at all: the few turns it would save cost less than its timer (BENCHMARKS.md, "Connection
-/// sweep").
+/// at all: the few turns it would save cost less than its hold and its timer. DESIGN.md, "When
+/// a wait gathers completions", has the figures.
 pub struct Talkers {
     window: u32,
     now: u32,
