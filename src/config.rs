@@ -225,56 +225,10 @@ impl ServeArgs {
             Some(n) => n,
             None => crate::sys::cpus::allowed().len().max(1),
         };
-        if self.max_head_size < 64 {
-            return Err("--max-head-size must be at least 64 bytes".into());
-        }
-        if self.max_headers == 0 || self.max_headers > MAX_HEADERS_CAP {
-            return Err(format!(
-                "--max-headers must be between 1 and {MAX_HEADERS_CAP}"
-            ));
-        }
-        for (name, d) in [
-            ("--header-timeout", self.header_timeout),
-            ("--body-timeout", self.body_timeout),
-            ("--keepalive-timeout", self.keepalive_timeout),
-            ("--write-timeout", self.write_timeout),
-        ] {
-            if d.is_zero() {
-                return Err(format!("{name} must be more than zero"));
-            }
-        }
-        if !(2..=32768).contains(&self.buf_count) || !self.buf_count.is_power_of_two() {
-            return Err("--buf-count must be a power of two between 2 and 32768".into());
-        }
-        if !(512..=1 << 20).contains(&self.buf_size) {
-            return Err("--buf-size must be between 512 bytes and 1 MiB".into());
-        }
-        if !(2..=32768).contains(&self.ring_entries) {
-            return Err("--ring-entries must be between 2 and 32768".into());
-        }
-        // The default gives way to a small ring; an explicit value is checked below.
-        let wait_batch = self
-            .wait_batch
-            .unwrap_or(DEFAULT_WAIT_BATCH.min(self.ring_entries));
-        let wait_usec = self.wait_usec.unwrap_or(DEFAULT_WAIT_USEC);
-        if wait_batch == 0 || wait_batch > self.ring_entries {
-            return Err("--wait-batch must be between 1 and --ring-entries".into());
-        }
-        if self.wait_batch.is_some_and(|b| b > 1) && wait_usec == 0 {
-            return Err("--wait-batch above 1 needs --wait-usec above 0".into());
-        }
-        // --wait-usec 0 alone turns batching off.
-        let wait_batch = if wait_usec == 0 { 1 } else { wait_batch };
-        if wait_usec > 1_000_000 {
-            return Err("--wait-usec must be at most 1000000 (one second)".into());
-        }
+        self.check_limits()?;
+        self.check_ring()?;
+        let (wait_batch, wait_usec) = self.waits()?;
         let wait_busy = self.wait_busy.unwrap_or(DEFAULT_WAIT_BUSY); // clap checked 0..=100
-        if self.registered_files.is_some_and(|n| n > 1 << 20) {
-            return Err("--registered-files must be at most 1048576".into());
-        }
-        if self.backlog < 1 {
-            return Err("--backlog must be at least 1".into());
-        }
         Ok(ServeConfig {
             listen,
             engine: self.engine,
@@ -312,6 +266,72 @@ impl ServeArgs {
             stats: self.stats,
             inherited: self.listen_fd.clone(),
         })
+    }
+}
+
+impl ServeArgs {
+    /// The HTTP limits and timeouts.
+    fn check_limits(&self) -> Result<(), String> {
+        if self.max_head_size < 64 {
+            return Err("--max-head-size must be at least 64 bytes".into());
+        }
+        if self.max_headers == 0 || self.max_headers > MAX_HEADERS_CAP {
+            return Err(format!(
+                "--max-headers must be between 1 and {MAX_HEADERS_CAP}"
+            ));
+        }
+        for (name, d) in [
+            ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--keepalive-timeout", self.keepalive_timeout),
+            ("--write-timeout", self.write_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be more than zero"));
+            }
+        }
+        if self.backlog < 1 {
+            return Err("--backlog must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The ring's sizes.
+    fn check_ring(&self) -> Result<(), String> {
+        if !(2..=32768).contains(&self.buf_count) || !self.buf_count.is_power_of_two() {
+            return Err("--buf-count must be a power of two between 2 and 32768".into());
+        }
+        if !(512..=1 << 20).contains(&self.buf_size) {
+            return Err("--buf-size must be between 512 bytes and 1 MiB".into());
+        }
+        if !(2..=32768).contains(&self.ring_entries) {
+            return Err("--ring-entries must be between 2 and 32768".into());
+        }
+        if self.registered_files.is_some_and(|n| n > 1 << 20) {
+            return Err("--registered-files must be at most 1048576".into());
+        }
+        Ok(())
+    }
+
+    /// The batched waits' size and window, as given or defaulted.
+    fn waits(&self) -> Result<(u32, u32), String> {
+        // The default gives way to a small ring; an explicit value is checked below.
+        let wait_batch = self
+            .wait_batch
+            .unwrap_or(DEFAULT_WAIT_BATCH.min(self.ring_entries));
+        let wait_usec = self.wait_usec.unwrap_or(DEFAULT_WAIT_USEC);
+        if wait_batch == 0 || wait_batch > self.ring_entries {
+            return Err("--wait-batch must be between 1 and --ring-entries".into());
+        }
+        if self.wait_batch.is_some_and(|b| b > 1) && wait_usec == 0 {
+            return Err("--wait-batch above 1 needs --wait-usec above 0".into());
+        }
+        if wait_usec > 1_000_000 {
+            return Err("--wait-usec must be at most 1000000 (one second)".into());
+        }
+        // --wait-usec 0 alone turns batching off.
+        let wait_batch = if wait_usec == 0 { 1 } else { wait_batch };
+        Ok((wait_batch, wait_usec))
     }
 }
 

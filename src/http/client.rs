@@ -294,34 +294,7 @@ impl ResponseParser {
         }
         let status = r.code.unwrap_or(0);
         let version = r.version.unwrap_or(1);
-        let mut close = version == 0;
-        let mut length: Option<u64> = None;
-        let mut chunked = false;
-        let mut coded = false;
-        for h in r.headers.iter() {
-            let name = h.name.as_bytes();
-            if name.eq_ignore_ascii_case(b"content-length") {
-                if length.is_some() {
-                    return Err(Malformed::ContentLength);
-                }
-                length = Some(parse_length(h.value).ok_or(Malformed::ContentLength)?);
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                // The last coding decides whether the body is chunked; any other last coding
-                // leaves it delimited by the close (RFC 9112 §6.3).
-                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-                chunked = trim(last).eq_ignore_ascii_case(b"chunked");
-                coded = true;
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                for tok in h.value.split(|&b| b == b',') {
-                    let tok = trim(tok);
-                    if tok.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if tok.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
-                        close = false;
-                    }
-                }
-            }
-        }
+        let fields = Fields::scan(r.headers, version)?;
         if (100..200).contains(&status) {
             if status == 101 {
                 return Err(Malformed::SwitchingProtocols);
@@ -329,25 +302,14 @@ impl ResponseParser {
             sink.informational(status);
             return Ok(Some(len)); // informational: no body, the final response follows
         }
-        if coded && length.is_some() {
-            return Err(Malformed::Framing);
-        }
         let no_body = self.head_method || std::mem::take(&mut self.next_head);
         let framing = if no_body || status == 204 || status == 304 {
             Framing::Empty
-        } else if chunked {
-            Framing::Chunked
-        } else if coded {
-            Framing::UntilClose
         } else {
-            match length {
-                Some(0) => Framing::Empty,
-                Some(l) => Framing::Length(l),
-                None => Framing::UntilClose,
-            }
+            fields.framing()?
         };
         self.status = status;
-        self.close = close || framing == Framing::UntilClose;
+        self.close = fields.close || framing == Framing::UntilClose;
         self.state = match framing {
             Framing::Empty => BodyState::Length(0),
             Framing::Length(l) => BodyState::Length(l),
@@ -376,27 +338,6 @@ impl ResponseParser {
         while i < buf.len() {
             let b = buf[i];
             c = match c {
-                Chunk::Size { size, digits } => match hex(b) {
-                    Some(d) if digits < 15 => Chunk::Size {
-                        size: size << 4 | d,
-                        digits: digits + 1,
-                    },
-                    Some(_) => return Err(Malformed::ChunkSize),
-                    None if digits == 0 => return Err(Malformed::ChunkSize),
-                    None if b == b'\r' => Chunk::SizeLf { size },
-                    None if b == b';' || b == b' ' || b == b'\t' => Chunk::Ext { size },
-                    None => return Err(Malformed::ChunkSize),
-                },
-                Chunk::Ext { size } => match b {
-                    b'\r' => Chunk::SizeLf { size },
-                    b'\t' | b' '..=b'~' | 0x80..=0xff => Chunk::Ext { size },
-                    _ => return Err(Malformed::ChunkSize),
-                },
-                Chunk::SizeLf { size } => match b {
-                    b'\n' if size == 0 => Chunk::TrailerStart,
-                    b'\n' => Chunk::Data(size),
-                    _ => return Err(Malformed::ChunkSize),
-                },
                 Chunk::Data(left) => {
                     let take = left.min((buf.len() - i) as u64);
                     sink.body(&buf[i..i + take as usize]);
@@ -408,53 +349,43 @@ impl ResponseParser {
                     };
                     continue;
                 }
-                Chunk::DataCr => match b {
-                    b'\r' => Chunk::DataLf,
-                    _ => return Err(Malformed::ChunkData),
-                },
-                Chunk::DataLf => match b {
-                    b'\n' => Chunk::Size { size: 0, digits: 0 },
-                    _ => return Err(Malformed::ChunkData),
-                },
-                Chunk::TrailerStart => match b {
-                    b'\r' => Chunk::EndLf,
-                    _ => {
-                        self.trailer_byte(b)?;
-                        Chunk::TrailerLine
+                Chunk::EndLf if b == b'\n' => {
+                    if !self.trailers.is_empty() {
+                        sink.trailers(&self.trailers);
+                        self.trailers.clear();
                     }
-                },
-                Chunk::TrailerLine => {
-                    self.trailer_byte(b)?;
-                    if b == b'\r' {
-                        Chunk::TrailerLf
-                    } else {
-                        Chunk::TrailerLine
-                    }
+                    self.complete(sink);
+                    return Ok(i + 1);
                 }
-                Chunk::TrailerLf => match b {
-                    b'\n' => {
-                        self.trailer_byte(b)?;
-                        Chunk::TrailerStart
-                    }
-                    _ => return Err(Malformed::Trailers),
-                },
-                Chunk::EndLf => match b {
-                    b'\n' => {
-                        i += 1;
-                        if !self.trailers.is_empty() {
-                            sink.trailers(&self.trailers);
-                            self.trailers.clear();
-                        }
-                        self.complete(sink);
-                        return Ok(i);
-                    }
-                    _ => return Err(Malformed::Trailers),
-                },
+                Chunk::TrailerStart | Chunk::TrailerLine | Chunk::TrailerLf | Chunk::EndLf => {
+                    self.trailer(c, b)?
+                }
+                _ => size_line(c, b)?,
             };
             i += 1;
         }
         self.state = BodyState::Chunked(c);
         Ok(i)
+    }
+
+    /// A byte of the trailer section (not the final LF); returns the next state.
+    fn trailer(&mut self, c: Chunk, b: u8) -> Result<Chunk, Malformed> {
+        Ok(match (c, b) {
+            (Chunk::TrailerStart, b'\r') => Chunk::EndLf,
+            (Chunk::TrailerStart | Chunk::TrailerLine, _) => {
+                self.trailer_byte(b)?;
+                if b == b'\r' {
+                    Chunk::TrailerLf
+                } else {
+                    Chunk::TrailerLine
+                }
+            }
+            (Chunk::TrailerLf, b'\n') => {
+                self.trailer_byte(b)?;
+                Chunk::TrailerStart
+            }
+            _ => return Err(Malformed::Trailers),
+        })
     }
 
     /// Keeps a byte of the trailer section, refusing a bare LF and an oversized section.
@@ -466,6 +397,93 @@ impl ResponseParser {
         self.trailers.push(b);
         Ok(())
     }
+}
+
+/// What a response head's fields say about its framing and its connection.
+struct Fields {
+    length: Option<u64>,
+    chunked: bool,
+    /// A `Transfer-Encoding` was given (chunked last or not).
+    coded: bool,
+    close: bool,
+}
+
+impl Fields {
+    fn scan(headers: &[httparse::Header<'_>], version: u8) -> Result<Fields, Malformed> {
+        let mut f = Fields {
+            length: None,
+            chunked: false,
+            coded: false,
+            close: version == 0,
+        };
+        for h in headers {
+            let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"content-length") {
+                if f.length.is_some() {
+                    return Err(Malformed::ContentLength);
+                }
+                f.length = Some(parse_length(h.value).ok_or(Malformed::ContentLength)?);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                // The last coding decides whether the body is chunked; any other last coding
+                // leaves it delimited by the close (RFC 9112 §6.3).
+                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+                f.chunked = trim(last).eq_ignore_ascii_case(b"chunked");
+                f.coded = true;
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                for tok in h.value.split(|&b| b == b',') {
+                    let tok = trim(tok);
+                    if tok.eq_ignore_ascii_case(b"close") {
+                        f.close = true;
+                    } else if tok.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
+                        f.close = false;
+                    }
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// How the body of a response that may have one is delimited.
+    fn framing(&self) -> Result<Framing, Malformed> {
+        Ok(match (self.coded, self.length) {
+            (true, Some(_)) => return Err(Malformed::Framing),
+            (true, None) if self.chunked => Framing::Chunked,
+            (true, None) => Framing::UntilClose,
+            (false, Some(0)) => Framing::Empty,
+            (false, Some(l)) => Framing::Length(l),
+            (false, None) => Framing::UntilClose,
+        })
+    }
+}
+
+/// A byte of a chunk-size line, or of the CRLF after a chunk's data; returns the next state.
+fn size_line(c: Chunk, b: u8) -> Result<Chunk, Malformed> {
+    Ok(match c {
+        Chunk::Size { size, digits } => match hex(b) {
+            Some(d) if digits < 15 => Chunk::Size {
+                size: size << 4 | d,
+                digits: digits + 1,
+            },
+            Some(_) => return Err(Malformed::ChunkSize),
+            None if digits == 0 => return Err(Malformed::ChunkSize),
+            None if b == b'\r' => Chunk::SizeLf { size },
+            None if b == b';' || b == b' ' || b == b'\t' => Chunk::Ext { size },
+            None => return Err(Malformed::ChunkSize),
+        },
+        Chunk::Ext { size } => match b {
+            b'\r' => Chunk::SizeLf { size },
+            b'\t' | b' '..=b'~' | 0x80..=0xff => Chunk::Ext { size },
+            _ => return Err(Malformed::ChunkSize),
+        },
+        Chunk::SizeLf { size } => match b {
+            b'\n' if size == 0 => Chunk::TrailerStart,
+            b'\n' => Chunk::Data(size),
+            _ => return Err(Malformed::ChunkSize),
+        },
+        Chunk::DataCr if b == b'\r' => Chunk::DataLf,
+        Chunk::DataLf if b == b'\n' => Chunk::Size { size: 0, digits: 0 },
+        _ => return Err(Malformed::ChunkData),
+    })
 }
 
 fn hex(b: u8) -> Option<u64> {

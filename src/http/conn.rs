@@ -703,16 +703,11 @@ fn check_head(req: &httparse::Request<'_, '_>, host: &mut HostMemo) -> Result<He
         Some(1) => Version::Http11,
         _ => return Err(505),
     };
-    let mut content_length: Option<u64> = None;
-    let mut chunked = 0u32;
-    let mut te_seen = false;
-    let mut close = false;
-    let mut keep_alive = false;
-    let mut hosts = 0u32;
-    let mut expect_continue = false;
     if !target_form_ok(req.method.unwrap_or(""), req.path.unwrap_or("").as_bytes()) {
         return Err(400);
     }
+    let mut hosts = 0u32;
+    let mut fields = Fields::default();
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         // `Host` first: it is in every HTTP/1.1 request, often the only header.
@@ -725,59 +720,15 @@ fn check_head(req: &httparse::Request<'_, '_>, host: &mut HostMemo) -> Result<He
             }
             continue;
         }
-        match name.len() {
-            14 if is_name(name, b"content-length") => {
-                // One value, once: a list (`1000,1000`) or a second field line, even an equal
-                // one, is framed differently by different servers, and a proxy in front may
-                // frame it the other way.
-                if content_length.is_some() {
-                    return Err(400);
-                }
-                content_length = Some(parse_length(trim(h.value)).ok_or(400u16)?);
-            }
-            17 if is_name(name, b"transfer-encoding") => {
-                te_seen = true;
-                for coding in h.value.split(|&b| b == b',').map(trim) {
-                    if coding.eq_ignore_ascii_case(b"chunked") {
-                        chunked += 1;
-                    } else if !coding.is_empty() {
-                        return Err(501);
-                    }
-                }
-            }
-            10 if is_name(name, b"connection") => {
-                for token in h.value.split(|&b| b == b',').map(trim) {
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
-            6 if is_name(name, b"expect") => {
-                if !trim(h.value).eq_ignore_ascii_case(b"100-continue") {
-                    return Err(417);
-                }
-                expect_continue = version == Version::Http11;
-            }
-            _ => {}
-        }
+        fields.read(name, h.value, version)?;
     }
     if hosts > 1 || (hosts == 0 && version == Version::Http11) {
         return Err(400);
     }
-    let framing = if te_seen {
-        // Both framings at once is the classic smuggling vector; HTTP/1.0 has no chunked.
-        if content_length.is_some() || chunked != 1 || version == Version::Http10 {
-            return Err(400);
-        }
-        BodyFraming::Chunked
-    } else {
-        match content_length {
-            None | Some(0) => BodyFraming::None,
-            Some(n) => BodyFraming::Length(n),
-        }
-    };
+    let framing = fields.framing(version)?;
     let keep_alive = match version {
-        Version::Http11 => !close,
-        Version::Http10 => keep_alive && !close,
+        Version::Http11 => !fields.close,
+        Version::Http10 => fields.keep_alive && !fields.close,
     };
     let head = req.method == Some("HEAD");
     Ok(HeadInfo {
@@ -787,8 +738,77 @@ fn check_head(req: &httparse::Request<'_, '_>, host: &mut HostMemo) -> Result<He
             head,
         },
         framing,
-        expect_continue,
+        expect_continue: fields.expect_continue,
     })
+}
+
+/// What a request head's fields other than `Host` say about its framing and connection.
+#[derive(Default)]
+struct Fields {
+    content_length: Option<u64>,
+    chunked: u32,
+    te_seen: bool,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl Fields {
+    /// Reads one field; the status refusing the request if it must be.
+    #[inline(always)]
+    fn read(&mut self, name: &[u8], value: &[u8], version: Version) -> Result<(), u16> {
+        match name.len() {
+            14 if is_name(name, b"content-length") => {
+                // One value, once: a list (`1000,1000`) or a second field line, even an equal
+                // one, is framed differently by different servers, and a proxy in front may
+                // frame it the other way.
+                if self.content_length.is_some() {
+                    return Err(400);
+                }
+                self.content_length = Some(parse_length(trim(value)).ok_or(400u16)?);
+            }
+            17 if is_name(name, b"transfer-encoding") => {
+                self.te_seen = true;
+                for coding in value.split(|&b| b == b',').map(trim) {
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        self.chunked += 1;
+                    } else if !coding.is_empty() {
+                        return Err(501);
+                    }
+                }
+            }
+            10 if is_name(name, b"connection") => {
+                for token in value.split(|&b| b == b',').map(trim) {
+                    self.close |= token.eq_ignore_ascii_case(b"close");
+                    self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            6 if is_name(name, b"expect") => {
+                if !trim(value).eq_ignore_ascii_case(b"100-continue") {
+                    return Err(417);
+                }
+                self.expect_continue = version == Version::Http11;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// How the body is delimited, once every field is read.
+    #[inline(always)]
+    fn framing(&self, version: Version) -> Result<BodyFraming, u16> {
+        if self.te_seen {
+            // Both framings at once is the classic smuggling vector; HTTP/1.0 has no chunked.
+            if self.content_length.is_some() || self.chunked != 1 || version == Version::Http10 {
+                return Err(400);
+            }
+            return Ok(BodyFraming::Chunked);
+        }
+        Ok(match self.content_length {
+            None | Some(0) => BodyFraming::None,
+            Some(n) => BodyFraming::Length(n),
+        })
+    }
 }
 
 /// How many bytes of empty lines start `data`. They are ignored before a request line (RFC

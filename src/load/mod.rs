@@ -46,23 +46,10 @@ fn setup(args: &LoadArgs) -> Result<Setup, String> {
             first.endpoint, t.endpoint
         ));
     }
-    let mut paths: Vec<String> = targets.iter().map(|t| t.path.clone()).collect();
-    if let Some(file) = &args.paths {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read paths file {}: {e}", file.display()))?;
-        paths = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(String::from)
-            .collect();
-        for p in &paths {
-            url::check_path(p).map_err(|w| format!("bad path '{p}' in {}: {w}", file.display()))?;
-        }
-        if paths.is_empty() {
-            return Err(format!("paths file {} has no paths", file.display()));
-        }
-    }
+    let paths = match &args.paths {
+        Some(file) => paths_file(file)?,
+        None => targets.iter().map(|t| t.path.clone()).collect(),
+    };
     let method = args.method.as_str();
     if method.is_empty()
         || !method
@@ -71,25 +58,7 @@ fn setup(args: &LoadArgs) -> Result<Setup, String> {
     {
         return Err(format!("invalid method '{method}'"));
     }
-    let mut headers = args
-        .headers
-        .iter()
-        .map(|h| request::parse_header(h))
-        .collect::<Result<Vec<_>, _>>()?;
-    if args.no_keepalive {
-        if let Some((_, v)) = headers
-            .iter()
-            .find(|(n, v)| n.eq_ignore_ascii_case("connection") && !v.eq_ignore_ascii_case("close"))
-        {
-            return Err(format!("--no-keepalive sends Connection: close, not '{v}'"));
-        }
-        if !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        {
-            headers.push(("Connection".into(), "close".into()));
-        }
-    }
+    let headers = headers(args)?;
     let body = match (&args.body, &args.body_file) {
         (Some(b), _) => b.as_bytes().to_vec(),
         (None, Some(f)) => {
@@ -124,6 +93,48 @@ fn setup(args: &LoadArgs) -> Result<Setup, String> {
         reqs,
         threads,
     })
+}
+
+/// The request paths listed in `file`, one per line (`#` comments and blank lines skipped).
+fn paths_file(file: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read paths file {}: {e}", file.display()))?;
+    let paths: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    for p in &paths {
+        url::check_path(p).map_err(|w| format!("bad path '{p}' in {}: {w}", file.display()))?;
+    }
+    if paths.is_empty() {
+        return Err(format!("paths file {} has no paths", file.display()));
+    }
+    Ok(paths)
+}
+
+/// The extra request headers, with `Connection: close` under `--no-keepalive` (which refuses
+/// any other `Connection`).
+fn headers(args: &LoadArgs) -> Result<Vec<(String, String)>, String> {
+    let mut headers = args
+        .headers
+        .iter()
+        .map(|h| request::parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.no_keepalive {
+        let connection = |n: &str| n.eq_ignore_ascii_case("connection");
+        if let Some((_, v)) = headers
+            .iter()
+            .find(|(n, v)| connection(n) && !v.eq_ignore_ascii_case("close"))
+        {
+            return Err(format!("--no-keepalive sends Connection: close, not '{v}'"));
+        }
+        if !headers.iter().any(|(n, _)| connection(n)) {
+            headers.push(("Connection".into(), "close".into()));
+        }
+    }
+    Ok(headers)
 }
 
 /// One plain connection up front, so an unreachable target fails with one clear line.

@@ -30,20 +30,7 @@ pub struct Target {
 pub fn parse(url: &str) -> Result<Target, String> {
     let bad = |why: &str| format!("malformed URL '{url}': {why}");
     if let Some(rest) = url.strip_prefix("unix:") {
-        // The socket path ends at ":/" (the HTTP path) when one is given.
-        let (sock, path) = match rest.find(":/") {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, "/"),
-        };
-        if sock.is_empty() {
-            return Err(bad("no socket path after unix:"));
-        }
-        check_path(path).map_err(&bad)?;
-        return Ok(Target {
-            endpoint: Endpoint::Unix(PathBuf::from(sock)),
-            host: "localhost".into(),
-            path: path.into(),
-        });
+        return unix(rest).map_err(&bad);
     }
     let rest = match url.split_once("://") {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
@@ -63,37 +50,7 @@ pub fn parse(url: &str) -> Result<Target, String> {
     if authority.contains('@') {
         return Err(bad("user info is not supported"));
     }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| bad("unclosed '[' in host"))?;
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?),
-        };
-        (h, port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    if !host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._:%".contains(&b))
-    {
-        return Err(bad("invalid character in host"));
-    }
-    let port: u16 = match port {
-        None => 80,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(bad(&format!("invalid port '{p}'"))),
-        },
-    };
+    let (host, port) = host_port(authority).map_err(|why| bad(&why))?;
     let ip_host = if authority.starts_with('[') {
         host.parse::<std::net::Ipv6Addr>()
             .map_err(|_| bad("invalid IPv6 address"))?;
@@ -116,6 +73,58 @@ pub fn parse(url: &str) -> Result<Target, String> {
         host: host_header,
         path,
     })
+}
+
+/// `unix:/path/to.sock[:/http/path]`, after `unix:`.
+fn unix(rest: &str) -> Result<Target, &'static str> {
+    // The socket path ends at ":/" (the HTTP path) when one is given.
+    let (sock, path) = match rest.find(":/") {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, "/"),
+    };
+    if sock.is_empty() {
+        return Err("no socket path after unix:");
+    }
+    check_path(path)?;
+    Ok(Target {
+        endpoint: Endpoint::Unix(PathBuf::from(sock)),
+        host: "localhost".into(),
+        path: path.into(),
+    })
+}
+
+/// The host (without brackets) and the port (80 if none) of an authority.
+fn host_port(authority: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("unclosed '[' in host")?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or("junk after ']'")?),
+        };
+        (h, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._:%".contains(&b))
+    {
+        return Err("invalid character in host".into());
+    }
+    let port: u16 = match port {
+        None => 80,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("invalid port '{p}'")),
+        },
+    };
+    Ok((host, port))
 }
 
 /// A request target must be origin-form and must not break the request line.

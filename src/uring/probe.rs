@@ -118,99 +118,11 @@ fn feature(name: &'static str, r: Result<(), String>, yes: &str) -> Feature {
 /// Probes the running kernel.
 pub fn probe() -> Report {
     let kernel = kernel_release().unwrap_or_else(|e| format!("unknown ({e})"));
-    let v = kernel_version();
     let mut features = Vec::new();
     let usable = match IoUring::new(8) {
         Ok(ring) => {
-            let mut p = Probe::new();
-            let probed = ring.submitter().register_probe(&mut p).is_ok();
-            let op = |code: u8| probed && p.is_supported(code);
-            let version = |ok: bool, since: &str| {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(format!("needs Linux {since}, this is {v}"))
-                }
-            };
-            features.push(feature(
-                "multishot_accept",
-                version(
-                    has_multishot_accept(v) && op(opcode::AcceptMulti::CODE),
-                    "5.19",
-                ),
-                "kernel 5.19+",
-            ));
-            features.push(feature(
-                "multishot_recv",
-                version(has_multishot_recv(v) && op(opcode::RecvMulti::CODE), "6.0"),
-                "kernel 6.0+",
-            ));
-            let bufring = crate::uring::ring::Ring::new(crate::uring::ring::RingConfig {
-                entries: 8,
-                taskrun: Some(crate::uring::ring::TaskRun::Plain),
-                wait_batch: 1,
-                min_wait_usec: 0,
-                sqpoll_idle_ms: None,
-            })
-            .map_err(|e| e.to_string())
-            .and_then(|r| {
-                crate::uring::bufring::BufRing::new(r.inner(), 8, 4096, 0)
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            });
-            features.push(feature(
-                "provided_buffer_ring",
-                bufring,
-                "registered a test ring",
-            ));
-            features.push(feature(
-                "send_zc",
-                if op(opcode::SendZc::CODE) {
-                    Ok(())
-                } else {
-                    Err("opcode not supported".into())
-                },
-                "opcode probe",
-            ));
-            let setup = |r: Result<IoUring, String>| r.map(drop);
-            features.push(feature(
-                "single_issuer_defer_taskrun",
-                setup(try_setup(|b| b.setup_single_issuer().setup_defer_taskrun())),
-                "ring set up with the flags",
-            ));
-            features.push(feature(
-                "coop_taskrun",
-                setup(try_setup(|b| b.setup_coop_taskrun())),
-                "ring set up with the flag",
-            ));
-            features.push(feature(
-                "registered_files",
-                ring.submitter()
-                    .register_files_sparse(16)
-                    .map_err(|e| e.to_string()),
-                "registered a sparse file table",
-            ));
-            features.push(feature(
-                "sqpoll",
-                setup(try_setup(|b| b.setup_sqpoll(1000))),
-                "ring set up with SQPOLL",
-            ));
-            let params = ring.params();
-            features.push(flag(
-                "recv_bundle",
-                params.is_feature_recvsend_bundle(),
-                "IORING_FEAT_RECVSEND_BUNDLE",
-            ));
-            features.push(flag(
-                "ext_arg",
-                params.is_feature_ext_arg(),
-                "IORING_FEAT_EXT_ARG",
-            ));
-            features.push(flag(
-                "min_timeout",
-                params.is_feature_min_timeout(),
-                "IORING_FEAT_MIN_TIMEOUT (--wait-batch)",
-            ));
+            features.extend(operations(&ring, kernel_version()));
+            features.extend(setups(&ring));
             Ok(())
         }
         Err(e) => Err(crate::uring::ring::explain(&e).to_string()),
@@ -226,4 +138,103 @@ pub fn probe() -> Report {
             .and_then(|s| s.trim().parse().ok()),
         cpus_allowed: crate::sys::cpus::allowed().len(),
     }
+}
+
+/// The operations ringshard uses: from the opcode probe, the kernel version (for multishot
+/// flags no probe shows) and a test buffer ring.
+fn operations(ring: &IoUring, v: KernelVersion) -> Vec<Feature> {
+    let mut p = Probe::new();
+    let probed = ring.submitter().register_probe(&mut p).is_ok();
+    let op = |code: u8| probed && p.is_supported(code);
+    let version = |ok: bool, since: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("needs Linux {since}, this is {v}"))
+        }
+    };
+    let bufring = crate::uring::ring::Ring::new(crate::uring::ring::RingConfig {
+        entries: 8,
+        taskrun: Some(crate::uring::ring::TaskRun::Plain),
+        wait_batch: 1,
+        min_wait_usec: 0,
+        sqpoll_idle_ms: None,
+    })
+    .map_err(|e| e.to_string())
+    .and_then(|r| {
+        crate::uring::bufring::BufRing::new(r.inner(), 8, 4096, 0)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    });
+    vec![
+        feature(
+            "multishot_accept",
+            version(
+                has_multishot_accept(v) && op(opcode::AcceptMulti::CODE),
+                "5.19",
+            ),
+            "kernel 5.19+",
+        ),
+        feature(
+            "multishot_recv",
+            version(has_multishot_recv(v) && op(opcode::RecvMulti::CODE), "6.0"),
+            "kernel 6.0+",
+        ),
+        feature("provided_buffer_ring", bufring, "registered a test ring"),
+        feature(
+            "send_zc",
+            if op(opcode::SendZc::CODE) {
+                Ok(())
+            } else {
+                Err("opcode not supported".into())
+            },
+            "opcode probe",
+        ),
+    ]
+}
+
+/// Ring set-up flags and features: each tried by setting up a ring with it, or read off the
+/// ring's parameters.
+fn setups(ring: &IoUring) -> Vec<Feature> {
+    let setup = |r: Result<IoUring, String>| r.map(drop);
+    let params = ring.params();
+    vec![
+        feature(
+            "single_issuer_defer_taskrun",
+            setup(try_setup(|b| b.setup_single_issuer().setup_defer_taskrun())),
+            "ring set up with the flags",
+        ),
+        feature(
+            "coop_taskrun",
+            setup(try_setup(|b| b.setup_coop_taskrun())),
+            "ring set up with the flag",
+        ),
+        feature(
+            "registered_files",
+            ring.submitter()
+                .register_files_sparse(16)
+                .map_err(|e| e.to_string()),
+            "registered a sparse file table",
+        ),
+        feature(
+            "sqpoll",
+            setup(try_setup(|b| b.setup_sqpoll(1000))),
+            "ring set up with SQPOLL",
+        ),
+        flag(
+            "recv_bundle",
+            params.is_feature_recvsend_bundle(),
+            "IORING_FEAT_RECVSEND_BUNDLE",
+        ),
+        flag(
+            "ext_arg",
+            params.is_feature_ext_arg(),
+            "IORING_FEAT_EXT_ARG",
+        ),
+        flag(
+            "min_timeout",
+            params.is_feature_min_timeout(),
+            "IORING_FEAT_MIN_TIMEOUT (--wait-batch)",
+        ),
+    ]
 }
