@@ -28,3 +28,11 @@ save_report() {
   while [[ -e $f ]]; do n=$((n + 1)); f=$OUT_DIR/$1-$stamp-$n.md; done
   cp "$2" "$f" && echo "saved: $f" >&2
 }
+
+# Stops every process in the sessions listed in the array `sids` (TERM, then KILL after 0.5 s).
+stop_sessions() {
+  local s
+  for s in "${sids[@]}"; do pkill -TERM -s "$s" 2>/dev/null || true; done
+  sleep 0.5
+  for s in "${sids[@]}"; do pkill -KILL -s "$s" 2>/dev/null || true; done
+}

@@ -55,10 +55,7 @@ for r in $RATES; do [[ $r =~ ^[1-9][0-9]*$ ]] || die "RATES must be whole number
 
 tmp=$(mktemp -d /tmp/open-loop.XXXXXX)
 cleanup() {
-  local s
-  for s in "${sids[@]}"; do pkill -TERM -s "$s" 2>/dev/null || true; done
-  sleep 0.5
-  for s in "${sids[@]}"; do pkill -KILL -s "$s" 2>/dev/null || true; done
+  stop_sessions
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -82,10 +82,7 @@ for s in "${specs[@]}"; do
 done
 n=${#specs[@]}
 cleanup() {
-  local s
-  for s in "${sids[@]}"; do pkill -TERM -s "$s" 2>/dev/null || true; done
-  sleep 0.5
-  for s in "${sids[@]}"; do pkill -KILL -s "$s" 2>/dev/null || true; done
+  stop_sessions
   rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -279,12 +279,7 @@ impl<H: Handler> Shard<H> {
     // ---- readiness ----
 
     fn on_ready(&mut self, slot: u32, gen: u32, events: u32) {
-        let Some(c) = self
-            .core
-            .conns
-            .get_mut(slot as usize)
-            .filter(|c| c.gen == gen)
-        else {
+        let Some(c) = self.core.get(slot, gen) else {
             return; // a connection already closed (its slot may be taken by a new one)
         };
         if events & (sys::OUT | sys::ERR | sys::HUP) != 0 && !c.writable {
@@ -433,12 +428,7 @@ impl<H: Handler> Shard<H> {
         }
         let mut dirty = std::mem::take(&mut self.dirty);
         for (slot, gen) in dirty.drain(..) {
-            let Some(c) = self
-                .core
-                .conns
-                .get_mut(slot as usize)
-                .filter(|c| c.gen == gen)
-            else {
+            let Some(c) = self.core.get(slot, gen) else {
                 continue;
             };
             c.dirty = false;

@@ -687,12 +687,7 @@ impl<H: Handler> Shard<H> {
 
     /// A shutdown or reset completed: the connection may now be closed.
     fn on_socket_op(&mut self, slot: u32, gen: u32) {
-        if let Some(c) = self
-            .core
-            .conns
-            .get_mut(slot as usize)
-            .filter(|c| c.gen == gen)
-        {
+        if let Some(c) = self.core.get(slot, gen) {
             c.socket_ops -= 1;
             self.release_if_done(slot);
         }
