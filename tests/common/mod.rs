@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Extra `serve` arguments selecting each engine the suite runs against: both engines, or the
@@ -14,7 +15,9 @@ use std::time::{Duration, Instant};
 /// By default io_uring runs with `--wait-busy 0`: the suite's light load would leave a shard's
 /// waits unbatched, and the batched path (a wait asking for several completions with a
 /// min-timeout) is the one with more to get wrong. The unbatched path is what tests started
-/// without these flags, and `--wait-usec 0` in the knob test, run.
+/// without these flags, and `--wait-usec 0` in the knob test, run. A kernel without
+/// min-timeout waits (`cfg(no_min_timeout)`, from build.rs) refuses `--wait-busy` at start-up,
+/// so there the default io_uring entry is the plain `--engine uring`.
 pub fn engines() -> Vec<Vec<&'static str>> {
     match std::env::var("RINGSHARD_TEST_ENGINES") {
         Ok(list) if !list.trim().is_empty() => list
@@ -32,6 +35,7 @@ pub fn engines() -> Vec<Vec<&'static str>> {
                     .collect()
             })
             .collect(),
+        _ if cfg!(no_min_timeout) => vec![vec!["--engine", "uring"], vec!["--engine", "epoll"]],
         _ => vec![
             vec!["--engine", "uring", "--wait-busy", "0"],
             vec!["--engine", "epoll"],
@@ -39,14 +43,145 @@ pub fn engines() -> Vec<Vec<&'static str>> {
     }
 }
 
+/// The `--engine` value an entry of [`engines`] gives (`--engine X` or `--engine=X`), if any.
+pub fn engine_value<'a>(entry: &[&'a str]) -> Option<&'a str> {
+    let mut args = entry.iter();
+    while let Some(&a) = args.next() {
+        if a == "--engine" {
+            return args.next().copied();
+        }
+        if let Some(v) = a.strip_prefix("--engine=") {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The test an entry of [`engines`] runs under: `"epoll"` for `--engine epoll`, else `"uring"`
+/// (`--engine uring`, `--engine auto`, and an entry that names no engine, whose server picks
+/// io_uring where the kernel allows it).
+pub fn engine_kind(entry: &[&str]) -> &'static str {
+    match engine_value(entry) {
+        Some("epoll") => "epoll",
+        _ => "uring",
+    }
+}
+
+/// The entries of [`engines`] that the test named for `kind` (`"uring"` or `"epoll"`) runs.
+pub fn selected(kind: &str) -> Vec<Vec<&'static str>> {
+    engines()
+        .into_iter()
+        .filter(|e| engine_kind(e) == kind)
+        .collect()
+}
+
+/// Says on stderr that `test` does nothing because `RINGSHARD_TEST_ENGINES` selects no entry of
+/// its engine (the test then passes: the variable asked for that).
+pub fn say_not_selected(test: &str, kind: &str) {
+    eprintln!(
+        "{test}: skipped: RINGSHARD_TEST_ENGINES={:?} selects no {kind} entry",
+        std::env::var("RINGSHARD_TEST_ENGINES").unwrap_or_default()
+    );
+}
+
+/// The runner behind [`per_engine!`]: runs `body` with each selected entry of engine `kind`,
+/// saying on stderr which (the harness shows it when the test fails); with none selected, says
+/// so and returns.
+pub fn run_per_engine(kind: &str, test: &str, body: impl Fn(&[&str])) {
+    let entries = selected(kind);
+    if entries.is_empty() {
+        say_not_selected(test, kind);
+        return;
+    }
+    for entry in &entries {
+        eprintln!("{test}: serve {}", entry.join(" "));
+        body(entry);
+    }
+}
+
+/// One `#[test]` per behaviour and engine: for each `name`, a module `name` holding the tests
+/// `uring` and `epoll` (`keep_alive_and_close::uring`), each calling the behaviour's body
+/// `fn name(engine: &[&str])`, written beside the invocation, through [`run_per_engine`]. So a
+/// failure names the behaviour and the engine, and `cargo test epoll` or `cargo test
+/// keep_alive` picks them out.
+///
+/// `RINGSHARD_TEST_ENGINES` still selects what runs: the `uring` test runs the body once with
+/// every selected entry whose engine is io_uring (an entry that names no `--engine`, or names
+/// `uring` or `auto`), the `epoll` test once with every `--engine epoll` entry; a test none of
+/// whose entries is selected says so on stderr and passes.
+///
+/// ```ignore
+/// fn keep_alive_and_close(engine: &[&str]) {
+///     let srv = Server::start(engine, &["--shards", "1"]);
+///     // ...
+/// }
+///
+/// per_engine! {
+///     keep_alive_and_close,
+///     // Attributes go on both tests of the name.
+///     #[cfg_attr(no_ipv6, ignore = "this machine has no IPv6 loopback")]
+///     ipv6_listen,
+/// }
+/// // Only some engines: the tests named for the others are not generated.
+/// per_engine! { [uring] write_timeout_drops_a_zero_copy_sender_that_stops_reading }
+/// // Another runner, for bodies that take something else than the flag list:
+/// // `fn(kind: &str, test: &str, body: fn(T))`, named by a path valid inside the module.
+/// per_engine! { runner = super::run_embedded; streaming_body_is_chunked_for_http11 }
+/// ```
+#[allow(unused_macros)]
+macro_rules! per_engine {
+    (runner = $run:path; $($(#[$attr:meta])* $name:ident),+ $(,)?) => {
+        $( $crate::common::per_engine!(@one [uring epoll] $run; [$(#[$attr])*] $name); )+
+    };
+    ([$($engine:ident),+] $($rest:tt)+) => {
+        $crate::common::per_engine!(@engines [$($engine)+] $($rest)+);
+    };
+    (@engines $engines:tt $($(#[$attr:meta])* $name:ident),+ $(,)?) => {
+        $(
+            $crate::common::per_engine!(
+                @one $engines $crate::common::run_per_engine; [$(#[$attr])*] $name
+            );
+        )+
+    };
+    ($($(#[$attr:meta])* $name:ident),+ $(,)?) => {
+        $(
+            $crate::common::per_engine!(
+                @one [uring epoll] $crate::common::run_per_engine; [$(#[$attr])*] $name
+            );
+        )+
+    };
+    (@one [$($engine:ident)+] $run:path; $attrs:tt $name:ident) => {
+        mod $name {
+            $( $crate::common::per_engine!(@test $engine $run; $attrs $name); )+
+        }
+    };
+    (@test $engine:ident $run:path; [$($attr:tt)*] $name:ident) => {
+        $($attr)*
+        #[test]
+        fn $engine() {
+            $run(
+                stringify!($engine),
+                concat!(stringify!($name), "::", stringify!($engine)),
+                super::$name,
+            );
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use per_engine;
+
 /// Longest wait for any one expected response or EOF.
 pub const READ_LIMIT: Duration = Duration::from_secs(10);
 
-/// A running `ringshard serve`; killed (SIGKILL) on drop if still running.
+/// A running `ringshard serve`; killed (SIGKILL) on drop if still running. Dropped while the
+/// test panics, it prints the server's stderr, so a failure shows what the server said.
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The command line, for the stderr block printed on failure.
+    command: String,
     stderr: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
     status: Option<ExitStatus>,
 }
 
@@ -59,11 +194,23 @@ impl Server {
 
     /// As [`Server::start`], listening on `listen`.
     pub fn start_on(listen: &str, engine: &[&str], args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringshard"))
-            .arg("serve")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringshard"));
+        cmd.arg("serve")
             .args(["--listen", listen])
             .args(engine)
-            .args(args)
+            .args(args);
+        Server::spawn(cmd)
+    }
+
+    /// Spawns `cmd` (a `ringshard serve` command line), capturing its stderr, and waits for the
+    /// "listening on" line.
+    pub fn spawn(mut cmd: Command) -> Server {
+        let command = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -73,7 +220,7 @@ impl Server {
         let (tx, rx) = mpsc::channel::<String>();
         let pipe = child.stderr.take().unwrap();
         let log = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut r = BufReader::new(pipe);
             let mut line = String::new();
             let mut tx = Some(tx);
@@ -98,8 +245,9 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
+                let _ = reader.join();
                 panic!(
-                    "server did not report listening; stderr:\n{}",
+                    "server did not report listening: {command}\nstderr:\n{}",
                     stderr.lock().unwrap()
                 );
             }
@@ -109,7 +257,9 @@ impl Server {
         Server {
             child,
             addr,
+            command,
             stderr,
+            reader: Some(reader),
             status: None,
         }
     }
@@ -155,7 +305,20 @@ impl Drop for Server {
         if self.status.is_none() && matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
         }
-        let _ = self.child.wait();
+        let status = self.child.wait();
+        if std::thread::panicking() {
+            // The server has exited, so its stderr is at EOF: the reader has every line.
+            if let Some(reader) = self.reader.take() {
+                let _ = reader.join();
+            }
+            let log = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!(
+                "---- stderr of the server (pid {}, {}; {status:?}) ----\n{}---- end of the server's stderr ----",
+                self.child.id(),
+                self.command,
+                log.as_str()
+            );
+        }
     }
 }
 
@@ -505,4 +668,40 @@ pub fn parse_imf(s: &str) -> Option<u64> {
         return None;
     }
     Some(days_since * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Writes `a`, pauses so the server most likely reads it alone, then writes `b`.
+pub fn send_split(c: &mut Client, a: &[u8], b: &[u8]) {
+    if !a.is_empty() {
+        c.send(a);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    c.send(b);
+}
+
+/// The value of `ringshard_NAME{shard="SHARD"}` in a metrics page.
+pub fn shard_metric(page: &str, name: &str, shard: usize) -> u64 {
+    let prefix = format!("ringshard_{name}{{shard=\"{shard}\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} of shard {shard} in:\n{page}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The value of `ringshard_NAME{shard="0"}` in a metrics page.
+pub fn metric(page: &str, name: &str) -> u64 {
+    shard_metric(page, name, 0)
+}
+
+impl Server {
+    /// The metrics page (`GET /metrics`), read on a connection of its own.
+    pub fn metrics(&self) -> String {
+        let mut m = self.connect();
+        m.send(&get("/metrics"));
+        let r = m.resp();
+        assert_eq!(r.status, 200, "GET /metrics: {}", r.head);
+        r.text()
+    }
 }
