@@ -3,6 +3,7 @@
 //! runs once per engine (`common::per_engine!`).
 mod common;
 
+use std::io::Write;
 use std::time::Duration;
 
 use common::*;
@@ -127,6 +128,36 @@ fn reading_resumes_after_backpressure(engine: &[&str]) {
         let r = c.resp();
         assert_eq!(r.body, b"Hello, World!", "round {round}");
     }
+    // Each echo put its whole response, 1 MiB of body and a head, in front of the socket at
+    // once: past the 1 MiB mark, so reading paused, once a round.
+    let paused = metric(&srv.metrics(), "reads_paused_total");
+    assert!(
+        paused >= 3,
+        "reads paused {paused} times in 3 rounds, each with over 1 MiB of output queued"
+    );
+
+    // Pipelined, none read until the writer is done or blocked: three echoes of 1 MiB and a
+    // GET in one write. Each response passes the mark again while the next requests wait in
+    // the socket; reading resumes as each drains, until the GET is read and answered.
+    let mut w = c.s.try_clone().unwrap();
+    let req = [echo(&body), echo(&body), echo(&body), get("/plaintext")].concat();
+    let writer = std::thread::spawn(move || w.write_all(&req));
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..3 {
+        let r = c.resp();
+        assert_eq!(r.status, 200, "pipelined echo {i}");
+        assert!(r.body == body, "pipelined echo {i}: echoed body differs");
+    }
+    assert_eq!(c.resp().body, b"Hello, World!", "the GET behind the echoes");
+    writer
+        .join()
+        .unwrap()
+        .expect("write the pipelined requests");
+    let again = metric(&srv.metrics(), "reads_paused_total");
+    assert!(
+        again > paused,
+        "reads paused {paused} times before three pipelined echoes of 1 MiB, {again} after"
+    );
 }
 
 per_engine! {

@@ -62,6 +62,24 @@ fn several_shards_serve_at_once(engine: &[&str]) {
     for t in threads {
         t.join().expect("a client thread failed");
     }
+    // ... and they did spread: SO_REUSEPORT hashes each connection's address and port to one
+    // shard's listener, so each of the 168 connections (6 x 8 kept, 6 x 20 short-lived, each
+    // from its own port) lands on a given shard with probability 1/3. A shard left without any
+    // has probability at most 3 x (2/3)^168, about 1e-29: this cannot flake, while a server
+    // that accepted everything on one shard (one listener, or shards that never accept) fails.
+    let page = srv.metrics();
+    let accepted: Vec<u64> = (0..3)
+        .map(|shard| shard_metric(&page, "connections_accepted_total", shard))
+        .collect();
+    assert!(
+        accepted.iter().all(|&n| n > 0),
+        "connections accepted per shard: {accepted:?}; the 168 connections did not spread \
+         over the 3 shards"
+    );
+    assert!(
+        accepted.iter().sum::<u64>() >= 168,
+        "connections accepted per shard: {accepted:?}, fewer than the 168 opened"
+    );
 }
 
 fn ipv6_listen(engine: &[&str]) {
