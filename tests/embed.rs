@@ -14,38 +14,26 @@ use ringshard::{Body, BodyStream, Reply, Request, Response, Router, Running, Ser
 
 use common::*;
 
-/// The engines to embed: `--engine` names from `RINGSHARD_TEST_ENGINES` (entries that are flag
-/// sets name theirs with `--engine`), else the default.
-fn engine_flags() -> Vec<EngineFlag> {
+/// The runner of this file's [`per_engine!`] tests, whose bodies take the engine to embed: the
+/// `--engine` values of the selected entries of its kind (see `common::run_per_engine`), each
+/// once (an entry that names none embeds `auto`, as the binary would run it).
+fn run_embedded(kind: &str, test: &str, body: fn(EngineFlag)) {
     let mut flags = Vec::new();
-    for args in engines() {
-        let name = match args.iter().position(|&a| a == "--engine") {
-            Some(i) => args.get(i + 1).copied().unwrap_or("auto"),
-            None => "auto",
-        };
+    for entry in selected(kind) {
+        let name = engine_value(&entry).unwrap_or("auto");
         let flag =
             EngineFlag::from_str(name, true).unwrap_or_else(|e| panic!("engine {name}: {e}"));
         if !flags.contains(&flag) {
             flags.push(flag);
         }
     }
-    flags
-}
-
-/// One `#[test]` per body, run once per engine.
-macro_rules! per_engine {
-    ($($name:ident),* $(,)?) => {
-        mod per_engine {
-            $(
-                #[test]
-                fn $name() {
-                    for engine in super::engine_flags() {
-                        super::$name(engine);
-                    }
-                }
-            )*
-        }
-    };
+    if flags.is_empty() {
+        say_not_selected(test, kind);
+    }
+    for flag in flags {
+        eprintln!("{test}: embed {flag:?}");
+        body(flag);
+    }
 }
 
 /// A gate the test opens; closed gates hold the futures waiting on them.
@@ -471,7 +459,7 @@ fn a_route_reads_files_through_the_shard(engine: EngineFlag) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-per_engine!(
+per_engine! { runner = super::run_embedded;
     a_panicking_handler_gets_500_and_the_shard_lives_on,
     async_handler_does_not_block_the_shard,
     pipelined_requests_behind_a_pending_handler_stay_in_order,
@@ -480,4 +468,4 @@ per_engine!(
     shutdown_waits_for_a_pending_handler,
     half_close_behind_a_pending_handler,
     a_route_reads_files_through_the_shard,
-);
+}

@@ -5,114 +5,100 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{echo, engines, get, Server};
+use common::{echo, get, metric, per_engine, Server};
 
-/// The value of `ringshard_NAME{shard="0"}` in a metrics page.
-fn metric(page: &str, name: &str) -> u64 {
-    let prefix = format!("ringshard_{name}{{shard=\"0\"}} ");
-    page.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {name} in:\n{page}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-#[test]
-fn metrics_count_what_was_sent() {
-    for engine in engines() {
-        let srv = Server::start(&engine, &["--shards", "1"]);
-        let mut sent = 0u64;
-        let mut a = srv.connect();
-        for _ in 0..4 {
-            let req = get("/plaintext");
-            sent += req.len() as u64;
-            a.send(&req);
-            assert_eq!(a.resp().status, 200);
-        }
-        let mut b = srv.connect();
-        let req = echo(b"twelve bytes");
+fn metrics_count_what_was_sent(engine: &[&str]) {
+    let srv = Server::start(engine, &["--shards", "1"]);
+    let mut sent = 0u64;
+    let mut a = srv.connect();
+    for _ in 0..4 {
+        let req = get("/plaintext");
         sent += req.len() as u64;
-        b.send(&req);
-        assert_eq!(b.resp().text(), "twelve bytes");
-        // A rejected request is a response too.
-        let req = b"GET / HTTP/1.1\r\n\r\n".to_vec();
-        sent += req.len() as u64;
-        b.send(&req);
-        assert_eq!(b.resp().status, 400);
-
-        let mut m = srv.connect();
-        let req = get("/metrics");
-        m.send(&req);
-        let page = m.resp();
-        assert_eq!(page.status, 200);
-        assert!(page
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/plain"));
-        let page = page.text();
-        assert_eq!(metric(&page, "requests_total"), 6, "{page}");
-        assert_eq!(metric(&page, "received_bytes_total"), sent, "{page}");
-        assert_eq!(metric(&page, "connections_accepted_total"), 3, "{page}");
-        assert!(page.contains("# TYPE ringshard_requests_total counter"));
-        assert!(page.contains("ringshard_request_latency_seconds_count{shard=\"0\"}"));
+        a.send(&req);
+        assert_eq!(a.resp().status, 200);
     }
+    let mut b = srv.connect();
+    let req = echo(b"twelve bytes");
+    sent += req.len() as u64;
+    b.send(&req);
+    assert_eq!(b.resp().text(), "twelve bytes");
+    // A rejected request is a response too.
+    let req = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    sent += req.len() as u64;
+    b.send(&req);
+    assert_eq!(b.resp().status, 400);
+
+    let mut m = srv.connect();
+    let req = get("/metrics");
+    m.send(&req);
+    let page = m.resp();
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    let page = page.text();
+    assert_eq!(metric(&page, "requests_total"), 6, "{page}");
+    assert_eq!(metric(&page, "received_bytes_total"), sent, "{page}");
+    assert_eq!(metric(&page, "connections_accepted_total"), 3, "{page}");
+    assert!(page.contains("# TYPE ringshard_requests_total counter"));
+    assert!(page.contains("ringshard_request_latency_seconds_count{shard=\"0\"}"));
 }
 
 /// `latency_samples_total` counts the requests timed (one in 64), published once a second,
 /// and grows with the requests sent: it is not overwritten with a zero each loop turn.
-#[test]
-fn latency_samples_grow_with_the_requests() {
-    for engine in engines() {
-        let srv = Server::start(&engine, &["--shards", "1"]);
-        let mut c = srv.connect();
-        let mut samples = Vec::new();
-        for _ in 0..2 {
-            // 64 × 16 pipelined requests: 16 timed.
-            let batch = get("/plaintext").repeat(16);
-            for _ in 0..64 {
-                c.send(&batch);
-                for _ in 0..16 {
-                    assert_eq!(c.resp().status, 200);
-                }
+fn latency_samples_grow_with_the_requests(engine: &[&str]) {
+    let srv = Server::start(engine, &["--shards", "1"]);
+    let mut c = srv.connect();
+    let mut samples = Vec::new();
+    for _ in 0..2 {
+        // 64 × 16 pipelined requests: 16 timed.
+        let batch = get("/plaintext").repeat(16);
+        for _ in 0..64 {
+            c.send(&batch);
+            for _ in 0..16 {
+                assert_eq!(c.resp().status, 200);
             }
-            // The histogram is published once a second; several turns run meanwhile.
-            let t0 = Instant::now();
-            let value = loop {
-                c.send(&get("/metrics"));
-                let v = metric(&c.resp().text(), "latency_samples_total");
-                if v >= 16 * (samples.len() as u64 + 1) || t0.elapsed() > Duration::from_secs(5) {
-                    break v;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            };
-            samples.push(value);
         }
-        assert!(samples[0] >= 16, "{engine:?}: {samples:?}");
-        assert!(samples[1] >= samples[0] + 16, "{engine:?}: {samples:?}");
+        // The histogram is published once a second; several turns run meanwhile.
+        let t0 = Instant::now();
+        let value = loop {
+            c.send(&get("/metrics"));
+            let v = metric(&c.resp().text(), "latency_samples_total");
+            if v >= 16 * (samples.len() as u64 + 1) || t0.elapsed() > Duration::from_secs(5) {
+                break v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        samples.push(value);
     }
+    assert!(samples[0] >= 16, "{engine:?}: {samples:?}");
+    assert!(samples[1] >= samples[0] + 16, "{engine:?}: {samples:?}");
 }
 
-#[test]
-fn pipelined_responses_go_out_in_one_send_per_read() {
-    for engine in engines() {
-        let srv = Server::start(&engine, &["--shards", "1"]);
-        let mut a = srv.connect();
-        // 100 requests in one write (3.6 KB, one segment on loopback): a read or two.
-        a.send(&get("/plaintext").repeat(100));
-        for _ in 0..100 {
-            assert_eq!(a.resp().status, 200);
-        }
-        let mut m = srv.connect();
-        m.send(&get("/metrics"));
-        let page = m.resp().text();
-        let (recvs, sends) = (metric(&page, "recvs_total"), metric(&page, "sends_total"));
-        // Not one send per response: one per turn that read, at most.
-        assert!(
-            (1..=recvs).contains(&sends) && recvs <= 5,
-            "{engine:?}: {sends} sends for {recvs} reads of 100 pipelined requests"
-        );
+fn pipelined_responses_go_out_in_one_send_per_read(engine: &[&str]) {
+    let srv = Server::start(engine, &["--shards", "1"]);
+    let mut a = srv.connect();
+    // 100 requests in one write (3.6 KB, one segment on loopback): a read or two.
+    a.send(&get("/plaintext").repeat(100));
+    for _ in 0..100 {
+        assert_eq!(a.resp().status, 200);
     }
+    let mut m = srv.connect();
+    m.send(&get("/metrics"));
+    let page = m.resp().text();
+    let (recvs, sends) = (metric(&page, "recvs_total"), metric(&page, "sends_total"));
+    // Not one send per response: one per turn that read, at most.
+    assert!(
+        (1..=recvs).contains(&sends) && recvs <= 5,
+        "{engine:?}: {sends} sends for {recvs} reads of 100 pipelined requests"
+    );
+}
+
+per_engine! {
+    metrics_count_what_was_sent,
+    latency_samples_grow_with_the_requests,
+    pipelined_responses_go_out_in_one_send_per_read,
 }
 
 fn probe_json() -> String {
