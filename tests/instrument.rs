@@ -101,6 +101,16 @@ per_engine! {
     pipelined_responses_go_out_in_one_send_per_read,
 }
 
+/// Whether a uring server's start-up line says its waits may gather several completions.
+fn batches(srv: &Server) -> bool {
+    srv.stderr().contains("waits gather up to")
+}
+
+/// The failure of a test that needs batched waits, on a server whose waits do not batch: the
+/// test is ignored where build.rs finds no min-timeout wait, so here the kernel has one.
+const NOT_BATCHING: &str = "the shard's waits do not batch, though build.rs found a kernel with \
+     io_uring's min-timeout wait (6.12+) and the test is not ignored";
+
 fn probe_json() -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ringshard"))
         .args(["probe", "--json"])
@@ -111,7 +121,7 @@ fn probe_json() -> String {
 }
 
 #[test]
-fn probe_json_has_its_shape_and_agrees_with_the_server() {
+fn probe_json_has_its_shape() {
     let json = probe_json();
     for key in [
         "\"kernel\":",
@@ -133,9 +143,21 @@ fn probe_json_has_its_shape_and_agrees_with_the_server() {
     ] {
         assert!(json.contains(key), "probe --json lacks {key}: {json}");
     }
-    if !json.contains("\"io_uring\":{\"usable\":true") {
-        return; // nothing to compare with a uring server
+}
+
+/// What `probe` finds, an io_uring server's start-up line says it uses. Runs where
+/// `RINGSHARD_TEST_ENGINES` selects io_uring, whose tests need it usable.
+#[test]
+fn probe_json_agrees_with_a_uring_server() {
+    if common::selected("uring").is_empty() {
+        common::say_not_selected("probe_json_agrees_with_a_uring_server", "uring");
+        return;
     }
+    let json = probe_json();
+    assert!(
+        json.contains("\"io_uring\":{\"usable\":true"),
+        "probe says io_uring is not usable here, and the io_uring tests are selected: {json}"
+    );
     let supported = |f: &str| json.contains(&format!("\"{f}\":{{\"supported\":true"));
     let srv = Server::start(&["--engine", "uring"], &["--shards", "1"]);
     let line = srv.stderr();
@@ -220,8 +242,7 @@ fn serves_on_an_inherited_listening_socket() {
     let addr = listener.local_addr().unwrap();
     let fd = listener.as_raw_fd();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringshard"));
-    cmd.args(["serve", "--listen-fd", "3", "--shards", "2"])
-        .stderr(std::process::Stdio::null());
+    cmd.args(["serve", "--listen-fd", "3", "--shards", "2"]);
     // SAFETY: dup2 is async-signal-safe; it runs in the child between fork and exec and puts the
     // listener on fd 3 without close-on-exec, as a supervisor handing over a socket would.
     unsafe {
@@ -238,7 +259,8 @@ fn serves_on_an_inherited_listening_socket() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    // Killed on drop, printing its stderr if the test fails.
+    let mut srv = Server::spawn(cmd);
     drop(listener); // the server's copy is the only one left
     let mut body = String::new();
     for _ in 0..4 {
@@ -253,8 +275,12 @@ fn serves_on_an_inherited_listening_socket() {
             "{body}"
         );
     }
-    common::signal(child.id() as i32, libc::SIGTERM);
-    assert!(child.wait().unwrap().success());
+    srv.signal(libc::SIGTERM);
+    let status = srv.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}"
+    );
 }
 
 #[test]
@@ -451,37 +477,45 @@ fn a_burst_after_quiet_use_finds_the_buffers_it_needs() {
     assert_eq!(metric(&page, "requests_total"), 500 + 1200, "{page}");
 }
 
+/// Starts a uring server with `args`; 64 connections send a request each, then four of them
+/// one more, up to `rounds` times, until `waits_cut_total` counts one. Returns whether the
+/// server's waits batch, and the count.
+fn rounds_until_a_wait_is_cut(args: &[&str], rounds: usize) -> (bool, u64) {
+    let srv = Server::start(&["--engine", "uring"], args);
+    let batching = batches(&srv);
+    let mut conns: Vec<_> = (0..64).map(|_| srv.connect()).collect();
+    let mut m = srv.connect();
+    let mut cut = 0;
+    for _ in 0..rounds {
+        for c in conns.iter_mut() {
+            c.send(&get("/plaintext"));
+        }
+        for c in conns.iter_mut() {
+            assert_eq!(c.resp().status, 200);
+        }
+        for c in conns.iter_mut().take(4) {
+            c.send(&get("/plaintext"));
+            assert_eq!(c.resp().status, 200);
+        }
+        m.send(&get("/metrics"));
+        cut = metric(&m.resp().text(), "waits_cut_total");
+        if cut > 0 {
+            break;
+        }
+    }
+    (batching, cut)
+}
+
 #[test]
+#[cfg_attr(
+    no_min_timeout,
+    ignore = "this kernel has no io_uring min-timeout wait (Linux 6.12+, probed by build.rs): waits never batch"
+)]
 fn a_batched_wait_that_gets_fewer_completions_than_it_asked_for_is_counted() {
     // Sixty-four requests at once make turns of several completions (a shard gathers only with
     // enough connections talking); four follow-ups are fewer than the next wait asks for. How
     // the completions fall into turns depends on timing, so rounds repeat (on a loaded machine
     // too) until one wait has been cut short.
-    let cut_after = |args: &[&str], rounds: usize| {
-        let srv = Server::start(&["--engine", "uring"], args);
-        let batching = srv.stderr().contains("waits gather up to");
-        let mut conns: Vec<_> = (0..64).map(|_| srv.connect()).collect();
-        let mut m = srv.connect();
-        let mut cut = 0;
-        for _ in 0..rounds {
-            for c in conns.iter_mut() {
-                c.send(&get("/plaintext"));
-            }
-            for c in conns.iter_mut() {
-                assert_eq!(c.resp().status, 200);
-            }
-            for c in conns.iter_mut().take(4) {
-                c.send(&get("/plaintext"));
-                assert_eq!(c.resp().status, 200);
-            }
-            m.send(&get("/metrics"));
-            cut = metric(&m.resp().text(), "waits_cut_total");
-            if cut > 0 {
-                break;
-            }
-        }
-        (batching, cut)
-    };
     // --wait-busy 0: batch however idle the shard is (these few requests leave it nearly so).
     let args = [
         "--shards",
@@ -493,14 +527,15 @@ fn a_batched_wait_that_gets_fewer_completions_than_it_asked_for_is_counted() {
         "--wait-busy",
         "0",
     ];
-    let (batching, cut) = cut_after(&args, 50);
-    if batching {
-        assert!(cut > 0, "no wait counted as cut short in 50 rounds");
-    } else {
-        assert_eq!(cut, 0, "a kernel without batched waits cut one");
-    }
-    // Waits that return at the first completion are never cut short.
-    let (_, cut) = cut_after(&["--shards", "1", "--wait-batch", "1"], 5);
+    let (batching, cut) = rounds_until_a_wait_is_cut(&args, 50);
+    assert!(batching, "{NOT_BATCHING}");
+    assert!(cut > 0, "no wait counted as cut short in 50 rounds");
+}
+
+/// Waits that return at the first completion are never cut short (on any kernel).
+#[test]
+fn a_wait_for_the_first_completion_is_never_counted_as_cut() {
+    let (_, cut) = rounds_until_a_wait_is_cut(&["--shards", "1", "--wait-batch", "1"], 5);
     assert_eq!(cut, 0);
 }
 
@@ -509,32 +544,20 @@ fn a_batched_wait_that_gets_fewer_completions_than_it_asked_for_is_counted() {
 /// its first completion, so no request waits out a gathering window while its client, waiting
 /// for that very answer, sends nothing more. (Gathering as many as the last turn had, eight
 /// clients in lock step were gathered every round.) Sixty-four clients do make the same shard
-/// gather, so the counter is not silent by construction.
+/// gather (`many_clients_make_a_batching_shard_gather`), so the counter is not silent by
+/// construction.
 #[test]
+#[cfg_attr(
+    no_min_timeout,
+    ignore = "this kernel has no io_uring min-timeout wait (Linux 6.12+, probed by build.rs): waits never batch"
+)]
 fn a_lone_client_is_answered_without_a_gathering_wait() {
-    let value = |m: &mut common::Client, name: &str| {
-        m.send(&get("/metrics"));
-        metric(&m.resp().text(), name)
-    };
-    // `clients` connections send a request each, then read the answers, `rounds` times.
-    let lock_step = |srv: &Server, clients: usize, rounds: usize| {
-        let mut conns: Vec<_> = (0..clients).map(|_| srv.connect()).collect();
-        for _ in 0..rounds {
-            for c in conns.iter_mut() {
-                c.send(&get("/plaintext"));
-            }
-            for c in conns.iter_mut() {
-                assert_eq!(c.resp().status, 200);
-            }
-        }
-    };
-    let mut batching = false;
     for args in [
         &["--shards", "1"][..],
         &["--shards", "1", "--wait-busy", "0"],
     ] {
         let srv = Server::start(&["--engine", "uring"], args);
-        batching = srv.stderr().contains("waits gather up to");
+        assert!(batches(&srv), "{args:?}: {NOT_BATCHING}");
         lock_step(&srv, 1, 500);
         lock_step(&srv, 8, 200);
         let mut m = srv.connect();
@@ -542,15 +565,40 @@ fn a_lone_client_is_answered_without_a_gathering_wait() {
         assert_eq!(value(&mut m, "gathering_waits_total"), 0, "{args:?}");
         assert_eq!(value(&mut m, "waits_cut_total"), 0, "{args:?}");
     }
-    if !batching {
-        eprintln!("this kernel has no min-timeout waits: no wait ever gathers");
-        return;
+}
+
+/// The metrics page's value of `ringshard_NAME{shard="0"}`, asked on `m`.
+fn value(m: &mut common::Client, name: &str) -> u64 {
+    m.send(&get("/metrics"));
+    metric(&m.resp().text(), name)
+}
+
+/// `clients` connections send a request each, then read the answers, `rounds` times.
+fn lock_step(srv: &Server, clients: usize, rounds: usize) {
+    let mut conns: Vec<_> = (0..clients).map(|_| srv.connect()).collect();
+    for _ in 0..rounds {
+        for c in conns.iter_mut() {
+            c.send(&get("/plaintext"));
+        }
+        for c in conns.iter_mut() {
+            assert_eq!(c.resp().status, 200);
+        }
     }
-    // The same shard batching, with many clients: waits gather.
+}
+
+/// The shard of `a_lone_client_is_answered_without_a_gathering_wait` batching, with many
+/// clients: waits gather.
+#[test]
+#[cfg_attr(
+    no_min_timeout,
+    ignore = "this kernel has no io_uring min-timeout wait (Linux 6.12+, probed by build.rs): waits never batch"
+)]
+fn many_clients_make_a_batching_shard_gather() {
     let srv = Server::start(
         &["--engine", "uring"],
         &["--shards", "1", "--wait-busy", "0"],
     );
+    assert!(batches(&srv), "{NOT_BATCHING}");
     let mut m = srv.connect();
     let t0 = Instant::now();
     while value(&mut m, "gathering_waits_total") == 0 {
@@ -563,18 +611,15 @@ fn a_lone_client_is_answered_without_a_gathering_wait() {
 }
 
 #[test]
+#[cfg_attr(
+    no_min_timeout,
+    ignore = "this kernel has no io_uring min-timeout wait (Linux 6.12+, probed by build.rs): waits never batch"
+)]
 fn waits_batch_while_the_shard_is_busy_and_stop_when_it_idles() {
-    let value = |m: &mut common::Client, name: &str| {
-        m.send(&get("/metrics"));
-        metric(&m.resp().text(), name)
-    };
     // By default a shard answering a request now and then stays below the 60% that starts
     // batching: each request is answered without a batched wait.
     let srv = Server::start(&["--engine", "uring"], &["--shards", "1"]);
-    if !srv.stderr().contains("waits gather up to") {
-        eprintln!("skipped: this kernel has no min-timeout waits, so waits never batch");
-        return;
-    }
+    assert!(batches(&srv), "{NOT_BATCHING}");
     assert!(srv
         .stderr()
         .contains("while the shard is at least 60% busy"));
