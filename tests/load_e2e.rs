@@ -156,7 +156,10 @@ fn load(args: &[&str]) -> Run {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("ringshard load {args:?} did not finish in 30 s");
+            let _ = child.wait();
+            // Killed, its pipes are at EOF: the readers have everything it wrote.
+            let stderr = t_err.join().unwrap();
+            panic!("ringshard load {args:?} did not finish in 30 s; stderr:\n{stderr}");
         }
         thread::sleep(Duration::from_millis(10));
     };
@@ -971,8 +974,10 @@ fn ctrl_c_stops_the_run_and_still_reports() {
         t.elapsed() < Duration::from_secs(5),
         "did not stop promptly"
     );
-    assert_eq!(out.status.code(), Some(130));
-    let j = parse_json(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
+    let j = parse_json(&String::from_utf8_lossy(&out.stdout))
+        .unwrap_or_else(|e| panic!("bad JSON ({e}); stderr: {stderr}"));
     assert!(j.u("requests") > 0);
     assert_eq!(
         j.u("requests"),
