@@ -123,8 +123,8 @@ pub fn run_per_engine(kind: &str, test: &str, body: impl Fn(&[&str])) {
 ///     ipv6_listen,
 /// }
 /// // Only some engines: the tests named for the others are not generated.
-/// per_engine! { [uring] write_timeout_drops_a_zero_copy_sender_that_stops_reading }
-/// // Another runner, for bodies that take something else than the flag list:
+/// per_engine! { [uring] write_timeout_drops_a_peer_that_stops_reading_under_zero_copy_sends }
+/// // Another runner, for bodies that take something other than the flag list:
 /// // `fn(kind: &str, test: &str, body: fn(T))`, named by a path valid inside the module.
 /// per_engine! { runner = super::run_embedded; streaming_body_is_chunked_for_http11 }
 /// ```
