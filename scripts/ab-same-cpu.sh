@@ -16,7 +16,8 @@
 #                          "new|target/release/ringshard serve --shards 1 --listen 127.0.0.1:{PORT}"
 #
 # environment (defaults in brackets): RUNS [4] runs of DUR [10] seconds, servers started afresh
-#   each run, the order swapped every run; MODE [pipe16] or keepalive; CONNS [64] connections per
+#   each run, the order swapped every run; MODE [pipe16], keepalive or close (a new connection per
+#   request: `Connection: close`); CONNS [64] connections per
 #   wrk, DEPTH [16] requests per pipelined write; URL_PATH [/plaintext]; SERVER_CPUS [0],
 #   LOAD_CPUS [1]; OUT_DIR [<repo>/scripts/out], NO_SAVE=1 writes no file.
 # Prints each run and the median ratio B/A of requests per server CPU-second (CPU ticks of each
@@ -32,7 +33,7 @@ OUT_DIR=${OUT_DIR:-$root/scripts/out} NO_SAVE=${NO_SAVE:-}
 die() { echo "ab-same-cpu: $*" >&2; exit 1; }
 (($# == 2)) || die 'give two servers: "NAME|COMMAND with {PORT}" "NAME|COMMAND with {PORT}"'
 for t in wrk taskset setsid pgrep pkill ss; do command -v "$t" >/dev/null || die "missing $t (apt-get install -y wrk)"; done
-case $MODE in pipe16 | keepalive) ;; *) die "MODE must be pipe16 or keepalive" ;; esac
+case $MODE in pipe16 | keepalive | close) ;; *) die "MODE must be pipe16, keepalive or close" ;; esac
 names=("${1%%|*}" "${2%%|*}") cmds=("${1#*|}" "${2#*|}")
 for c in "${cmds[@]}"; do [[ $c == *'{PORT}'* ]] || die "no {PORT} in: $c"; done
 lua=$root/scripts/pipeline.lua
@@ -42,6 +43,7 @@ trap cleanup EXIT
 load() { # PORT SECONDS
   local args=(-t1 -c"$CONNS" -d"$2" "http://127.0.0.1:$1$URL_PATH")
   [[ $MODE == pipe16 ]] && args=(-s "$lua" "${args[@]}")
+  [[ $MODE == close ]] && args=(-H "Connection: close" "${args[@]}")
   DEPTH=$DEPTH taskset -c "$LOAD_CPUS" wrk "${args[@]}"
 }
 # Two ports nothing listens on (a stray server sharing one would inflate that side's figures).

@@ -125,6 +125,8 @@ pub struct Ring {
     pub submitted: u64,
     /// A submission the kernel refused, reported by the next wait or submit.
     broken: Option<io::Error>,
+    /// The kernel can leave out a successful entry's completion (5.17+).
+    skip_success: bool,
 }
 
 impl Ring {
@@ -158,6 +160,7 @@ impl Ring {
             match b.build(cfg.entries) {
                 Ok(ring) => {
                     let ext_arg = ring.params().is_feature_ext_arg();
+                    let skip_success = ring.params().is_feature_skip_cqe_on_success();
                     let min_timeout = ring.params().is_feature_min_timeout();
                     let batch =
                         ext_arg && min_timeout && cfg.wait_batch > 1 && cfg.min_wait_usec > 0;
@@ -175,6 +178,7 @@ impl Ring {
                         enters: 0,
                         submitted: 0,
                         broken: None,
+                        skip_success,
                     });
                 }
                 // EINVAL: this kernel lacks the flags; try the next mode.
@@ -348,7 +352,14 @@ impl Ring {
 
     /// Asks the kernel to cancel the operation carrying `target`.
     pub fn cancel(&mut self, target: u64, ud: u64) {
-        self.push(opcode::AsyncCancel::new(target).build().user_data(ud));
+        let e = opcode::AsyncCancel::new(target).build().user_data(ud);
+        // Nobody reads a successful cancel's own completion (the cancelled operation's tells).
+        let e = if self.skip_success {
+            e.flags(squeue::Flags::SKIP_SUCCESS)
+        } else {
+            e
+        };
+        self.push(e);
     }
 
     /// Starts a route's file operation. Its path, buffers and result stay in the shard's
@@ -418,7 +429,7 @@ impl Ring {
             return Err(e);
         }
         self.enters += 1;
-        let want = want.min(self.wait_batch as usize);
+        let want = if self.wait_batch > 1 { want } else { 1 };
         self.gathering = want.max(1);
         let res = match timeout {
             _ if want > 1 => {

@@ -47,6 +47,8 @@ pub(crate) struct Connection {
     /// A shutdown or reset in flight: the kernel may run them late (a shutdown goes to a worker
     /// thread), so the descriptor is not closed, and its number or slot reused, before they end.
     socket_ops: u8,
+    /// It has sent data (its receives are multishot from then on).
+    heard: bool,
     /// The talkers window in which it last sent data.
     talked_in: u32,
     /// Its close is submitted (right behind its last send; see `Shard::close_behind`).
@@ -241,15 +243,7 @@ impl<H: Handler> Shard<H> {
             self.ring.reap(&mut self.cqes, self.reap_max);
             self.core.shard.stats.cqes += self.cqes.len() as u64;
             self.core.shard.stats.waits_cut += u64::from(self.ring.cut_short(self.cqes.len()));
-            // As many completions as this turn had is what the next wait may gather: a busy
-            // shard batches, one serving a single client wakes at its first completion. A shard
-            // with CPU to spare answers at once (uring::busy says why).
-            self.gather = if self.batching() {
-                let limit = self.talkers.gather_limit(self.core.conns.len());
-                self.cqes.len().min(limit)
-            } else {
-                1
-            };
+            let (recvs, sends) = (self.core.shard.stats.recvs, self.core.shard.stats.sends);
             let mut cqes = std::mem::take(&mut self.cqes);
             for cqe in cqes.drain(..) {
                 self.complete(cqe);
@@ -264,6 +258,8 @@ impl<H: Handler> Shard<H> {
             self.rearm_receives();
             self.retry_accept();
             self.start_file_ops();
+            let stats = &self.core.shard.stats;
+            self.gather = self.next_gather(stats.recvs - recvs, stats.sends - sends);
 
             self.publish();
             if self.core.shard.draining
@@ -276,6 +272,20 @@ impl<H: Handler> Shard<H> {
         }
         self.stop_wake();
         self.counters()
+    }
+
+    /// How many completions the next wait gathers, after a turn that handled `recvs` receives
+    /// and started `sends` sends. A shard with CPU to spare, or with few connections talking,
+    /// returns at the first completion (`uring::busy` says why). A busy one waits for its
+    /// sends' completions, which come at once, and for as many receives as this turn had, at
+    /// most half of the connections talking and `--wait-batch`.
+    fn next_gather(&self, recvs: u64, sends: u64) -> usize {
+        let limit = self.talkers.gather_limit(self.core.conns.len());
+        if !self.batching() || limit <= 1 {
+            return 1;
+        }
+        let batch = self.ring.wait_batching().0 as usize;
+        (sends as usize + (recvs as usize).min(limit).min(batch)).max(1)
     }
 
     /// Whether this turn's wait batches: the shard is busy and the kernel can.
@@ -407,6 +417,7 @@ impl<H: Handler> Shard<H> {
             recv_armed: false,
             recv_multishot: false,
             socket_ops: 0,
+            heard: false,
             talked_in: 0,
             closed: false,
             dirty: false,
@@ -425,13 +436,16 @@ impl<H: Handler> Shard<H> {
             return;
         }
         let ud = token::encode(Op::Recv, slot, c.gen);
-        if self.features.multishot_recv {
+        // A new connection's first receive is single-shot: a client that sends one request and
+        // closes then leaves no receive to cancel; one that stays gets a multishot receive next.
+        let multishot = self.features.multishot_recv && c.heard;
+        if multishot {
             self.ring.recv_multi(c.sock, BGID, ud);
         } else {
             self.ring.recv_select(c.sock, BGID, ud);
         }
         c.recv_armed = true;
-        c.recv_multishot = self.features.multishot_recv;
+        c.recv_multishot = multishot;
     }
 
     fn on_recv(&mut self, slot: u32, gen: u32, cqe: Cqe) {
@@ -458,6 +472,7 @@ impl<H: Handler> Shard<H> {
                 self.core.shard.stats.bytes_in += n as u64;
                 self.core.shard.stats.recvs += 1;
                 self.talkers.heard(&mut c.talked_in);
+                c.heard = true;
                 // The buffer goes back to the kernel as soon as the HTTP core has read it.
                 let data = self.bufs.get(bid, n as usize);
                 let pending = c.session.receive(data, &mut self.core.shard.env());
