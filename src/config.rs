@@ -139,6 +139,38 @@ pub struct ServeArgs {
     /// Turn off the built-in routes (/, /plaintext, /json, /echo, /health).
     #[arg(long)]
     pub no_builtin: bool,
+    /// Read the configuration from this TOML file (`ringshard check-config FILE` checks one);
+    /// flags given here override it.
+    #[arg(long, value_name = "FILE", conflicts_with = "static_dir")]
+    pub config: Option<std::path::PathBuf>,
+    /// Serve the files of DIR at / (a configuration with that one route).
+    #[arg(long = "static", value_name = "DIR")]
+    pub static_dir: Option<std::path::PathBuf>,
+}
+
+/// `serve`'s flags on their own, for reading them again with a configuration file's before
+/// them: a flag given twice takes its last value, so the command line overrides the file.
+#[derive(clap::Parser, Debug)]
+#[command(no_binary_name = true, args_override_self = true)]
+pub struct ServeCommand {
+    #[command(flatten)]
+    pub args: ServeArgs,
+}
+
+impl ServeCommand {
+    /// Parses `serve`'s flags; the error is clap's first line, without its "error: ".
+    pub fn parse<I: Into<std::ffi::OsString> + Clone>(
+        argv: impl IntoIterator<Item = I>,
+    ) -> Result<ServeArgs, String> {
+        use clap::Parser;
+        ServeCommand::try_parse_from(argv)
+            .map(|c| c.args)
+            .map_err(|e| {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("").trim();
+                first.strip_prefix("error: ").unwrap_or(first).to_string()
+            })
+    }
 }
 
 /// A validated server configuration.

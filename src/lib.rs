@@ -5,8 +5,10 @@
 // syscalls); each such module opts in, and each block says why it is sound.
 #![deny(unsafe_code)]
 pub mod config;
+pub mod config_file;
 mod engine;
 mod epoll;
+pub mod files;
 pub mod handler;
 pub mod http;
 pub mod io;

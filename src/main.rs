@@ -17,7 +17,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve HTTP/1.1 (defaults: 127.0.0.1:8080, one shard per allowed CPU).
+    #[command(args_override_self = true)]
     Serve(Box<ringshard::config::ServeArgs>),
+    /// Check a configuration file: print the effective configuration, or every error with its
+    /// line and key.
+    CheckConfig {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
     /// Generate HTTP load against a server and report throughput and latency.
     Load(Box<ringshard::load::LoadArgs>),
     /// Report what this kernel lets ringshard use: io_uring, its features, the limits that matter.
@@ -30,7 +37,15 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let result = match cli.command {
-        Command::Serve(args) => ringshard::server::run_cli(*args),
+        Command::Serve(args) => {
+            // The flags after `serve`, read again over a configuration file's.
+            let argv = std::env::args_os()
+                .skip_while(|a| a != "serve")
+                .skip(1)
+                .collect();
+            ringshard::server::run_cli(*args, argv)
+        }
+        Command::CheckConfig { file } => ringshard::server::check_config(file),
         Command::Load(args) => ringshard::load::run(*args),
         Command::Probe(args) => ringshard::probe::run(args),
     };
@@ -64,7 +79,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .collect();
     let sub = std::env::args()
         .nth(1)
-        .filter(|a| ["serve", "load", "probe"].contains(&a.as_str()));
+        .filter(|a| ["serve", "load", "probe", "check-config"].contains(&a.as_str()));
     let help = match sub {
         Some(sub) => format!("ringshard {sub} --help"),
         None => "ringshard --help".into(),

@@ -32,73 +32,92 @@ pub fn metrics(router: Router, board: Arc<Board>) -> Router {
     router.get("/metrics", MetricsHandler(board))
 }
 
-/// Files from a directory, through the shard's ring (`crate::io`): opened beneath the root by
-/// the kernel (no `..`, absolute path or symlink reaches outside it), `statx`ed and read
-/// without blocking the shard on the disk. A small demonstration of the route interface, whole
-/// files up to [`FileRoute::MAX`]; the web server's static files build on it.
-pub struct FileRoute {
-    root: std::rc::Rc<std::os::fd::OwnedFd>,
-    prefix: Box<str>,
+/// A configured site: `/health` and `/metrics` where the configuration puts them (or nowhere),
+/// then the first route whose prefix (and, if it names one, host) the request matches; 404
+/// when none does.
+pub struct Site {
+    health: Option<(Box<str>, Fixed)>,
+    metrics: Option<(Box<str>, MetricsHandler)>,
+    routes: Vec<SiteRoute>,
 }
 
-impl FileRoute {
-    /// Largest file served.
-    pub const MAX: u64 = 16 << 20;
+struct SiteRoute {
+    prefix: Box<str>,
+    host: Option<Box<str>>,
+    handler: Box<dyn crate::handler::Handler>,
+}
 
-    /// Serves the directory `dir` at `prefix` (a route added with `Router::prefix`).
-    pub fn new(dir: &std::path::Path, prefix: &str) -> std::io::Result<FileRoute> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let root = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_PATH)
-            .open(dir)?;
-        Ok(FileRoute {
-            root: std::rc::Rc::new(root.into()),
-            prefix: prefix.into(),
+impl Site {
+    /// Builds the site of `routes` (on the shard's thread, like any handler).
+    pub fn new(
+        routes: &[crate::config_file::RouteSpec],
+        health: Option<&str>,
+        metrics: Option<(&str, Arc<Board>)>,
+    ) -> std::io::Result<Site> {
+        use crate::config_file::Target;
+        let mut built = Vec::new();
+        for r in routes {
+            let handler: Box<dyn crate::handler::Handler> = match &r.target {
+                Target::Builtin => Box::new(builtin(crate::handler::Router::new())),
+                Target::Static { dir } => Box::new(crate::files::FileRoute::new(dir, &r.prefix)?),
+            };
+            built.push(SiteRoute {
+                prefix: r.prefix.as_str().into(),
+                host: r.host.as_deref().map(Into::into),
+                handler,
+            });
+        }
+        Ok(Site {
+            health: health.map(|p| (p.into(), Fixed::new(Response::text(200, "ok\n")))),
+            metrics: metrics.map(|(p, b)| (p.into(), MetricsHandler(b))),
+            routes: built,
         })
     }
 }
 
-impl crate::handler::Handler for FileRoute {
+impl crate::handler::Handler for Site {
     fn call(&self, req: &Request<'_>) -> crate::http::response::Reply {
-        use std::os::fd::AsRawFd;
-        let rel = req
-            .path()
-            .strip_prefix(&*self.prefix)
-            .unwrap_or("")
-            .trim_start_matches('/')
-            .to_string();
-        let root = self.root.clone();
-        crate::http::response::Reply::Later(Box::pin(async move {
-            if rel.is_empty() || rel.contains('%') {
-                return Response::text(404, "not found\n");
+        match self.answer(req) {
+            crate::handler::Answer::Reply(r) => r,
+            crate::handler::Answer::Fixed(f) => f.to_response().into(),
+        }
+    }
+
+    fn answer(&self, req: &Request<'_>) -> crate::handler::Answer<'_> {
+        use crate::handler::Answer;
+        let path = req.path();
+        if let Some((p, fixed)) = &self.health {
+            if path == &**p {
+                return Answer::Fixed(fixed);
             }
-            let file = match crate::io::open_beneath(root.as_raw_fd(), &rel).await {
-                Ok(f) => f,
-                // EXDEV: the path would leave the root; ELOOP: a symlink the kernel refused.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::ELOOP)) => {
-                    return Response::text(403, "forbidden\n");
-                }
-                Err(_) => return Response::text(404, "not found\n"),
-            };
-            let st = match crate::io::statx(&file).await {
-                Ok(st) => st,
-                Err(_) => return Response::text(500, "cannot stat\n"),
-            };
-            if u32::from(st.stx_mode) & libc::S_IFMT != libc::S_IFREG {
-                return Response::text(404, "not found\n");
+        }
+        if let Some((p, m)) = &self.metrics {
+            if path == &**p {
+                return m.answer(req);
             }
-            if st.stx_size > FileRoute::MAX {
-                return Response::text(413, "file too large for this route\n");
+        }
+        let host = req.header("host").map(host_name).unwrap_or_default();
+        for r in &self.routes {
+            let host_ok = r.host.as_deref().is_none_or(|h| h == host);
+            if host_ok && path.starts_with(&*r.prefix) {
+                return r.handler.answer(req);
             }
-            let body = match crate::io::read(&file, vec![0; st.stx_size as usize], 0).await {
-                Ok(b) => b,
-                Err(_) => return Response::text(500, "cannot read\n"),
-            };
-            crate::io::close(file).await;
-            Response::new(200)
-                .content_type("application/octet-stream")
-                .body(body)
-        }))
+        }
+        Answer::Reply(Response::text(404, "not found\n").into())
+    }
+}
+
+/// A `Host` value's name, lower-cased and without its port (`[::1]:8080` is `[::1]`).
+fn host_name(h: &[u8]) -> String {
+    let h = String::from_utf8_lossy(h).to_ascii_lowercase();
+    if h.starts_with('[') {
+        return match h.find(']') {
+            Some(end) => h[..=end].to_string(),
+            None => h,
+        };
+    }
+    match h.rsplit_once(':') {
+        Some((name, _)) => name.to_string(),
+        None => h,
     }
 }

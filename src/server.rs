@@ -268,9 +268,14 @@ fn choose_engine(flag: EngineFlag) -> Result<EngineFlag, String> {
     }
 }
 
-/// `ringshard serve`: the built-in routes.
-pub fn run_cli(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let cfg = args.validate()?;
+/// `ringshard serve`: the site of a configuration file (`--config`) or of `--static DIR`, else
+/// the built-in routes. `argv` is the command line after `serve`, read again over the file's
+/// settings.
+pub fn run_cli(
+    args: ServeArgs,
+    argv: Vec<std::ffi::OsString>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (cfg, site) = crate::config_file::resolve(args, &argv)?;
     let builtin = cfg.builtin;
     let shards = if cfg.inherited.len() > 1 {
         cfg.inherited.len()
@@ -278,14 +283,35 @@ pub fn run_cli(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> 
         cfg.shards
     };
     let board = Board::new(shards);
-    serve_publishing(cfg, Some(board.clone()), move || {
-        let router = crate::routes::metrics(Router::new(), board.clone());
-        if builtin {
-            crate::routes::builtin(router)
-        } else {
-            router
+    match site {
+        Some(site) => {
+            // Checked here, where an error is one line, before any shard starts.
+            crate::routes::Site::new(&site.routes, None, None)
+                .map_err(|e| format!("cannot serve the configured routes: {e}"))?;
+            serve_publishing(cfg, Some(board.clone()), move || {
+                let metrics = site.metrics.as_deref().map(|p| (p, board.clone()));
+                crate::routes::Site::new(&site.routes, site.health.as_deref(), metrics)
+                    .expect("routes checked at start-up")
+            })
         }
-    })
+        None => serve_publishing(cfg, Some(board.clone()), move || {
+            let router = crate::routes::metrics(Router::new(), board.clone());
+            if builtin {
+                crate::routes::builtin(router)
+            } else {
+                router
+            }
+        }),
+    }
+}
+
+/// `ringshard check-config FILE`: the effective configuration, or every error in the file.
+pub fn check_config(file: std::path::PathBuf) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let argv: Vec<std::ffi::OsString> = vec!["--config".into(), file.into_os_string()];
+    let args = crate::config::ServeCommand::parse(argv.clone())?;
+    let (cfg, site) = crate::config_file::resolve(args, &argv)?;
+    print!("{}", crate::config_file::describe(&cfg, &site));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Serves until SIGINT or SIGTERM, then drains: exit 0 when every request in flight finished

@@ -421,7 +421,7 @@ fn a_route_reads_files_through_the_shard(engine: EngineFlag) {
         Router::new().prefix(
             "GET",
             "/files/",
-            ringshard::routes::FileRoute::new(&site, "/files/").expect("open the root"),
+            ringshard::files::FileRoute::new(&site, "/files/").expect("open the root"),
         )
     })
     .expect("start");
@@ -445,16 +445,25 @@ fn a_route_reads_files_through_the_shard(engine: EngineFlag) {
         "a symlink inside the root"
     );
     for (path, status) in [
-        ("/files/outside", 403), // absolute symlink out of the root
-        ("/files/up", 403),      // relative symlink out of it
-        ("/files/../secret", 403),
+        ("/files/outside", 403),   // absolute symlink out of the root
+        ("/files/up", 403),        // relative symlink out of it
+        ("/files/../secret", 404), // a dot segment is never looked up
+        ("/files/%2e%2e/secret", 404),
+        ("/files/..%2fsecret", 400), // an encoded slash
         ("/files/nope", 404),
-        ("/files/sub", 404), // a directory is not a file
+        ("/files/sub/", 404), // a directory without an index.html
     ] {
         let r = fetch(path);
         assert_eq!(r.status, status, "{engine:?} {path}");
         assert!(!r.body.windows(7).any(|w| w == b"outside"), "{path} leaked");
     }
+    // A directory without its slash: a redirect on the same host, even from `//host`.
+    let r = fetch("/files/sub");
+    assert_eq!((r.status, r.header("location")), (301, Some("/files/sub/")));
+    std::fs::write(dir.join("site/sub/index.html"), b"<p>index</p>").unwrap();
+    let r = fetch("/files/sub/");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"<p>index</p>"[..]));
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     stop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }

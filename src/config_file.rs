@@ -1,0 +1,585 @@
+//! `ringshard serve --config FILE`: the server's configuration as a TOML file.
+//!
+//! The file holds what the flags hold, section by section (each key maps to one flag, so one
+//! validation serves both, and a flag given on the command line overrides the file), and what
+//! flags cannot: an ordered list of routes, and where `/health` and `/metrics` answer. Every
+//! error names the file, the line and the key, and every error is reported at once (a TOML
+//! syntax error stops at the first). An unknown section or key is an error, not ignored.
+use std::path::{Path, PathBuf};
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+/// How a key's value becomes its flag's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    /// A whole number.
+    Count,
+    /// A number of bytes, or a string such as `16k`.
+    Size,
+    /// A string such as `10s` or `500ms`, or a number of seconds.
+    Duration,
+    /// `true` gives the flag, `false` leaves it out.
+    Switch,
+    /// `false` gives the flag, `true` leaves it out.
+    NotSwitch,
+}
+
+use Kind::*;
+
+/// A key of a section, the flag it sets, and how its value is read.
+type Key = (&'static str, &'static str, Kind);
+
+/// Sections of flags.
+const SECTIONS: &[(&str, &[Key])] = &[
+    (
+        "server",
+        &[
+            ("listen", "--listen", Text),
+            ("shards", "--shards", Count),
+            ("engine", "--engine", Text),
+            ("backlog", "--backlog", Count),
+            ("pin", "--no-pin", NotSwitch),
+            ("stats", "--stats", Switch),
+        ],
+    ),
+    (
+        "limits",
+        &[
+            ("max_head_size", "--max-head-size", Size),
+            ("max_headers", "--max-headers", Count),
+            ("max_body_size", "--max-body-size", Size),
+        ],
+    ),
+    (
+        "timeouts",
+        &[
+            ("header", "--header-timeout", Duration),
+            ("body", "--body-timeout", Duration),
+            ("keepalive", "--keepalive-timeout", Duration),
+            ("write", "--write-timeout", Duration),
+            ("shutdown", "--shutdown-timeout", Duration),
+        ],
+    ),
+    (
+        "ring",
+        &[
+            ("entries", "--ring-entries", Count),
+            ("taskrun", "--taskrun", Text),
+            ("wait_batch", "--wait-batch", Count),
+            ("wait_usec", "--wait-usec", Count),
+            ("wait_busy", "--wait-busy", Count),
+            ("registered_files", "--registered-files", Count),
+            ("sqpoll", "--sqpoll", Duration),
+            ("send_zc", "--send-zc", Size),
+            ("reap", "--reap", Count),
+            ("recv", "--recv", Text),
+            ("buf_count", "--buf-count", Count),
+            ("buf_size", "--buf-size", Size),
+        ],
+    ),
+];
+
+/// Where in the file a value was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub line: usize,
+    /// `section.key`, or `route[N].key`.
+    pub key: String,
+}
+
+/// A flag the file gives, as it would be written on the command line.
+#[derive(Clone, Debug)]
+pub struct FileFlag {
+    pub flag: &'static str,
+    pub value: Option<String>,
+    pub at: Place,
+}
+
+/// What a route serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The built-in demonstration routes (`/`, `/plaintext`, `/json`, `/echo`).
+    Builtin,
+    /// Files from a directory.
+    Static { dir: PathBuf },
+}
+
+/// One route: requests whose path starts with `prefix` (and, if given, whose `Host` is `host`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub prefix: String,
+    pub host: Option<String>,
+    pub target: Target,
+}
+
+/// A special endpoint's path, or `None` when it is turned off.
+pub type EndpointPath = Option<String>;
+
+/// What a configuration file says.
+#[derive(Clone, Debug)]
+pub struct FileConfig {
+    pub path: PathBuf,
+    pub flags: Vec<FileFlag>,
+    pub routes: Vec<RouteSpec>,
+    pub health: EndpointPath,
+    pub metrics: EndpointPath,
+}
+
+/// Every error found, each naming file, line and key.
+#[derive(Debug)]
+pub struct Errors(pub Vec<String>);
+
+impl std::fmt::Display for Errors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for Errors {}
+
+/// Reads and checks a configuration file; `check` validates one flag's value as the command
+/// line would (returning its error message).
+pub fn load(
+    path: &Path,
+    check: impl Fn(&str, Option<&str>) -> Result<(), String>,
+) -> Result<FileConfig, Errors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Errors(vec![format!("{}: cannot read: {e}", path.display())]))?;
+    parse(path, &text, check)
+}
+
+/// Checks a configuration's text (`path` names it in messages).
+pub fn parse(
+    path: &Path,
+    text: &str,
+    check: impl Fn(&str, Option<&str>) -> Result<(), String>,
+) -> Result<FileConfig, Errors> {
+    let mut r = Reader {
+        path,
+        text,
+        errors: Vec::new(),
+    };
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let line = e.span().map_or(1, |s| r.line(s.start));
+            let msg = e.message().trim().to_string();
+            return Err(Errors(vec![format!("{}:{line}: {msg}", path.display())]));
+        }
+    };
+    let mut cfg = FileConfig {
+        path: path.to_path_buf(),
+        flags: Vec::new(),
+        routes: Vec::new(),
+        health: Some("/health".into()),
+        metrics: Some("/metrics".into()),
+    };
+    for (name, value) in doc.get_ref().iter() {
+        let at = name.span().start;
+        match (name.get_ref().as_ref(), value.get_ref()) {
+            ("route", DeValue::Array(routes)) => {
+                for (i, route) in routes.iter().enumerate() {
+                    if let Some(spec) = r.route(i, route) {
+                        cfg.routes.push(spec);
+                    }
+                }
+            }
+            ("health", DeValue::Table(t)) => cfg.health = r.endpoint("health", "/health", t),
+            ("metrics", DeValue::Table(t)) => cfg.metrics = r.endpoint("metrics", "/metrics", t),
+            (section, DeValue::Table(t)) => match SECTIONS.iter().find(|(s, _)| *s == section) {
+                Some((_, keys)) => r.flags(section, keys, t, &check, &mut cfg.flags),
+                None => r.error(at, section, "unknown section"),
+            },
+            (key, _) => r.error(at, key, "not in a section (expected [server], [limits], [timeouts], [ring], [health], [metrics] or [[route]])"),
+        }
+    }
+    if r.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(Errors(r.errors))
+    }
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    text: &'a str,
+    errors: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(&mut self, offset: usize, key: &str, msg: &str) {
+        let line = self.line(offset);
+        self.errors
+            .push(format!("{}:{line}: {key}: {msg}", self.path.display()));
+    }
+
+    /// The keys of a section of flags.
+    fn flags(
+        &mut self,
+        section: &str,
+        keys: &[Key],
+        table: &DeTable<'_>,
+        check: &impl Fn(&str, Option<&str>) -> Result<(), String>,
+        out: &mut Vec<FileFlag>,
+    ) {
+        for (name, value) in table.iter() {
+            let key = format!("{section}.{}", name.get_ref());
+            let at = value.span().start;
+            let Some(&(_, flag, kind)) = keys.iter().find(|(k, _, _)| *k == name.get_ref()) else {
+                self.error(name.span().start, &key, "unknown key");
+                continue;
+            };
+            let value = match flag_value(kind, value.get_ref()) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue, // a switch left off
+                Err(want) => {
+                    self.error(at, &key, &format!("expected {want}"));
+                    continue;
+                }
+            };
+            if let Err(e) = check(flag, value.as_deref()) {
+                self.error(at, &key, &e);
+                continue;
+            }
+            out.push(FileFlag {
+                flag,
+                value,
+                at: Place {
+                    line: self.line(at),
+                    key,
+                },
+            });
+        }
+    }
+
+    /// `[health]` or `[metrics]`: `path = "/..."` or `enabled = false`.
+    fn endpoint(&mut self, section: &str, default: &str, table: &DeTable<'_>) -> EndpointPath {
+        let mut path = Some(default.to_string());
+        let mut enabled = true;
+        for (name, value) in table.iter() {
+            let key = format!("{section}.{}", name.get_ref());
+            let at = value.span().start;
+            match (name.get_ref().as_ref(), value.get_ref()) {
+                ("path", DeValue::String(p)) if p.starts_with('/') => path = Some(p.to_string()),
+                ("path", _) => self.error(at, &key, "expected a path starting with '/'"),
+                ("enabled", DeValue::Boolean(b)) => enabled = *b,
+                ("enabled", _) => self.error(at, &key, "expected true or false"),
+                _ => self.error(name.span().start, &key, "unknown key (path, enabled)"),
+            }
+        }
+        path.filter(|_| enabled)
+    }
+
+    /// One `[[route]]` table.
+    fn route(&mut self, i: usize, route: &Spanned<DeValue<'_>>) -> Option<RouteSpec> {
+        let here = route.span().start;
+        let DeValue::Table(table) = route.get_ref() else {
+            self.error(here, &format!("route[{i}]"), "expected a table ([[route]])");
+            return None;
+        };
+        let (mut prefix, mut host, mut target) = (None, None, None);
+        let mut ok = true;
+        for (name, value) in table.iter() {
+            let key = format!("route[{i}].{}", name.get_ref());
+            let at = value.span().start;
+            let mut set_target = |this: &mut Self, t: Target| {
+                if target.replace(t).is_some() {
+                    this.error(
+                        at,
+                        &key,
+                        "a route serves one thing: builtin, static or proxy",
+                    );
+                    ok = false;
+                }
+            };
+            match (name.get_ref().as_ref(), value.get_ref()) {
+                ("prefix", DeValue::String(p)) if p.starts_with('/') => {
+                    prefix = Some(p.to_string())
+                }
+                ("prefix", _) => {
+                    self.error(at, &key, "expected a path prefix starting with '/'");
+                    ok = false;
+                }
+                ("host", DeValue::String(h)) if !h.is_empty() => {
+                    host = Some(h.to_ascii_lowercase())
+                }
+                ("host", _) => {
+                    self.error(at, &key, "expected a host name");
+                    ok = false;
+                }
+                ("builtin", DeValue::Boolean(true)) => set_target(self, Target::Builtin),
+                ("builtin", _) => {
+                    self.error(at, &key, "expected true");
+                    ok = false;
+                }
+                ("static", DeValue::String(d)) => {
+                    // A relative directory is the configuration file's neighbour.
+                    let dir = self
+                        .path
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join(d.as_ref());
+                    if dir.is_dir() {
+                        set_target(self, Target::Static { dir });
+                    } else {
+                        self.error(at, &key, &format!("'{d}' is not a directory"));
+                        ok = false;
+                    }
+                }
+                ("static", _) => {
+                    self.error(at, &key, "expected a directory");
+                    ok = false;
+                }
+                ("proxy", _) => {
+                    self.error(at, &key, "proxy routes are not in this build yet");
+                    ok = false;
+                }
+                _ => {
+                    self.error(
+                        name.span().start,
+                        &key,
+                        "unknown key (prefix, host, builtin, static)",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let Some(prefix) = prefix else {
+            if ok {
+                self.error(here, &format!("route[{i}]"), "no prefix");
+            }
+            return None;
+        };
+        let Some(target) = target else {
+            if ok {
+                self.error(
+                    here,
+                    &format!("route[{i}]"),
+                    "serves nothing: give builtin = true or static = \"DIR\"",
+                );
+            }
+            return None;
+        };
+        ok.then_some(RouteSpec {
+            prefix,
+            host,
+            target,
+        })
+    }
+}
+
+/// The flag's value for a key's TOML value (`None`: a switch left off), or what was expected.
+fn flag_value(kind: Kind, v: &DeValue<'_>) -> Result<Option<Option<String>>, &'static str> {
+    Ok(match (kind, v) {
+        (Text, DeValue::String(s)) => Some(Some(s.to_string())),
+        (Text, _) => return Err("a string"),
+        (Count | Size | Duration, DeValue::Integer(n)) => Some(Some(n.as_str().to_string())),
+        (Size | Duration, DeValue::String(s)) => Some(Some(s.to_string())),
+        (Count, _) => return Err("a whole number"),
+        (Size, _) => return Err("a number of bytes or a size such as \"16k\""),
+        (Duration, _) => return Err("a duration such as \"10s\" or \"500ms\""),
+        (Switch, DeValue::Boolean(b)) => b.then_some(None),
+        (NotSwitch, DeValue::Boolean(b)) => (!b).then_some(None),
+        (Switch | NotSwitch, _) => return Err("true or false"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(_: &str, _: Option<&str>) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[test]
+    fn flags_routes_and_endpoints_are_read() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "[server]\nshards = 2\npin = false\n[limits]\nmax_body_size = \"2m\"\n[timeouts]\nheader = \"5s\"\n\n[health]\npath = \"/up\"\n[metrics]\nenabled = false\n\n[[route]]\nprefix = \"/files/\"\nstatic = \"{}\"\n[[route]]\nprefix = \"/\"\nhost = \"Example.org\"\nbuiltin = true\n",
+            dir.display()
+        );
+        let cfg = parse(Path::new("site.toml"), &text, ok).unwrap();
+        let flags: Vec<(&str, Option<&str>, usize)> = cfg
+            .flags
+            .iter()
+            .map(|f| (f.flag, f.value.as_deref(), f.at.line))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                ("--shards", Some("2"), 2),
+                ("--no-pin", None, 3),
+                ("--max-body-size", Some("2m"), 5),
+                ("--header-timeout", Some("5s"), 7),
+            ]
+        );
+        assert_eq!(flags.len(), 4);
+        assert_eq!(cfg.health.as_deref(), Some("/up"));
+        assert_eq!(cfg.metrics, None);
+        assert_eq!(
+            cfg.routes,
+            [
+                RouteSpec {
+                    prefix: "/files/".into(),
+                    host: None,
+                    target: Target::Static { dir: dir.clone() },
+                },
+                RouteSpec {
+                    prefix: "/".into(),
+                    host: Some("example.org".into()),
+                    target: Target::Builtin,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn every_error_names_its_line_and_key() {
+        let text = "[server]\nshards = \"two\"\nport = 8\n[limits]\nmax_headers = 10\n[bogus]\nx = 1\n[[route]]\nprefix = \"files\"\nstatic = \"/nonexistent/dir\"\n[[route]]\nprefix = \"/\"\n";
+        let check = |flag: &str, v: Option<&str>| {
+            if flag == "--max-headers" && v == Some("10") {
+                Err("must be at least 11".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        let errs = parse(Path::new("bad.toml"), text, check).unwrap_err().0;
+        let want = [
+            "bad.toml:2: server.shards: expected a whole number",
+            "bad.toml:3: server.port: unknown key",
+            "bad.toml:5: limits.max_headers: must be at least 11",
+            "bad.toml:6: bogus: unknown section",
+            "bad.toml:9: route[0].prefix: expected a path prefix starting with '/'",
+            "bad.toml:10: route[0].static: '/nonexistent/dir' is not a directory",
+            "bad.toml:11: route[1]: serves nothing: give builtin = true or static = \"DIR\"",
+        ];
+        for w in want {
+            assert!(errs.iter().any(|e| e == w), "missing {w:?} in {errs:#?}");
+        }
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    }
+
+    #[test]
+    fn a_syntax_error_stops_at_the_first_and_names_its_line() {
+        let errs = parse(Path::new("x.toml"), "[server]\nshards = 2\nlisten = \n", ok)
+            .unwrap_err()
+            .0;
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("x.toml:3: "), "{errs:?}");
+    }
+}
+
+/// What `serve` runs besides the server's own settings: the routes, and where `/health` and
+/// `/metrics` answer. `None` from [`resolve`]: the built-in routes, as without a file.
+#[derive(Clone, Debug)]
+pub struct SiteSpec {
+    pub routes: Vec<RouteSpec>,
+    pub health: EndpointPath,
+    pub metrics: EndpointPath,
+}
+
+/// `serve`'s settings from its flags (`args`, as parsed from `argv`, the command line after
+/// `serve`), with a configuration file's (`--config`) underneath them, or the one route of
+/// `--static DIR`.
+pub fn resolve(
+    args: crate::config::ServeArgs,
+    argv: &[std::ffi::OsString],
+) -> Result<(crate::config::ServeConfig, Option<SiteSpec>), Errors> {
+    use crate::config::ServeCommand;
+    if let Some(dir) = &args.static_dir {
+        if !dir.is_dir() {
+            return Err(Errors(vec![format!(
+                "--static {}: not a directory",
+                dir.display()
+            )]));
+        }
+        let cfg = args.validate().map_err(|e| Errors(vec![e]))?;
+        let site = SiteSpec {
+            routes: vec![RouteSpec {
+                prefix: "/".into(),
+                host: None,
+                target: Target::Static { dir: dir.clone() },
+            }],
+            health: Some("/health".into()),
+            metrics: Some("/metrics".into()),
+        };
+        return Ok((cfg, Some(site)));
+    }
+    let Some(path) = &args.config else {
+        let cfg = args.validate().map_err(|e| Errors(vec![e]))?;
+        return Ok((cfg, None));
+    };
+    let check = |flag: &str, value: Option<&str>| {
+        let one: Vec<&str> = std::iter::once(flag).chain(value).collect();
+        ServeCommand::parse(one).map(drop)
+    };
+    let file = load(path, check)?;
+    let mut merged: Vec<std::ffi::OsString> = Vec::new();
+    for f in &file.flags {
+        merged.push(f.flag.into());
+        merged.extend(f.value.as_deref().map(Into::into));
+    }
+    merged.extend(argv.iter().cloned());
+    let args = ServeCommand::parse(merged).map_err(|e| Errors(vec![e]))?;
+    let cfg = args
+        .validate()
+        .map_err(|e| Errors(vec![place(&e, &file, argv)]))?;
+    let site = SiteSpec {
+        routes: file.routes,
+        health: file.health,
+        metrics: file.metrics,
+    };
+    Ok((cfg, Some(site)))
+}
+
+/// A message naming a flag, pointed at the file's line when the file gave that flag and the
+/// command line did not.
+fn place(msg: &str, file: &FileConfig, argv: &[std::ffi::OsString]) -> String {
+    let on_command_line = |flag: &str| argv.iter().any(|a| a.to_str() == Some(flag));
+    for f in &file.flags {
+        if msg.contains(f.flag) && !on_command_line(f.flag) {
+            return format!("{}:{}: {}: {msg}", file.path.display(), f.at.line, f.at.key);
+        }
+    }
+    msg.to_string()
+}
+
+/// The effective configuration, as `check-config` prints it.
+pub fn describe(cfg: &crate::config::ServeConfig, site: &Option<SiteSpec>) -> String {
+    let mut out = format!("{cfg:#?}\n");
+    match site {
+        None => out.push_str(
+            "routes: the built-in routes (/, /plaintext, /json, /echo, /health, /metrics)\n",
+        ),
+        Some(site) => {
+            out.push_str(&format!(
+                "health: {}\nmetrics: {}\n",
+                site.health.as_deref().unwrap_or("off"),
+                site.metrics.as_deref().unwrap_or("off")
+            ));
+            for (i, r) in site.routes.iter().enumerate() {
+                let host = r
+                    .host
+                    .as_deref()
+                    .map_or(String::new(), |h| format!(" host {h}"));
+                let target = match &r.target {
+                    Target::Builtin => "the built-in routes".to_string(),
+                    Target::Static { dir } => format!("files of {}", dir.display()),
+                };
+                out.push_str(&format!("route {i}: {}{host} -> {target}\n", r.prefix));
+            }
+        }
+    }
+    out
+}
