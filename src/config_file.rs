@@ -103,7 +103,10 @@ pub enum Target {
     /// The built-in demonstration routes (`/`, `/plaintext`, `/json`, `/echo`).
     Builtin,
     /// Files from a directory.
-    Static { dir: PathBuf },
+    Static {
+        dir: PathBuf,
+        opts: crate::files::StaticOptions,
+    },
 }
 
 /// One route: requests whose path starts with `prefix` (and, if given, whose `Host` is `host`).
@@ -112,6 +115,52 @@ pub struct RouteSpec {
     pub prefix: String,
     pub host: Option<String>,
     pub target: Target,
+}
+
+/// The keys of a static route's options.
+const STATIC_KEYS: &str =
+    "cache_control, precompressed, cache_entries, cache_valid, cache_max_file";
+macro_rules! static_keys_pat {
+    () => {
+        "cache_control" | "precompressed" | "cache_entries" | "cache_valid" | "cache_max_file"
+    };
+}
+
+/// Sets one static-route option from its TOML value.
+fn static_option(
+    opts: &mut crate::files::StaticOptions,
+    key: &str,
+    v: &DeValue<'_>,
+) -> Result<(), String> {
+    let text = |v: &DeValue<'_>| match v {
+        DeValue::String(s) => Some(s.to_string()),
+        DeValue::Integer(n) => Some(n.as_str().to_string()),
+        _ => None,
+    };
+    match (key, v) {
+        ("cache_control", DeValue::String(s))
+            if !s.is_empty() && !s.bytes().any(|b| b.is_ascii_control()) =>
+        {
+            opts.cache_control = Some(s.to_string())
+        }
+        ("cache_control", _) => return Err("expected a header value, e.g. \"max-age=3600\"".into()),
+        ("precompressed", DeValue::Boolean(b)) => opts.precompressed = *b,
+        ("precompressed", _) => return Err("expected true or false".into()),
+        ("cache_entries", v) => {
+            opts.cache_entries = text(v)
+                .and_then(|t| t.parse().ok())
+                .ok_or("expected a number of entries (0: no cache)")?
+        }
+        ("cache_valid", v) => {
+            let t = text(v).ok_or("expected a duration, e.g. \"1s\"")?;
+            opts.cache_valid = crate::config::parse_duration(&t)?;
+        }
+        (_, v) => {
+            let t = text(v).ok_or("expected a size, e.g. \"64k\"")?;
+            opts.cache_max_file = crate::config::parse_size(&t)? as u64;
+        }
+    }
+    Ok(())
 }
 
 /// A special endpoint's path, or `None` when it is turned off.
@@ -288,6 +337,8 @@ impl Reader<'_> {
             return None;
         };
         let (mut prefix, mut host, mut target) = (None, None, None);
+        let mut opts = crate::files::StaticOptions::default();
+        let mut opts_at = None;
         let mut ok = true;
         for (name, value) in table.iter() {
             let key = format!("route[{i}].{}", name.get_ref());
@@ -330,7 +381,8 @@ impl Reader<'_> {
                         .unwrap_or(Path::new("."))
                         .join(d.as_ref());
                     if dir.is_dir() {
-                        set_target(self, Target::Static { dir });
+                        let opts = Default::default();
+                        set_target(self, Target::Static { dir, opts });
                     } else {
                         self.error(at, &key, &format!("'{d}' is not a directory"));
                         ok = false;
@@ -344,15 +396,30 @@ impl Reader<'_> {
                     self.error(at, &key, "proxy routes are not in this build yet");
                     ok = false;
                 }
+                (opt @ static_keys_pat!(), v) => {
+                    opts_at.get_or_insert((at, key.clone()));
+                    if let Err(msg) = static_option(&mut opts, opt, v) {
+                        self.error(at, &key, &msg);
+                        ok = false;
+                    }
+                }
                 _ => {
                     self.error(
                         name.span().start,
                         &key,
-                        "unknown key (prefix, host, builtin, static)",
+                        &format!("unknown key (prefix, host, builtin, static, {STATIC_KEYS})"),
                     );
                     ok = false;
                 }
             }
+        }
+        match (&mut target, opts_at) {
+            (Some(Target::Static { opts: o, .. }), _) => *o = opts,
+            (_, Some((at, key))) if ok => {
+                self.error(at, &key, "applies to static routes only");
+                ok = false;
+            }
+            _ => {}
         }
         let Some(prefix) = prefix else {
             if ok {
@@ -433,7 +500,10 @@ mod tests {
                 RouteSpec {
                     prefix: "/files/".into(),
                     host: None,
-                    target: Target::Static { dir: dir.clone() },
+                    target: Target::Static {
+                        dir: dir.clone(),
+                        opts: Default::default(),
+                    },
                 },
                 RouteSpec {
                     prefix: "/".into(),
@@ -509,7 +579,10 @@ pub fn resolve(
             routes: vec![RouteSpec {
                 prefix: "/".into(),
                 host: None,
-                target: Target::Static { dir: dir.clone() },
+                target: Target::Static {
+                    dir: dir.clone(),
+                    opts: Default::default(),
+                },
             }],
             health: Some("/health".into()),
             metrics: Some("/metrics".into()),
@@ -575,7 +648,25 @@ pub fn describe(cfg: &crate::config::ServeConfig, site: &Option<SiteSpec>) -> St
                     .map_or(String::new(), |h| format!(" host {h}"));
                 let target = match &r.target {
                     Target::Builtin => "the built-in routes".to_string(),
-                    Target::Static { dir } => format!("files of {}", dir.display()),
+                    Target::Static { dir, opts } => {
+                        let d = crate::files::StaticOptions::default();
+                        let mut t = format!("files of {}", dir.display());
+                        if let Some(cc) = &opts.cache_control {
+                            t += &format!(", Cache-Control {cc}");
+                        }
+                        if opts.precompressed {
+                            t += ", precompressed siblings";
+                        }
+                        if (opts.cache_entries, opts.cache_valid, opts.cache_max_file)
+                            != (d.cache_entries, d.cache_valid, d.cache_max_file)
+                        {
+                            t += &format!(
+                                ", cache {} entries, {:?}, files up to {} bytes",
+                                opts.cache_entries, opts.cache_valid, opts.cache_max_file
+                            );
+                        }
+                        t
+                    }
                 };
                 out.push_str(&format!("route {i}: {}{host} -> {target}\n", r.prefix));
             }

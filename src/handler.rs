@@ -123,6 +123,7 @@ impl Handler for Router {
         match self.answer(req) {
             Answer::Reply(reply) => reply,
             Answer::Fixed(fixed) => fixed.call(req),
+            Answer::Shared(fixed) => fixed.call(req),
         }
     }
 

@@ -57,10 +57,13 @@ impl Site {
         use crate::config_file::Target;
         let mut built = Vec::new();
         for r in routes {
-            let handler: Box<dyn crate::handler::Handler> = match &r.target {
-                Target::Builtin => Box::new(builtin(crate::handler::Router::new())),
-                Target::Static { dir } => Box::new(crate::files::FileRoute::new(dir, &r.prefix)?),
-            };
+            let handler: Box<dyn crate::handler::Handler> =
+                match &r.target {
+                    Target::Builtin => Box::new(builtin(crate::handler::Router::new())),
+                    Target::Static { dir, opts } => Box::new(
+                        crate::files::FileRoute::with_options(dir, &r.prefix, opts.clone())?,
+                    ),
+                };
             built.push(SiteRoute {
                 prefix: r.prefix.as_str().into(),
                 host: r.host.as_deref().map(Into::into),
@@ -80,6 +83,7 @@ impl crate::handler::Handler for Site {
         match self.answer(req) {
             crate::handler::Answer::Reply(r) => r,
             crate::handler::Answer::Fixed(f) => f.to_response().into(),
+            crate::handler::Answer::Shared(f) => f.to_response().into(),
         }
     }
 

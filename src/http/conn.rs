@@ -333,7 +333,7 @@ impl Conn {
                         return TaskPoll::Pending;
                     }
                 },
-                Some(Task::Stream(mut stream, framing)) => loop {
+                Some(Task::Stream(mut stream, mut framing)) => loop {
                     if out.len() >= STREAM_HIGH_WATER {
                         self.task = Some(Task::Stream(stream, framing));
                         return TaskPoll::OutputFull;
@@ -346,13 +346,30 @@ impl Conn {
                         return TaskPoll::Done;
                     };
                     match polled {
-                        Poll::Ready(Some(chunk)) => match framing {
+                        Poll::Ready(Some(chunk)) => match &mut framing {
                             Framing::Chunked => put_chunk(out, &chunk),
-                            _ => out.extend_from_slice(&chunk),
+                            Framing::Length(left) => {
+                                let n = chunk.len().min(*left as usize);
+                                out.extend_from_slice(&chunk[..n]);
+                                *left -= n as u64;
+                                if n < chunk.len() {
+                                    // Longer than it said: what was promised is out; close.
+                                    self.state = ReadState::Closed;
+                                    self.close_after = true;
+                                    return TaskPoll::Done;
+                                }
+                            }
+                            Framing::UntilClose => out.extend_from_slice(&chunk),
                         },
                         Poll::Ready(None) => {
                             if framing == Framing::Chunked {
                                 out.extend_from_slice(b"0\r\n\r\n");
+                            }
+                            if matches!(framing, Framing::Length(left) if left > 0) {
+                                // Shorter than it said: the close tells the client.
+                                self.state = ReadState::Closed;
+                                self.close_after = true;
+                                return TaskPoll::Done;
                             }
                             self.finish_task();
                             return TaskPoll::Done;
@@ -545,6 +562,7 @@ impl Conn {
         // (moving a whole `Reply` out of it cost a store-forwarding stall per request).
         let progress = catch(|| match handler.answer(req) {
             Answer::Fixed(fixed) => self.write_fixed(fixed, r, t0, cx, out),
+            Answer::Shared(fixed) => self.write_fixed(&fixed, r, t0, cx, out),
             Answer::Reply(reply) => self.respond(reply, r, t0, cx, out),
         });
         progress.unwrap_or_else(|| {
@@ -611,6 +629,7 @@ impl Conn {
         let body = resp.body.into_whole();
         let (framing, bytes): (Framing, &[u8]) = match &body {
             Ok(b) => (Framing::Length(b.len() as u64), b),
+            Err((Some(len), _)) => (Framing::Length(*len), &[]),
             Err(_) if r.version == Version::Http10 => {
                 keep_alive = false;
                 (Framing::UntilClose, &[])
@@ -633,7 +652,7 @@ impl Conn {
         );
         if has_body(resp.status, r.head) {
             out.extend_from_slice(bytes);
-            if let Err(stream) = body {
+            if let Err((_, stream)) = body {
                 self.task = Some(Task::Stream(stream, framing));
             }
         }

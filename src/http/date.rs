@@ -73,6 +73,46 @@ fn two(dst: &mut [u8], v: u64) {
     dst[1] = b'0' + (v % 10) as u8;
 }
 
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to seconds since the epoch; `None`
+/// for anything else (the obsolete formats are not sent by clients in use, and a date that
+/// does not parse only costs a full response).
+pub fn parse_imf(text: &[u8]) -> Option<u64> {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let t = text.trim_ascii();
+    if t.len() != 29 || t[3] != b',' || t[4] != b' ' || &t[25..] != b" GMT" {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        t[r].iter().try_fold(0i64, |acc, &b| {
+            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+        })
+    };
+    let day = num(5..7)?;
+    let month = MONTHS.iter().position(|m| &t[8..11] == *m)? as i64 + 1;
+    let year = num(12..16)?;
+    let (h, mi, s) = (num(17..19)?, num(20..22)?, num(23..25)?);
+    let seps = t[7] == b' ' && t[11] == b' ' && t[16] == b' ' && t[19] == b':' && t[22] == b':';
+    if !seps || !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 || year < 1970 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s).ok()
+}
+
+/// (year, month, day) to days since 1970-01-01, the inverse of `civil_from_days`.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -89,7 +129,24 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::format_imf;
+    use super::{format_imf, parse_imf};
+
+    #[test]
+    fn parses_what_it_formats_and_nothing_else() {
+        for secs in [0, 784_111_777, 951_782_400, 1_795_435_200, 4_102_444_799] {
+            assert_eq!(parse_imf(&format_imf(secs)), Some(secs), "{secs}");
+        }
+        for bad in [
+            &b"Sunday, 06-Nov-94 08:49:37 GMT"[..],
+            b"Sun Nov  6 08:49:37 1994",
+            b"Sun, 06 Nov 1994 08:49:37 UTC",
+            b"Sun, 06 Foo 1994 08:49:37 GMT",
+            b"Sun, 6 Nov 1994 08:49:37 GMT",
+            b"",
+        ] {
+            assert_eq!(parse_imf(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn formats_known_dates() {

@@ -22,6 +22,8 @@ pub enum Answer<'h> {
     Reply(Reply),
     /// Borrowed from the handler: nothing is built or freed per request.
     Fixed(&'h Fixed),
+    /// Shared with a cache that may replace it (a file's response): a count, not a copy.
+    Shared(std::rc::Rc<Fixed>),
 }
 
 impl Handler for Fixed {

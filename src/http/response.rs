@@ -13,6 +13,9 @@ pub enum Body {
     Bytes(Bytes),
     /// Sent with chunked framing as the stream yields; for handlers that produce a body over time.
     Stream(Box<dyn BodyStream>),
+    /// A body of known length produced over time (a file): sent with `Content-Length`. A stream
+    /// that ends short, or runs long, ends the connection, so the client sees it incomplete.
+    Sized(u64, Box<dyn BodyStream>),
 }
 
 /// A body produced over time. `Ready(None)` ends it.
@@ -111,13 +114,14 @@ impl Response {
 }
 
 impl Body {
-    /// The whole body, or the stream that will produce it.
-    pub(crate) fn into_whole(self) -> Result<Bytes, Box<dyn BodyStream>> {
+    /// The whole body, or the stream that will produce it and its length if known.
+    pub(crate) fn into_whole(self) -> Result<Bytes, (Option<u64>, Box<dyn BodyStream>)> {
         match self {
             Body::Empty => Ok(Bytes::new()),
             Body::Static(s) => Ok(Bytes::from_static(s)),
             Body::Bytes(b) => Ok(b),
-            Body::Stream(stream) => Err(stream),
+            Body::Stream(stream) => Err((None, stream)),
+            Body::Sized(len, stream) => Err((Some(len), stream)),
         }
     }
 }
