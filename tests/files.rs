@@ -67,6 +67,9 @@ fn request_as(method: &str, path: &str, fields: &[(&str, &str)]) -> Vec<u8> {
     r.into_bytes()
 }
 
+/// Request fields; the status, `Content-Range` and body they should get.
+type Case = (Vec<(&'static str, String)>, u16, Option<String>, Vec<u8>);
+
 fn validators_answer_304_and_ranges_206_or_416(engine: &[&str]) {
     let dir = site("cond", engine);
     let srv = serve(engine, &dir, "cache_control = \"max-age=60\"");
@@ -88,7 +91,7 @@ fn validators_answer_304_and_ranges_206_or_416(engine: &[&str]) {
             .to_string();
         assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
         let len = body.len();
-        let cases: Vec<(Vec<(&str, String)>, u16, Option<String>, Vec<u8>)> = vec![
+        let cases: Vec<Case> = vec![
             (vec![("If-None-Match", etag.clone())], 304, None, vec![]),
             (
                 vec![("If-None-Match", format!("\"x\", W/{etag}"))],
