@@ -23,7 +23,10 @@
 #   URL_PATH [/plaintext], SERVER_CPUS [0], LOAD_CPUS [1]
 #   RINGSHARD_BIN [<repo>/target/release/ringshard] (copied at start: a rebuild mid-run changes
 #     nothing), ANCHORS_TARGET [<repo>/../anchors-target] (scripts/bench-engine.sh builds there)
-#   OUT_DIR [<repo>/scripts/out]; NO_SAVE=1 writes no file
+#   NGINX_CONF [../shared/anchors/nginx.conf]: nginx's configuration, listening on 127.0.0.1:8082
+#     (replaced by the port)
+#   OUT_DIR [<repo>/scripts/out]; NO_SAVE=1 writes no file; TITLE and SAVE_AS name the report
+#     and its file (for the scripts that call this one)
 # Prints, per mode, count and server (and loader), the median over rounds of requests/s, p99,
 # requests per server CPU-second and per loader CPU-second (CPU ticks from /proc), the errors
 # summed over rounds (socket errors and non-2xx), and the ratios to REF.
@@ -64,7 +67,7 @@ known() {
       mkdir -p "$tmp/nginx"
       sed -e "s#^pid .*#pid $tmp/nginx/nginx.pid;#" -e "s#127\.0\.0\.1:8082#127.0.0.1:{PORT}#" \
         -e "s#^http {#http {\n  client_body_temp_path $tmp/nginx/body; proxy_temp_path $tmp/nginx/proxy; fastcgi_temp_path $tmp/nginx/fcgi; uwsgi_temp_path $tmp/nginx/uwsgi; scgi_temp_path $tmp/nginx/scgi;#" \
-        "$root/../shared/anchors/nginx.conf" >"$tmp/nginx/nginx.conf.in"
+        "${NGINX_CONF:-$root/../shared/anchors/nginx.conf}" >"$tmp/nginx/nginx.conf.in"
       echo "nginx -p $tmp/nginx -e $tmp/nginx/error.log -c $tmp/nginx/nginx.conf" ;;
   esac
 }
@@ -155,7 +158,7 @@ done
 
 report=$tmp/report.md
 {
-  echo "## Connection sweep, $t_start"
+  echo "## ${TITLE:-Connection sweep}, $t_start"
   echo
   echo "- machine: $(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo); kernel $(uname -r)"
   echo "- servers on CPU $SERVER_CPUS, load generator ($LOADERS, one thread) on CPU $LOAD_CPUS; GET $URL_PATH; median of $ROUNDS interleaved rounds × ${DUR} s; pipelined = $DEPTH requests per write; close = a new connection per request"
@@ -200,4 +203,4 @@ report=$tmp/report.md
   echo "</details>"
 } >"$report"
 cat "$report"
-save_report sweep-conns "$report"
+save_report "${SAVE_AS:-sweep-conns}" "$report"
