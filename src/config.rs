@@ -1,5 +1,6 @@
 //! `ringshard serve` flags, validated into one [`ServeConfig`] in one place.
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -54,9 +55,15 @@ pub enum RecvMode {
 /// Flags of `ringshard serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on (IPv4 or IPv6, e.g. `127.0.0.1:8080` or `[::1]:8080`).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    /// Where to listen (repeat for several; every shard accepts on all): an IPv4 or IPv6 address
+    /// (`127.0.0.1:8080`, `[::1]:8080`; a socket per shard with SO_REUSEPORT) or a unix socket
+    /// (`unix:/run/ringshard.sock`; one socket the shards share, removed at shutdown). Default:
+    /// 127.0.0.1:8080, unless systemd passed sockets (LISTEN_FDS).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Permissions of the unix sockets `--listen` creates (octal).
+    #[arg(long, value_name = "MODE", default_value = "666", value_parser = parse_mode)]
+    pub unix_mode: u32,
     /// Serve on an inherited listening socket instead of binding (repeat for one per shard; a
     /// single one is shared by every shard). For supervisors and binary upgrades.
     #[arg(long = "listen-fd", value_name = "FD")]
@@ -136,6 +143,12 @@ pub struct ServeArgs {
     /// Print every shard's counters as a table at exit.
     #[arg(long)]
     pub stats: bool,
+    /// Write an access log line per request to this file ("off": none). SIGUSR1 reopens it.
+    #[arg(long, value_name = "PATH")]
+    pub access_log: Option<PathBuf>,
+    /// The access log's format.
+    #[arg(long, value_enum, default_value_t = crate::access_log::LogFormat::Combined)]
+    pub access_log_format: crate::access_log::LogFormat,
     /// Turn off the built-in routes (/, /plaintext, /json, /echo, /health).
     #[arg(long)]
     pub no_builtin: bool,
@@ -176,7 +189,10 @@ impl ServeCommand {
 /// A validated server configuration.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    pub listen: SocketAddr,
+    /// Where to listen; every shard accepts on each.
+    pub listen: Vec<Listen>,
+    /// Permissions of the unix sockets it creates.
+    pub unix_mode: u32,
     pub engine: EngineFlag,
     pub shards: usize,
     pub pin: bool,
@@ -208,12 +224,16 @@ pub struct ServeConfig {
     pub stats: bool,
     /// Inherited listening descriptors, used instead of binding (one per shard, or one shared).
     pub inherited: Vec<i32>,
+    /// The access log's file, if any, and its format.
+    pub access_log: Option<PathBuf>,
+    pub access_log_format: crate::access_log::LogFormat,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))],
+            unix_mode: 0o666,
             engine: EngineFlag::Auto,
             shards: crate::sys::cpus::allowed().len().max(1),
             pin: true,
@@ -240,6 +260,8 @@ impl Default for ServeConfig {
             builtin: true,
             stats: false,
             inherited: Vec::new(),
+            access_log: None,
+            access_log_format: crate::access_log::LogFormat::Combined,
         }
     }
 }
@@ -247,7 +269,25 @@ impl Default for ServeConfig {
 impl ServeArgs {
     /// Checks every flag and resolves the address; the message names the flag at fault.
     pub fn validate(&self) -> Result<ServeConfig, String> {
-        let listen = resolve(&self.listen)?;
+        let mut listen = self
+            .listen
+            .iter()
+            .map(|l| parse_listen(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let activated = crate::sys::activation::listen_fds()?;
+        listen.extend(activated.into_iter().map(|(fd, name)| Listen::Fd(fd, name)));
+        if listen.is_empty() && self.listen_fd.is_empty() {
+            listen.push(Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080))));
+        }
+        let mut paths: Vec<&PathBuf> = Vec::new();
+        for l in &listen {
+            if let Listen::Unix(p) = l {
+                if paths.contains(&p) {
+                    return Err(format!("--listen unix:{}: given twice", p.display()));
+                }
+                paths.push(p);
+            }
+        }
         if self.listen_fd.iter().any(|&fd| fd < 0) {
             return Err("--listen-fd takes a descriptor number (0 or more)".into());
         }
@@ -263,6 +303,7 @@ impl ServeArgs {
         let wait_busy = self.wait_busy.unwrap_or(DEFAULT_WAIT_BUSY); // clap checked 0..=100
         Ok(ServeConfig {
             listen,
+            unix_mode: self.unix_mode,
             engine: self.engine,
             shards,
             pin: !self.no_pin,
@@ -297,6 +338,8 @@ impl ServeArgs {
             builtin: !self.no_builtin,
             stats: self.stats,
             inherited: self.listen_fd.clone(),
+            access_log: self.access_log.clone().filter(|p| p.as_os_str() != "off"),
+            access_log_format: self.access_log_format,
         })
     }
 }
@@ -364,6 +407,47 @@ impl ServeArgs {
         // --wait-usec 0 alone turns batching off.
         let wait_batch = if wait_usec == 0 { 1 } else { wait_batch };
         Ok((wait_batch, wait_usec))
+    }
+}
+
+/// Where a server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    /// A TCP address: one socket per shard, bound with SO_REUSEPORT.
+    Tcp(SocketAddr),
+    /// A unix socket path: one socket the shards share, removed at shutdown.
+    Unix(PathBuf),
+    /// A listening socket systemd passed (LISTEN_FDS), with its name: shared by the shards.
+    Fd(i32, String),
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "http://{a}"),
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+            Listen::Fd(fd, name) => write!(f, "fd {fd} ({name}, from systemd)"),
+        }
+    }
+}
+
+/// `--listen`: an address, a host name and port, or `unix:PATH`.
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    match s.strip_prefix("unix:") {
+        Some("") => Err("--listen unix: needs a path, e.g. unix:/run/ringshard.sock".into()),
+        Some(p) if p.len() > 107 => Err(format!(
+            "--listen unix:{p}: the path is longer than a unix socket address holds (107 bytes)"
+        )),
+        Some(p) => Ok(Listen::Unix(PathBuf::from(p))),
+        None => resolve(s).map(Listen::Tcp),
+    }
+}
+
+/// `--unix-mode`: octal permissions.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("'{s}' is not an octal mode such as 660")),
     }
 }
 

@@ -14,6 +14,8 @@ use toml::Spanned;
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Text,
+    /// A string, or a list of strings: the flag once per item.
+    Texts,
     /// A whole number.
     Count,
     /// A number of bytes, or a string such as `16k`.
@@ -36,12 +38,15 @@ const SECTIONS: &[(&str, &[Key])] = &[
     (
         "server",
         &[
-            ("listen", "--listen", Text),
+            ("listen", "--listen", Texts),
+            ("unix_mode", "--unix-mode", Text),
             ("shards", "--shards", Count),
             ("engine", "--engine", Text),
             ("backlog", "--backlog", Count),
             ("pin", "--no-pin", NotSwitch),
             ("stats", "--stats", Switch),
+            ("access_log", "--access-log", Text),
+            ("access_log_format", "--access-log-format", Text),
         ],
     ),
     (
@@ -288,26 +293,33 @@ impl Reader<'_> {
                 self.error(name.span().start, &key, "unknown key");
                 continue;
             };
-            let value = match flag_value(kind, value.get_ref()) {
-                Ok(Some(v)) => v,
-                Ok(None) => continue, // a switch left off
-                Err(want) => {
-                    self.error(at, &key, &format!("expected {want}"));
+            // A list (`listen = ["a", "b"]`) is the flag given once per item.
+            let items: Vec<&DeValue<'_>> = match (kind, value.get_ref()) {
+                (Texts, DeValue::Array(a)) => a.iter().map(|v| v.get_ref()).collect(),
+                (_, v) => vec![v],
+            };
+            for item in items {
+                let value = match flag_value(kind, item) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => continue, // a switch left off
+                    Err(want) => {
+                        self.error(at, &key, &format!("expected {want}"));
+                        continue;
+                    }
+                };
+                if let Err(e) = check(flag, value.as_deref()) {
+                    self.error(at, &key, &e);
                     continue;
                 }
-            };
-            if let Err(e) = check(flag, value.as_deref()) {
-                self.error(at, &key, &e);
-                continue;
+                out.push(FileFlag {
+                    flag,
+                    value,
+                    at: Place {
+                        line: self.line(at),
+                        key: key.clone(),
+                    },
+                });
             }
-            out.push(FileFlag {
-                flag,
-                value,
-                at: Place {
-                    line: self.line(at),
-                    key,
-                },
-            });
         }
     }
 
@@ -448,8 +460,9 @@ impl Reader<'_> {
 /// The flag's value for a key's TOML value (`None`: a switch left off), or what was expected.
 fn flag_value(kind: Kind, v: &DeValue<'_>) -> Result<Option<Option<String>>, &'static str> {
     Ok(match (kind, v) {
-        (Text, DeValue::String(s)) => Some(Some(s.to_string())),
+        (Text | Texts, DeValue::String(s)) => Some(Some(s.to_string())),
         (Text, _) => return Err("a string"),
+        (Texts, _) => return Err("a string or a list of strings"),
         (Count | Size | Duration, DeValue::Integer(n)) => Some(Some(n.as_str().to_string())),
         (Size | Duration, DeValue::String(s)) => Some(Some(s.to_string())),
         (Count, _) => return Err("a whole number"),
@@ -599,7 +612,17 @@ pub fn resolve(
     };
     let file = load(path, check)?;
     let mut merged: Vec<std::ffi::OsString> = Vec::new();
+    // A flag that can be given several times adds up; the command line's replace the file's.
+    let on_command_line = |flag: &str| {
+        argv.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        })
+    };
     for f in &file.flags {
+        if f.flag == "--listen" && on_command_line(f.flag) {
+            continue;
+        }
         merged.push(f.flag.into());
         merged.extend(f.value.as_deref().map(Into::into));
     }

@@ -74,6 +74,10 @@ impl<H: Handler, C: Link> Core<H, C> {
         if self.shard.accept_retry_at != 0 {
             ms = Some(ms.map_or(100, |t| t.min(100)));
         }
+        if let Some(at) = self.shard.log.as_ref().and_then(|l| l.deadline()) {
+            let t = at.saturating_sub(self.shard.now).max(1);
+            ms = Some(ms.map_or(t, |m| m.min(t)));
+        }
         ms.map(Duration::from_millis)
     }
 
@@ -273,7 +277,8 @@ mod tests {
             keepalive_timeout: Duration::from_millis(5),
             ..ServeConfig::default()
         };
-        let st = ShardState::new(0, &cfg, hello as H, Wakeup::new().unwrap(), None);
+        let outputs = crate::shard_state::Outputs::default();
+        let st = ShardState::new(0, &cfg, hello as H, Wakeup::new().unwrap(), outputs);
         Test {
             core: Core::new(st),
             partner: None,

@@ -41,6 +41,8 @@ pub enum FileOp {
     },
     /// `close(fd)`.
     Close { fd: RawFd },
+    /// `write(fd, buf)` at the file's end (the access log's `O_APPEND` file).
+    Append { fd: RawFd, buf: Vec<u8> },
 }
 
 impl FileOp {
@@ -53,6 +55,7 @@ impl FileOp {
             FileOp::Statx { fd: f, buf } => fd::statx(*f, buf),
             FileOp::Read { fd: f, buf, offset } => fd::pread(*f, buf, *offset),
             FileOp::Close { fd: f } => fd::close(*f),
+            FileOp::Append { fd: f, buf } => fd::write(*f, buf),
         }
     }
 }
@@ -69,6 +72,8 @@ struct Slot {
     op: FileOp,
     stage: Stage,
     waker: Option<Waker>,
+    /// For an operation no future awaits ([`detach`]): where its result goes.
+    result: Option<Rc<std::cell::Cell<Option<i32>>>>,
 }
 
 /// A shard's queue of file operations and their results.
@@ -94,6 +99,7 @@ impl Driver {
             op,
             stage: Stage::Queued,
             waker: None,
+            result: None,
         });
         self.queued.borrow_mut().push(id);
         id
@@ -138,6 +144,11 @@ impl Driver {
             if let (FileOp::OpenBeneath { .. }, fd @ 0..) = (slot.op, result) {
                 drop(owned(fd)); // opened for a future that is gone: close it
             }
+            return;
+        }
+        if let Some(cell) = slot.result.take() {
+            ops.remove(id as usize); // detached: its buffer goes now, its result to the cell
+            cell.set(Some(result));
             return;
         }
         slot.stage = Stage::Done(result);
@@ -227,6 +238,16 @@ fn check(r: i32) -> std::io::Result<i32> {
     } else {
         Ok(r)
     }
+}
+
+/// Starts an operation no future awaits: its buffers stay with the driver until its completion,
+/// whose result is then put in the returned cell (the shard's access log checks it each turn).
+pub fn detach(op: FileOp) -> Rc<std::cell::Cell<Option<i32>>> {
+    let driver = driver();
+    let id = driver.queue(op);
+    let cell = Rc::new(std::cell::Cell::new(None));
+    driver.ops.borrow_mut()[id].result = Some(cell.clone());
+    cell
 }
 
 /// Opens `path` for reading, resolved by the kernel beneath `dir`: no `..`, absolute path or

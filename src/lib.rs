@@ -4,6 +4,7 @@
 // `unsafe` only where ringshard talks to the kernel (src/sys, the ring modules, the epoll
 // syscalls); each such module opts in, and each block says why it is sound.
 #![deny(unsafe_code)]
+pub mod access_log;
 pub mod config;
 pub mod config_file;
 mod engine;

@@ -1,12 +1,12 @@
 //! Starting shards, waiting for signals, and shutting down.
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{EngineFlag, ServeArgs, ServeConfig};
+use crate::config::{EngineFlag, Listen, ServeArgs, ServeConfig};
 use crate::handler::{Handler, Router};
 use crate::metrics::Board;
 use crate::stats::ShardStats;
@@ -15,30 +15,51 @@ use crate::wake::Wakeup;
 
 /// A running server: its shards and how to stop them.
 pub struct Running {
-    addr: SocketAddr,
+    /// The first TCP address listened on, if any.
+    addr: Option<SocketAddr>,
+    /// Every listener, as started.
+    listening: Vec<Listen>,
     wakeups: Vec<Wakeup>,
     done: mpsc::Receiver<(usize, ShardStats)>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    log: Option<Arc<crate::access_log::LogFile>>,
 }
 
-/// Binds one listener per shard (all on the same port, even when asked for port 0).
-fn listeners(cfg: &ServeConfig) -> Result<Vec<OwnedFd>, String> {
+/// Each shard's listening sockets, and what each listener is (with its real port): every TCP
+/// address is a socket per shard with `SO_REUSEPORT` (all on the same port, even when asked for
+/// port 0); a unix socket and a socket systemd passed are one socket every shard accepts from;
+/// `--listen-fd` descriptors are one per shard, or one shared.
+fn listeners(cfg: &ServeConfig, shards: usize) -> Result<(Vec<Vec<OwnedFd>>, Vec<Listen>), String> {
+    let mut per: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut what = Vec::new();
+    let share = |per: &mut Vec<Vec<OwnedFd>>, fd: OwnedFd, name: &str| -> Result<(), String> {
+        for p in per.iter_mut().skip(1) {
+            p.push(
+                fd.try_clone()
+                    .map_err(|e| format!("{name}: dup failed: {e}"))?,
+            );
+        }
+        per[0].push(fd);
+        Ok(())
+    };
     if !cfg.inherited.is_empty() {
-        let mut fds = cfg
+        let fds = cfg
             .inherited
             .iter()
             .map(|&fd| socket::from_inherited(fd).map_err(|e| format!("--listen-fd {fd}: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        // One inherited socket and several shards: every shard accepts from it.
+        let addr = socket::local_addr(&fds[0]).ok();
+        what.push(addr.map_or(
+            Listen::Fd(fds[0].as_raw_fd(), "--listen-fd".into()),
+            Listen::Tcp,
+        ));
         if fds.len() == 1 {
-            for _ in 1..cfg.shards {
-                let dup = fds[0]
-                    .try_clone()
-                    .map_err(|e| format!("--listen-fd: dup failed: {e}"))?;
-                fds.push(dup);
+            share(&mut per, fds.into_iter().next().unwrap(), "--listen-fd")?;
+        } else {
+            for (p, fd) in per.iter_mut().zip(fds) {
+                p.push(fd);
             }
         }
-        return Ok(fds);
     }
     let bind = |addr| {
         socket::bind_reuseport(addr, cfg.backlog).map_err(|e| match e.raw_os_error() {
@@ -52,13 +73,37 @@ fn listeners(cfg: &ServeConfig) -> Result<Vec<OwnedFd>, String> {
             _ => format!("cannot listen on {addr}: {e}"),
         })
     };
-    let first = bind(cfg.listen)?;
-    let addr = socket::local_addr(&first).map_err(|e| e.to_string())?;
-    let mut all = vec![first];
-    for _ in 1..cfg.shards {
-        all.push(bind(addr)?);
+    for l in &cfg.listen {
+        match l {
+            Listen::Tcp(addr) => {
+                let first = bind(*addr)?;
+                let addr = socket::local_addr(&first).map_err(|e| e.to_string())?;
+                per[0].push(first);
+                for p in per.iter_mut().skip(1) {
+                    p.push(bind(addr)?);
+                }
+                what.push(Listen::Tcp(addr));
+            }
+            Listen::Unix(path) => {
+                let fd = socket::bind_unix(path, cfg.unix_mode, cfg.backlog).map_err(|e| {
+                    let why = match e.raw_os_error() {
+                        Some(libc::EADDRINUSE) => "another program listens there".to_string(),
+                        _ => e.to_string(),
+                    };
+                    format!("cannot listen on unix:{}: {why}", path.display())
+                })?;
+                share(&mut per, fd, &format!("unix:{}", path.display()))?;
+                what.push(l.clone());
+            }
+            Listen::Fd(fd, name) => {
+                let owned = socket::from_inherited(*fd)
+                    .map_err(|e| format!("LISTEN_FDS: descriptor {fd} ({name}): {e}"))?;
+                what.push(socket::local_addr(&owned).map_or(l.clone(), Listen::Tcp));
+                share(&mut per, owned, name)?;
+            }
+        }
     }
-    Ok(all)
+    Ok((per, what))
 }
 
 impl Running {
@@ -84,8 +129,29 @@ impl Running {
         H: Handler,
     {
         let engine = choose_engine(cfg.engine)?;
-        let fds = listeners(&cfg)?;
-        let addr = socket::local_addr(&fds[0]).map_err(|e| e.to_string())?;
+        let log = match &cfg.access_log {
+            Some(path) => Some(crate::access_log::LogFile::open(path).map_err(|e| {
+                format!(
+                    "--access-log {}: cannot open it for appending: {e}",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        let outputs = crate::shard_state::Outputs {
+            board,
+            log: log.clone(),
+        };
+        let shards = if cfg.inherited.len() > 1 {
+            cfg.inherited.len()
+        } else {
+            cfg.shards
+        };
+        let (fds, listening) = listeners(&cfg, shards)?;
+        let addr = listening.iter().find_map(|l| match l {
+            Listen::Tcp(a) => Some(*a),
+            _ => None,
+        });
         let cpus = cpus::allowed();
         if cfg.pin && cfg.shards > cpus.len() && !cpus.is_empty() {
             // Allowed for experiments, but it is no longer one shard per core.
@@ -105,12 +171,12 @@ impl Running {
             let wakeup = Wakeup::new().map_err(|e| format!("eventfd: {e}"))?;
             wakeups.push(wakeup.clone());
             let cpu = (cfg.pin && !cpus.is_empty()).then(|| cpus[id % cpus.len()]);
-            let (cfg, factory, ready, done, board) = (
+            let (cfg, factory, ready, done, outputs) = (
                 cfg.clone(),
                 factory.clone(),
                 ready_tx.clone(),
                 done_tx.clone(),
-                board.clone(),
+                outputs.clone(),
             );
             let t = std::thread::Builder::new()
                 .name(format!("ringshard-{id}"))
@@ -120,7 +186,7 @@ impl Running {
                         cpu,
                         engine,
                         wakeup,
-                        board,
+                        outputs,
                     };
                     let stats = shard.run(fd, &cfg, factory(), &ready);
                     let _ = done.send((id, stats));
@@ -130,9 +196,11 @@ impl Running {
         }
         let running = Running {
             addr,
+            listening,
             wakeups,
             done,
             threads,
+            log,
         };
         for _ in 0..n {
             match ready_rx.recv() {
@@ -147,9 +215,28 @@ impl Running {
         Ok(running)
     }
 
-    /// The address the shards listen on (the real port when port 0 was asked for).
+    /// The first TCP address the shards listen on (the real port when port 0 was asked for);
+    /// `0.0.0.0:0` when every listener is a unix socket.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Every listener, as started (real ports).
+    pub fn listening(&self) -> &[Listen] {
+        &self.listening
+    }
+
+    /// Opens the access log's path again (SIGUSR1, after logrotate moved the file away).
+    pub fn reopen_log(&self) {
+        let Some(log) = &self.log else { return };
+        match log.reopen() {
+            Ok(()) => eprintln!("ringshard: SIGUSR1: reopened {}", log.path().display()),
+            Err(e) => eprintln!(
+                "ringshard: SIGUSR1: cannot reopen {}: {e}; still writing to the old file",
+                log.path().display()
+            ),
+        }
     }
 
     /// Asks every shard to drain and stop.
@@ -181,10 +268,20 @@ impl Running {
                 None => return Err(left),
             }
         }
+        self.remove_unix_sockets();
         for t in self.threads {
             let _ = t.join();
         }
         Ok(each)
+    }
+
+    /// Removes the unix socket files this server created (once its shards are gone).
+    fn remove_unix_sockets(&self) {
+        for l in &self.listening {
+            if let Listen::Unix(path) = l {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 
     /// Whether any shard has stopped (a running server's shards stop only on shutdown).
@@ -199,7 +296,7 @@ struct ShardStart {
     cpu: Option<usize>,
     engine: EngineFlag,
     wakeup: Wakeup,
-    board: Option<Arc<Board>>,
+    outputs: crate::shard_state::Outputs,
 }
 
 impl ShardStart {
@@ -207,7 +304,7 @@ impl ShardStart {
     /// and the handler never leaves the core it was made on), says so on `ready`, and runs it.
     fn run<H: Handler>(
         self,
-        fd: OwnedFd,
+        fd: Vec<OwnedFd>,
         cfg: &ServeConfig,
         handler: H,
         ready: &mpsc::Sender<Result<String, String>>,
@@ -217,7 +314,7 @@ impl ShardStart {
             cpu,
             engine,
             wakeup,
-            board,
+            outputs,
         } = self;
         let pinned = cpu.map(cpus::pin);
         let place = match (cpu, pinned) {
@@ -227,7 +324,7 @@ impl ShardStart {
         };
         macro_rules! run_shard {
             ($shard:ty) => {
-                match <$shard>::new(id, fd, cfg, handler, wakeup, board) {
+                match <$shard>::new(id, fd, cfg, handler, wakeup, outputs) {
                     Ok(shard) => {
                         let _ = ready.send(Ok(format!("shard {id} {place}: {}", shard.describe())));
                         shard.run()
@@ -340,14 +437,23 @@ where
     let shutdown_timeout = cfg.shutdown_timeout;
     let print_stats = cfg.stats;
     let running = Running::start_publishing(cfg, board, factory)?;
-    eprintln!(
-        "ringshard: listening on http://{} ({} shards)",
-        running.local_addr(),
-        running.threads.len()
-    );
+    for (i, l) in running.listening().iter().enumerate() {
+        match i {
+            0 => eprintln!(
+                "ringshard: listening on {l} ({} shards)",
+                running.threads.len()
+            ),
+            _ => eprintln!("ringshard: also listening on {l}"),
+        }
+    }
     let sig = loop {
-        if let Some(sig) = signals::wait(Duration::from_millis(500)) {
-            break sig;
+        match signals::wait(Duration::from_millis(500)) {
+            Some(libc::SIGUSR1) => {
+                running.reopen_log();
+                continue;
+            }
+            Some(sig) => break sig,
+            None => {}
         }
         if running.any_stopped() {
             running.shutdown();
@@ -362,6 +468,7 @@ where
     };
     eprintln!("ringshard: {name}: shutting down, finishing requests in flight (a second signal exits now)");
     running.shutdown();
+    let log = running.log.clone();
     // A second signal while draining exits at once.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -384,7 +491,12 @@ where
                 }
             });
         }
-        if signals::wait(Duration::from_millis(20)).is_some() {
+        let sig = signals::wait(Duration::from_millis(20));
+        if sig == Some(libc::SIGUSR1) {
+            if let Some(log) = &log {
+                let _ = log.reopen();
+            }
+        } else if sig.is_some() {
             eprintln!("ringshard: second signal: exiting now");
             std::process::exit(130);
         }

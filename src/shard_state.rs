@@ -25,6 +25,13 @@ fn timeouts(cfg: &ServeConfig) -> Timeouts {
     }
 }
 
+/// Where a shard's output beyond its sockets goes: its counters' board and the access log.
+#[derive(Clone, Default)]
+pub struct Outputs {
+    pub board: Option<Arc<Board>>,
+    pub log: Option<Arc<crate::access_log::LogFile>>,
+}
+
 /// A shard's engine-independent state.
 pub struct ShardState<H: Handler> {
     pub id: usize,
@@ -47,16 +54,15 @@ pub struct ShardState<H: Handler> {
     pub stats: ShardStats,
     /// Where this shard publishes its counters (`/metrics` reads it), if anywhere.
     board: Option<Arc<Board>>,
+    /// This shard's side of the access log, if there is one.
+    pub log: Option<crate::access_log::ShardLog>,
 }
 
 impl<H: Handler> ShardState<H> {
-    pub fn new(
-        id: usize,
-        cfg: &ServeConfig,
-        handler: H,
-        wakeup: Wakeup,
-        board: Option<Arc<Board>>,
-    ) -> Self {
+    pub fn new(id: usize, cfg: &ServeConfig, handler: H, wakeup: Wakeup, outputs: Outputs) -> Self {
+        let log = outputs
+            .log
+            .map(|file| crate::access_log::ShardLog::new(file, cfg.access_log_format));
         ShardState {
             id,
             handler,
@@ -73,7 +79,8 @@ impl<H: Handler> ShardState<H> {
             latency: Latency::default(),
             latency_published: 0,
             stats: ShardStats::default(),
-            board,
+            board: outputs.board,
+            log,
         }
     }
 
@@ -92,6 +99,22 @@ impl<H: Handler> ShardState<H> {
     pub fn tick(&mut self) {
         self.now = self.start.elapsed().as_millis() as Millis + 1;
         self.date.refresh();
+        if let Some(log) = &self.log {
+            log.set_time(self.date.second());
+        }
+    }
+
+    /// Hands the access log's lines to the kernel when they are due (at once while draining).
+    pub fn flush_log(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.flush(self.now, self.draining);
+            self.stats.log_write_failures = log.failed_writes;
+        }
+    }
+
+    /// Whether the access log has written everything (a draining shard waits for it).
+    pub fn log_is_idle(&self) -> bool {
+        self.log.as_ref().is_none_or(|l| l.is_idle())
     }
 
     /// What a session call needs.
@@ -101,6 +124,10 @@ impl<H: Handler> ShardState<H> {
             date: self.date.as_bytes(),
             draining: self.draining,
             latency: Some(&self.latency),
+            log: self
+                .log
+                .as_ref()
+                .map(|l| l as &dyn crate::http::log::AccessLog),
         };
         Env {
             handler: &self.handler,

@@ -45,6 +45,8 @@ pub struct ShardStats {
     pub idle_closes: u64,
     /// Requests timed for the latency histogram, as of its last publication (once a second).
     pub latency_samples: u64,
+    /// Access log writes that failed (their lines are lost).
+    pub log_write_failures: u64,
 }
 
 impl ShardStats {
@@ -77,11 +79,12 @@ impl ShardStats {
         self.write_timeouts += o.write_timeouts;
         self.idle_closes += o.idle_closes;
         self.latency_samples += o.latency_samples;
+        self.log_write_failures += o.log_write_failures;
     }
 }
 
 /// Number of counters in [`ShardStats::fields`].
-pub const FIELDS: usize = 27;
+pub const FIELDS: usize = 28;
 
 impl ShardStats {
     /// Every counter as (Prometheus name, help, value), in a fixed order.
@@ -201,6 +204,11 @@ impl ShardStats {
                 "latency_samples_total",
                 "Requests timed for the latency histogram (as of its last publication, once a second).",
                 self.latency_samples,
+            ),
+            (
+                "log_write_failures_total",
+                "Access log writes that failed; their lines are lost.",
+                self.log_write_failures,
             ),
         ]
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::ValueEnum;
-use ringshard::config::EngineFlag;
+use ringshard::config::{EngineFlag, Listen};
 use ringshard::{Body, BodyStream, Reply, Request, Response, Router, Running, ServeConfig};
 
 use common::*;
@@ -185,7 +185,7 @@ fn router(gate: Gate) -> Router {
 
 fn start(gate: &Gate, engine: EngineFlag) -> Running {
     let cfg = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: vec![Listen::Tcp("127.0.0.1:0".parse().unwrap())],
         shards: 1,
         engine,
         ..Default::default()
@@ -365,7 +365,7 @@ fn half_close_behind_a_pending_handler(engine: EngineFlag) {
 
 fn a_panicking_handler_gets_500_and_the_shard_lives_on(engine: EngineFlag) {
     let cfg = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: vec![Listen::Tcp("127.0.0.1:0".parse().unwrap())],
         shards: 1,
         engine,
         ..Default::default()
@@ -411,7 +411,7 @@ fn a_route_reads_files_through_the_shard(engine: EngineFlag) {
     std::os::unix::fs::symlink(dir.join("secret"), dir.join("site/outside")).unwrap();
     std::os::unix::fs::symlink("../secret", dir.join("site/up")).unwrap();
     let cfg = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: vec![Listen::Tcp("127.0.0.1:0".parse().unwrap())],
         shards: 1,
         engine,
         ..Default::default()

@@ -15,11 +15,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::config::ServeConfig;
 use crate::epoll::sys::{self, Epoll};
-use std::sync::Arc;
 
 use crate::engine::{Core, Engine, Link};
 use crate::http::handler::Handler;
-use crate::metrics::Board;
 use crate::session::{Next, Session, Stage};
 use crate::shard_state::ShardState;
 use crate::stats::ShardStats;
@@ -34,7 +32,7 @@ const EVENTS: usize = 1024;
 /// What a connection is registered for, once: edge-triggered input, output and half-close.
 const CONN_EVENTS: u32 = sys::IN | sys::OUT | sys::RDHUP | sys::ET;
 
-// Tokens in the epoll data: `Op::Accept` for the listener, `Op::Wake` for the eventfd and
+// Tokens in the epoll data: `Op::Accept` with its index for a listener, `Op::Wake` for the eventfd and
 // `Op::Recv` with slot and generation for a connection's readiness (reusing the ring's scheme,
 // so a stale event for a reused slot is recognised by its generation).
 
@@ -91,7 +89,8 @@ impl Connection {
 pub struct Shard<H: Handler> {
     core: Core<H, Connection>,
     ep: Epoll,
-    listener: Option<OwnedFd>,
+    /// The listening sockets, registered with their index.
+    listeners: Vec<OwnedFd>,
     rbuf: Box<[u8]>,
     dirty: Vec<(u32, u32)>,
     /// Connections to read again at the end of the turn (reading resumed, or lingering began).
@@ -102,18 +101,22 @@ impl<H: Handler> Shard<H> {
     /// Creates the epoll instance and registers the (now non-blocking) listener and eventfd.
     pub fn new(
         id: usize,
-        listener: OwnedFd,
+        listeners: Vec<OwnedFd>,
         cfg: &ServeConfig,
         handler: H,
         wakeup: Wakeup,
-        board: Option<Arc<Board>>,
+        outputs: crate::shard_state::Outputs,
     ) -> Result<Self, String> {
         let ep = Epoll::new(EVENTS).map_err(|e| format!("epoll_create1: {e}"))?;
-        let lfd = listener.as_raw_fd();
-        sys::set_nonblocking(lfd).map_err(|e| format!("listener {lfd}: fcntl: {e}"))?;
-        // Edge-triggered: every accept runs until EAGAIN (or backs off and retries on a timer).
-        ep.add(lfd, sys::IN | sys::ET, token::encode(Op::Accept, 0, 0))
-            .map_err(|e| format!("epoll_ctl (listener): {e}"))?;
+        for (i, l) in listeners.iter().enumerate() {
+            let lfd = l.as_raw_fd();
+            sys::set_nonblocking(lfd).map_err(|e| format!("listener {lfd}: fcntl: {e}"))?;
+            // Edge-triggered: every accept runs until EAGAIN (or backs off and retries on a
+            // timer). Exclusive: a socket the shards share wakes one of them, not all.
+            let ud = token::encode(Op::Accept, i as u32, 0);
+            ep.add(lfd, sys::IN | sys::ET | sys::EXCLUSIVE, ud)
+                .map_err(|e| format!("epoll_ctl (listener): {e}"))?;
+        }
         // Level-triggered: each wake is drained with one read.
         ep.add(
             wakeup.eventfd().raw(),
@@ -122,9 +125,9 @@ impl<H: Handler> Shard<H> {
         )
         .map_err(|e| format!("epoll_ctl (eventfd): {e}"))?;
         Ok(Shard {
-            core: Core::new(ShardState::new(id, cfg, handler, wakeup, board)),
+            core: Core::new(ShardState::new(id, cfg, handler, wakeup, outputs)),
             ep,
-            listener: Some(listener),
+            listeners,
             rbuf: vec![0; READ_BUF].into_boxed_slice(),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
@@ -177,11 +180,15 @@ impl<H: Handler> Shard<H> {
             // 3. Handler futures that were woken; 4. deadlines; 5. one write per connection.
             self.run_woken();
             self.expire();
+            self.core.shard.flush_log();
             self.run_file_ops();
             self.flush();
 
             self.publish();
-            if self.core.shard.draining && self.core.conns.is_empty() {
+            if self.core.shard.draining
+                && self.core.conns.is_empty()
+                && self.core.shard.log_is_idle()
+            {
                 break;
             }
         }
@@ -209,7 +216,7 @@ impl<H: Handler> Shard<H> {
             return;
         };
         match op {
-            Op::Accept => self.accept(),
+            Op::Accept => self.accept(slot as usize),
             Op::Wake => self.on_wake(),
             Op::Recv => self.on_ready(slot, gen, events),
             _ => {}
@@ -218,12 +225,12 @@ impl<H: Handler> Shard<H> {
 
     // ---- accept ----
 
-    /// Accepts until the backlog is empty.
-    fn accept(&mut self) {
+    /// Accepts from listener `which` until its backlog is empty.
+    fn accept(&mut self, which: usize) {
         if self.core.shard.draining || self.core.shard.accept_retry_at != 0 {
             return;
         }
-        let Some(lfd) = self.listener.as_ref().map(|l| l.as_raw_fd()) else {
+        let Some(lfd) = self.listeners.get(which).map(|l| l.as_raw_fd()) else {
             return;
         };
         loop {
@@ -259,6 +266,10 @@ impl<H: Handler> Shard<H> {
                 self.core.shard.stats.accept_errors += 1;
                 continue; // `fd` is closed here
             }
+            let mut session = Session::new(self.core.shard.now);
+            if self.core.shard.log.is_some() {
+                session.http.set_peer(crate::sys::socket::peer_addr(raw));
+            }
             entry.insert(Connection {
                 fd,
                 gen,
@@ -269,7 +280,7 @@ impl<H: Handler> Shard<H> {
                 blocked: 0,
                 sent: 0,
                 dirty: false,
-                session: Session::new(self.core.shard.now),
+                session,
             });
             self.core.shard.stats.accepted += 1;
             self.core.refresh_deadline(slot);
@@ -441,7 +452,9 @@ impl<H: Handler> Shard<H> {
             && self.core.shard.now >= self.core.shard.accept_retry_at
         {
             self.core.shard.accept_retry_at = 0;
-            self.accept();
+            for i in 0..self.listeners.len() {
+                self.accept(i);
+            }
         }
     }
 
@@ -535,7 +548,7 @@ impl<H: Handler> Engine for Shard<H> {
     }
 
     fn stop_accepting(&mut self) {
-        if let Some(l) = self.listener.take() {
+        for l in std::mem::take(&mut self.listeners) {
             self.core.shard.stats.enters += 1;
             let _ = self.ep.delete(l.as_raw_fd());
         }

@@ -33,6 +33,8 @@ pub struct Ctx<'a> {
     pub draining: bool,
     /// Where sampled server-side latencies go, if anywhere.
     pub latency: Option<&'a crate::http::latency::Latency>,
+    /// Where each answered request is recorded, if anywhere.
+    pub log: Option<&'a dyn crate::http::log::AccessLog>,
 }
 
 impl<'a> Ctx<'a> {
@@ -43,6 +45,7 @@ impl<'a> Ctx<'a> {
             date,
             draining: false,
             latency: None,
+            log: None,
         }
     }
 }
@@ -130,6 +133,14 @@ pub struct Conn {
     peer_done: bool,
     /// The last Host value this connection sent that was checked and valid.
     host: HostMemo,
+    /// The peer's address, when the shard looked it up (for the access log).
+    peer: Option<std::net::SocketAddr>,
+    /// Status and body length of the last answer written, for the access log.
+    written: (u16, u64),
+    /// The request whose answer a handler's future will give, for the access log.
+    pending_log: Option<Box<crate::http::log::Pending>>,
+    /// A refusal now is logged by its caller.
+    logs_later: bool,
 }
 
 /// A connection's requests nearly always name the same host: remembering the last valid value
@@ -191,7 +202,47 @@ impl Conn {
             responses: 0,
             peer_done: false,
             host: HostMemo::default(),
+            peer: None,
+            written: (0, 0),
+            pending_log: None,
+            logs_later: false,
         }
+    }
+
+    /// Sets the peer's address, which the access log writes.
+    pub fn set_peer(&mut self, peer: Option<std::net::SocketAddr>) {
+        self.peer = peer;
+    }
+
+    /// Records an answered request in the access log, if there is one.
+    fn log(&self, cx: &Ctx<'_>, req: Option<&Request<'_>>) {
+        use crate::http::log::Entry;
+        let Some(log) = cx.log else { return };
+        let (status, bytes) = self.written;
+        let mut entry = Entry {
+            peer: self.peer,
+            method: "",
+            target: "",
+            version: Version::Http11,
+            status,
+            bytes,
+            referer: None,
+            user_agent: None,
+        };
+        if let Some(req) = req {
+            entry.method = req.method();
+            entry.target = req.target();
+            entry.version = req.version();
+            entry.referer = req.header("referer");
+            entry.user_agent = req.header("user-agent");
+        } else if let Some(p) = &self.pending_log {
+            entry.method = &p.method;
+            entry.target = &p.target;
+            entry.version = p.version.unwrap_or(Version::Http11);
+            entry.referer = p.referer.as_deref();
+            entry.user_agent = p.user_agent.as_deref();
+        }
+        log.record(&entry);
     }
 
     /// Where the connection stands.
@@ -323,6 +374,10 @@ impl Conn {
                     Some(Poll::Ready(resp)) => {
                         self.write_response(resp, reply, cx, out);
                         record_latency(cx, t0);
+                        if cx.log.is_some() {
+                            self.log(cx, None);
+                            self.pending_log = None;
+                        }
                         if self.task.is_none() {
                             self.finish_task();
                             return TaskPoll::Done;
@@ -565,11 +620,28 @@ impl Conn {
             Answer::Shared(fixed) => self.write_fixed(&fixed, r, t0, cx, out),
             Answer::Reply(reply) => self.respond(reply, r, t0, cx, out),
         });
-        progress.unwrap_or_else(|| {
+        let progress = progress.unwrap_or_else(|| {
             out.truncate(mark); // nothing half-written goes before the 500
             self.task = None;
-            self.reject(500, cx, out)
-        })
+            self.logs_later = true; // logged below, with its request
+            let p = self.reject(500, cx, out);
+            self.logs_later = false;
+            p
+        });
+        if cx.log.is_some() {
+            if let Some(Task::Later(..)) = self.task {
+                self.pending_log = Some(Box::new(crate::http::log::Pending {
+                    method: req.method().into(),
+                    target: req.target().into(),
+                    version: Some(req.version()),
+                    referer: req.header("referer").map(Into::into),
+                    user_agent: req.header("user-agent").map(Into::into),
+                }));
+            } else {
+                self.log(cx, Some(req));
+            }
+        }
+        progress
     }
 
     /// Writes a response encoded in advance: copied whole for a keep-alive HTTP/1.1 request.
@@ -586,6 +658,7 @@ impl Conn {
             return self.respond(Reply::Ready(fixed.to_response()), r, t0, cx, out);
         }
         self.responses += 1;
+        self.written = (fixed.status(), fixed.body_len());
         fixed.put(out, cx.date);
         record_latency(cx, t0);
         Progress::ReadMore
@@ -650,6 +723,10 @@ impl Conn {
             connection,
             cx.date,
         );
+        self.written = match framing {
+            Framing::Length(n) if has_body(resp.status, r.head) => (resp.status, n),
+            _ => (resp.status, 0),
+        };
         if has_body(resp.status, r.head) {
             out.extend_from_slice(bytes);
             if let Err((_, stream)) = body {
@@ -677,6 +754,12 @@ impl Conn {
         );
         out.extend_from_slice(body);
         out.push(b'\n');
+        self.written = (status, body.len() as u64 + 1);
+        if cx.log.is_some() && !self.logs_later {
+            // With the request a handler's future panicked on, else without a request line.
+            self.log(cx, None);
+            self.pending_log = None;
+        }
         self.state = ReadState::Closed;
         self.close_after = true;
         self.buf = Vec::new();

@@ -31,6 +31,11 @@ impl HttpDate {
         }
     }
 
+    /// Seconds since the epoch, as of the last refresh.
+    pub fn second(&self) -> u64 {
+        self.second
+    }
+
     /// The formatted value, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
     pub fn as_bytes(&self) -> &[u8; 29] {
         &self.text
@@ -71,6 +76,20 @@ pub fn format_imf(secs: u64) -> [u8; 29] {
 fn two(dst: &mut [u8], v: u64) {
     dst[0] = b'0' + (v / 10 % 10) as u8;
     dst[1] = b'0' + (v % 10) as u8;
+}
+
+/// (year, month, day, hour, minute, second) of seconds since the epoch, in UTC.
+pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem / 60 % 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to seconds since the epoch; `None`

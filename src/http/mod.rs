@@ -8,6 +8,7 @@ pub mod date;
 pub mod handler;
 pub mod latency;
 pub mod limits;
+pub mod log;
 pub mod request;
 pub mod response;
 pub(crate) mod words;

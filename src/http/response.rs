@@ -231,6 +231,16 @@ impl Fixed {
         }
     }
 
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body's length.
+    pub fn body_len(&self) -> u64 {
+        self.body.len() as u64
+    }
+
     /// Appends the encoded response with today's `Date`.
     #[inline]
     pub(crate) fn put(&self, out: &mut Vec<u8>, date: &[u8; 29]) {

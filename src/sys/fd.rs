@@ -74,6 +74,12 @@ pub fn pread(fd: RawFd, buf: &mut [u8], offset: u64) -> i32 {
     result(unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), offset as i64) } as i64)
 }
 
+/// `write(fd, buf)`.
+pub fn write(fd: RawFd, buf: &[u8]) -> i32 {
+    // SAFETY: `buf` is live and readable for its whole length.
+    result(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) } as i64)
+}
+
 /// `close(fd)`, of a descriptor its owner gave up.
 pub fn close(fd: RawFd) -> i32 {
     // SAFETY: the caller owned `fd` and gives it up here; nothing uses it after.

@@ -1,5 +1,6 @@
 //! The few calls into the kernel outside the ring: sockets, CPU sets and thread load, signals,
 //! eventfds.
+pub mod activation;
 pub mod cpus;
 pub mod eventfd;
 pub mod fd;

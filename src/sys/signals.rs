@@ -1,4 +1,4 @@
-//! SIGINT and SIGTERM as values: blocked in every thread, received by the main thread.
+//! SIGINT, SIGTERM and SIGUSR1 as values: blocked in every thread, received by the main thread.
 #![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 
@@ -14,9 +14,12 @@ fn set(signals: &[libc::c_int]) -> libc::sigset_t {
     set
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts afterwards.
+/// The signals the server takes as values: shut down (SIGINT, SIGTERM), reopen the log (SIGUSR1).
+const SERVER_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1];
+
+/// Blocks the server's signals in the calling thread and every thread it starts afterwards.
 pub fn block_shutdown_signals() -> io::Result<()> {
-    let s = set(&[libc::SIGINT, libc::SIGTERM]);
+    let s = set(&SERVER_SIGNALS);
     // SAFETY: pthread_sigmask with a valid set and no old-set output.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &s, std::ptr::null_mut()) };
     if rc != 0 {
@@ -25,9 +28,9 @@ pub fn block_shutdown_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Waits up to `timeout` for SIGINT or SIGTERM; returns the signal, or `None` on timeout.
+/// Waits up to `timeout` for one of the server's signals; returns it, or `None` on timeout.
 pub fn wait(timeout: std::time::Duration) -> Option<libc::c_int> {
-    let s = set(&[libc::SIGINT, libc::SIGTERM]);
+    let s = set(&SERVER_SIGNALS);
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as _,

@@ -44,6 +44,32 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
+/// Binds a listening unix socket at `path` with permissions `mode`. A socket file left by a
+/// process that is gone (nothing accepts on it) is replaced; one that something still listens
+/// on, or a file that is not a socket, is an error.
+pub fn bind_unix(path: &std::path::Path, mode: u32, backlog: i32) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    let fd: OwnedFd = l.into();
+    // SAFETY: listen(2) again on a listening socket we own sets its backlog.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(fd)
+}
+
 /// Takes over an inherited listening descriptor (a supervisor or an older ringshard passed it).
 pub fn from_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     let mut kind: libc::c_int = 0;
@@ -73,6 +99,14 @@ pub fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
     let dup = fd.try_clone()?;
     let l = TcpListener::from(dup);
     l.local_addr()
+}
+
+/// The address of a connected socket's peer; `None` if the kernel cannot say (it went away).
+pub fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
+    // SAFETY: `fd` is a live socket the caller owns; the ManuallyDrop wrapper borrows it for
+    // one getpeername and never closes it.
+    let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    s.peer_addr().ok()
 }
 
 /// A socket address as the kernel takes it.

@@ -385,9 +385,15 @@ impl Ring {
                     .build()
             }
             FileOp::Close { fd } => opcode::Close::new(types::Fd(*fd)).build(),
+            // Offset -1: the file's position, which O_APPEND puts at its end.
+            FileOp::Append { fd, buf } => {
+                opcode::Write::new(types::Fd(*fd), buf.as_ptr(), buf.len() as u32)
+                    .offset(u64::MAX)
+                    .build()
+            }
         };
         // SAFETY: the entry points into `op`'s heap allocations (path, open_how, statx buffer,
-        // read buffer), which the driver keeps, unmoved, until this entry's completion; the
+        // read or write buffer), which the driver keeps, unmoved, until this entry's completion; the
         // statx path is a static empty string.
         unsafe { self.push_entry(e.user_data(ud)) };
     }

@@ -14,12 +14,10 @@ use io_uring::cqueue;
 
 use crate::config::ServeConfig;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use crate::engine::{Core, Engine, Link};
 use crate::http::handler::Handler;
 use crate::io::Driver;
-use crate::metrics::Board;
 use crate::session::{Next, Session, Stage};
 use crate::shard_state::ShardState;
 use crate::stats::ShardStats;
@@ -73,19 +71,26 @@ impl Link for Connection {
     }
 }
 
+/// A listening socket and the accept armed on it.
+struct Listener {
+    /// Closed once no accept refers to it any more (draining).
+    fd: Option<OwnedFd>,
+    raw: RawFd,
+    armed: bool,
+    /// The armed accept is multishot.
+    multishot: bool,
+}
+
 /// A shard ready to run: its ring is set up and its buffers registered.
 pub struct Shard<H: Handler> {
     core: Core<H, Connection>,
     // Field order is drop order: the ring goes before the buffers it may refer to.
     ring: Ring,
     bufs: BufRing,
-    listener: Option<OwnedFd>,
-    listen_fd: RawFd,
+    /// The listening sockets, each with its own accept (tagged with its index).
+    listeners: Vec<Listener>,
     pub features: Features,
     wake_read: Option<u32>,
-    accept_armed: bool,
-    /// The armed accept is multishot.
-    accept_multishot: bool,
     /// Slots in the registered file table (0: sockets are plain descriptors), how many hold a
     /// socket (accepted, and not yet closed by a completed close), and the free count at or
     /// below which accepts are single-shot.
@@ -124,11 +129,11 @@ impl<H: Handler> Shard<H> {
     /// A shard on its ring (`setup`); errors say what the kernel refused and how to fix it.
     pub fn new(
         id: usize,
-        listener: OwnedFd,
+        listeners: Vec<OwnedFd>,
         cfg: &ServeConfig,
         handler: H,
         wakeup: Wakeup,
-        board: Option<Arc<Board>>,
+        outputs: crate::shard_state::Outputs,
     ) -> Result<Self, String> {
         let Setup {
             ring,
@@ -137,20 +142,25 @@ impl<H: Handler> Shard<H> {
             file_slots,
             multishot_floor,
         } = setup::setup(cfg)?;
-        let listen_fd = crate::sys::socket::raw(&listener);
-        let st = ShardState::new(id, cfg, handler, wakeup, board);
+        let listeners = listeners
+            .into_iter()
+            .map(|fd| Listener {
+                raw: crate::sys::socket::raw(&fd),
+                fd: Some(fd),
+                armed: false,
+                multishot: false,
+            })
+            .collect();
+        let st = ShardState::new(id, cfg, handler, wakeup, outputs);
         let load = ThreadLoad::for_this_thread(); // this is the shard's thread
         let busy = BusyGate::new(cfg.wait_busy, st.now, load.read());
         Ok(Shard {
             core: Core::new(st),
             ring,
             bufs,
-            listener: Some(listener),
-            listen_fd,
+            listeners,
             features,
             wake_read: None,
-            accept_armed: false,
-            accept_multishot: false,
             file_slots,
             files_in_use: 0,
             multishot_floor,
@@ -257,6 +267,7 @@ impl<H: Handler> Shard<H> {
             self.send_queued();
             self.rearm_receives();
             self.retry_accept();
+            self.core.shard.flush_log();
             self.start_file_ops();
             let stats = &self.core.shard.stats;
             self.gather = self.next_gather(stats.recvs - recvs, stats.sends - sends);
@@ -264,8 +275,9 @@ impl<H: Handler> Shard<H> {
             self.publish();
             if self.core.shard.draining
                 && self.core.conns.is_empty()
-                && !self.accept_armed
+                && !self.listeners.iter().any(|l| l.armed)
                 && self.files.in_flight() == 0
+                && self.core.shard.log_is_idle()
             {
                 break;
             }
@@ -324,7 +336,7 @@ impl<H: Handler> Shard<H> {
             return;
         };
         match op {
-            Op::Accept => self.on_accept(cqe),
+            Op::Accept => self.on_accept(slot, cqe),
             Op::Recv => self.on_recv(slot, gen, cqe),
             Op::Send => self.on_send(slot, gen, cqe),
             Op::Wake => self.on_wake(),
@@ -341,40 +353,50 @@ impl<H: Handler> Shard<H> {
 
     // ---- accept ----
 
+    /// Arms an accept on every listener that has none.
     fn arm_accept(&mut self) {
-        if self.accept_armed || self.core.shard.draining || self.listener.is_none() {
+        if self.core.shard.draining {
             return;
         }
         let direct = self.features.direct;
-        let free = self.file_slots.saturating_sub(self.files_in_use);
-        if direct && free == 0 {
-            return; // a full table: new connections wait in the backlog until a close completes
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if l.armed || l.fd.is_none() {
+                continue;
+            }
+            let free = self.file_slots.saturating_sub(self.files_in_use);
+            if direct && free == 0 {
+                return; // a full table: connections wait in the backlog until a close completes
+            }
+            let ud = token::encode(Op::Accept, i as u32, 0);
+            // A multishot accept may take many slots at once; near a full table, one at a time
+            // never takes one that is not there (the kernel would close that connection).
+            let multishot =
+                self.features.multishot_accept && (!direct || free > self.multishot_floor);
+            if multishot {
+                self.ring.accept_multi(l.raw, direct, ud);
+            } else {
+                self.ring.accept(l.raw, direct, ud);
+            }
+            l.armed = true;
+            l.multishot = multishot;
         }
-        let ud = token::encode(Op::Accept, 0, 0);
-        // A multishot accept may take many slots at once; near a full table, one at a time
-        // never takes one that is not there (the kernel would close that connection).
-        let multishot = self.features.multishot_accept && (!direct || free > self.multishot_floor);
-        if multishot {
-            self.ring.accept_multi(self.listen_fd, direct, ud);
-        } else {
-            self.ring.accept(self.listen_fd, direct, ud);
-        }
-        self.accept_armed = true;
-        self.accept_multishot = multishot;
     }
 
-    fn on_accept(&mut self, cqe: Cqe) {
+    fn on_accept(&mut self, which: u32, cqe: Cqe) {
+        let Some(l) = self.listeners.get_mut(which as usize) else {
+            return;
+        };
         if !cqe.more() {
-            self.accept_armed = false;
+            l.armed = false;
             if self.core.shard.draining {
-                self.listener = None; // no accept refers to it any more: close it
+                l.fd = None; // no accept refers to it any more: close it
             }
         }
-        if cqe.result == -libc::EINVAL && self.accept_multishot {
+        if cqe.result == -libc::EINVAL && l.multishot {
             // Multishot accept is decided from the kernel version (no probe can see it); a
             // kernel that refuses it gets single-shot accepts from now on.
             self.features.multishot_accept = false;
-            self.accept_multishot = false;
+            l.multishot = false;
             eprintln!(
                 "ringshard: shard {}: multishot accept refused (EINVAL); accepting one at a time",
                 self.core.shard.id
@@ -393,11 +415,12 @@ impl<H: Handler> Shard<H> {
         let sock = if self.features.direct {
             self.files_in_use += 1;
             let free = self.file_slots.saturating_sub(self.files_in_use);
-            if self.accept_multishot && cqe.more() && free <= self.multishot_floor {
+            if l.multishot && cqe.more() && free <= self.multishot_floor {
                 // Going single-shot: the cancelled accept's last completion re-arms it.
                 let cancel = token::encode(Op::Cancel, 0, 0);
-                self.ring.cancel(token::encode(Op::Accept, 0, 0), cancel);
-                self.accept_multishot = false;
+                self.ring
+                    .cancel(token::encode(Op::Accept, which, 0), cancel);
+                l.multishot = false;
             }
             Sock::Fixed(cqe.result as u32)
         } else {
@@ -406,6 +429,10 @@ impl<H: Handler> Shard<H> {
         if self.core.shard.draining {
             self.ring.close(sock, token::encode(Op::Close, 0, 0));
             return;
+        }
+        let mut session = Session::new(self.core.shard.now);
+        if let (Some(_), Sock::Fd(fd)) = (&self.core.shard.log, sock) {
+            session.http.set_peer(crate::sys::socket::peer_addr(fd));
         }
         let gen = self.core.next_gen();
         let slot = self.core.conns.insert(Connection {
@@ -421,7 +448,7 @@ impl<H: Handler> Shard<H> {
             talked_in: 0,
             closed: false,
             dirty: false,
-            session: Session::new(self.core.shard.now),
+            session,
         }) as u32;
         self.core.shard.stats.accepted += 1;
         self.arm_recv(slot);
@@ -854,13 +881,13 @@ impl<H: Handler> Engine for Shard<H> {
     }
 
     fn stop_accepting(&mut self) {
-        if self.accept_armed {
-            self.ring.cancel(
-                token::encode(Op::Accept, 0, 0),
-                token::encode(Op::Cancel, 0, 0),
-            );
-        } else {
-            self.listener = None;
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if l.armed {
+                let ud = token::encode(Op::Accept, i as u32, 0);
+                self.ring.cancel(ud, token::encode(Op::Cancel, 0, 0));
+            } else {
+                l.fd = None;
+            }
         }
     }
 }
