@@ -9,6 +9,7 @@
 //! (after logrotate renamed it): the main thread opens the new one, and each shard moves to it
 //! at its next write.
 use std::cell::{Cell, RefCell};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -183,7 +184,8 @@ impl ShardLog {
 
 impl AccessLog for ShardLog {
     fn record(&self, e: &Entry<'_>) {
-        let mut b = self.buf.borrow_mut();
+        let mut guard = self.buf.borrow_mut();
+        let b = &mut *guard;
         let time = self.time.borrow();
         let version = match e.version {
             Version::Http10 => "HTTP/1.0",
@@ -192,7 +194,9 @@ impl AccessLog for ShardLog {
         match self.format {
             LogFormat::Combined => {
                 match e.peer {
-                    Some(p) => b.extend_from_slice(p.ip().to_string().as_bytes()),
+                    Some(p) => {
+                        let _ = write!(b, "{}", p.ip());
+                    }
                     None => b.push(b'-'),
                 }
                 b.extend_from_slice(b" - - [");
@@ -201,16 +205,16 @@ impl AccessLog for ShardLog {
                 if e.method.is_empty() {
                     b.push(b'-');
                 } else {
-                    escape_combined(&mut b, e.method.as_bytes());
+                    escape_combined(b, e.method.as_bytes());
                     b.push(b' ');
-                    escape_combined(&mut b, e.target.as_bytes());
+                    escape_combined(b, e.target.as_bytes());
                     b.push(b' ');
                     b.extend_from_slice(version.as_bytes());
                 }
-                b.extend_from_slice(format!("\" {} {} \"", e.status, e.bytes).as_bytes());
-                escape_combined(&mut b, e.referer.unwrap_or(b"-"));
+                let _ = write!(b, "\" {} {} \"", e.status, e.bytes);
+                escape_combined(b, e.referer.unwrap_or(b"-"));
                 b.extend_from_slice(b"\" \"");
-                escape_combined(&mut b, e.user_agent.unwrap_or(b"-"));
+                escape_combined(b, e.user_agent.unwrap_or(b"-"));
                 b.extend_from_slice(b"\"\n");
             }
             LogFormat::Json => {
@@ -218,11 +222,13 @@ impl AccessLog for ShardLog {
                 b.extend_from_slice(time.as_bytes());
                 b.extend_from_slice(b"\",\"remote_addr\":");
                 match e.peer {
-                    Some(p) => b.extend_from_slice(format!("\"{}\"", p.ip()).as_bytes()),
+                    Some(p) => {
+                        let _ = write!(b, "\"{}\"", p.ip());
+                    }
                     None => b.extend_from_slice(b"null"),
                 }
                 let field = |b: &mut Vec<u8>, name: &str, v: Option<&[u8]>| {
-                    b.extend_from_slice(format!(",\"{name}\":").as_bytes());
+                    let _ = write!(b, ",\"{name}\":");
                     match v {
                         Some(v) => {
                             b.push(b'"');
@@ -233,14 +239,12 @@ impl AccessLog for ShardLog {
                     }
                 };
                 let line = (!e.method.is_empty()).then_some(());
-                field(&mut b, "method", line.map(|_| e.method.as_bytes()));
-                field(&mut b, "uri", line.map(|_| e.target.as_bytes()));
-                field(&mut b, "protocol", line.map(|_| version.as_bytes()));
-                b.extend_from_slice(
-                    format!(",\"status\":{},\"bytes\":{}", e.status, e.bytes).as_bytes(),
-                );
-                field(&mut b, "referer", e.referer);
-                field(&mut b, "user_agent", e.user_agent);
+                field(b, "method", line.map(|_| e.method.as_bytes()));
+                field(b, "uri", line.map(|_| e.target.as_bytes()));
+                field(b, "protocol", line.map(|_| version.as_bytes()));
+                let _ = write!(b, ",\"status\":{},\"bytes\":{}", e.status, e.bytes);
+                field(b, "referer", e.referer);
+                field(b, "user_agent", e.user_agent);
                 b.extend_from_slice(b"}\n");
             }
         }
@@ -251,7 +255,7 @@ impl AccessLog for ShardLog {
 fn escape_combined(out: &mut Vec<u8>, v: &[u8]) {
     for &c in v {
         if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
-            out.extend_from_slice(format!("\\x{c:02X}").as_bytes());
+            let _ = write!(out, "\\x{c:02X}");
         } else {
             out.push(c);
         }
@@ -265,7 +269,9 @@ fn escape_json(out: &mut Vec<u8>, v: &[u8]) {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
             0x20..=0x7e => out.push(c),
-            _ => out.extend_from_slice(format!("\\u{:04x}", c).as_bytes()),
+            _ => {
+                let _ = write!(out, "\\u{c:04x}");
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::config::{EngineFlag, Listen, ServeArgs, ServeConfig};
 use crate::handler::{Handler, Router};
 use crate::metrics::Board;
 use crate::stats::ShardStats;
+use crate::sys::socket::ListenFd;
 use crate::sys::{cpus, signals, socket};
 use crate::wake::Wakeup;
 
@@ -29,17 +30,22 @@ pub struct Running {
 /// address is a socket per shard with `SO_REUSEPORT` (all on the same port, even when asked for
 /// port 0); a unix socket and a socket systemd passed are one socket every shard accepts from;
 /// `--listen-fd` descriptors are one per shard, or one shared.
-fn listeners(cfg: &ServeConfig, shards: usize) -> Result<(Vec<Vec<OwnedFd>>, Vec<Listen>), String> {
-    let mut per: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
+fn listeners(
+    cfg: &ServeConfig,
+    shards: usize,
+) -> Result<(Vec<Vec<ListenFd>>, Vec<Listen>), String> {
+    let mut per: Vec<Vec<ListenFd>> = (0..shards).map(|_| Vec::new()).collect();
+    let own = |fd| ListenFd { fd, shared: false };
     let mut what = Vec::new();
-    let share = |per: &mut Vec<Vec<OwnedFd>>, fd: OwnedFd, name: &str| -> Result<(), String> {
+    let share = |per: &mut Vec<Vec<ListenFd>>, fd: OwnedFd, name: &str| -> Result<(), String> {
+        let shared = per.len() > 1;
         for p in per.iter_mut().skip(1) {
-            p.push(
-                fd.try_clone()
-                    .map_err(|e| format!("{name}: dup failed: {e}"))?,
-            );
+            let fd = fd
+                .try_clone()
+                .map_err(|e| format!("{name}: dup failed: {e}"))?;
+            p.push(ListenFd { fd, shared });
         }
-        per[0].push(fd);
+        per[0].push(ListenFd { fd, shared });
         Ok(())
     };
     if !cfg.inherited.is_empty() {
@@ -57,7 +63,7 @@ fn listeners(cfg: &ServeConfig, shards: usize) -> Result<(Vec<Vec<OwnedFd>>, Vec
             share(&mut per, fds.into_iter().next().unwrap(), "--listen-fd")?;
         } else {
             for (p, fd) in per.iter_mut().zip(fds) {
-                p.push(fd);
+                p.push(own(fd));
             }
         }
     }
@@ -78,9 +84,9 @@ fn listeners(cfg: &ServeConfig, shards: usize) -> Result<(Vec<Vec<OwnedFd>>, Vec
             Listen::Tcp(addr) => {
                 let first = bind(*addr)?;
                 let addr = socket::local_addr(&first).map_err(|e| e.to_string())?;
-                per[0].push(first);
+                per[0].push(own(first));
                 for p in per.iter_mut().skip(1) {
-                    p.push(bind(addr)?);
+                    p.push(own(bind(addr)?));
                 }
                 what.push(Listen::Tcp(addr));
             }
@@ -304,7 +310,7 @@ impl ShardStart {
     /// and the handler never leaves the core it was made on), says so on `ready`, and runs it.
     fn run<H: Handler>(
         self,
-        fd: Vec<OwnedFd>,
+        fd: Vec<ListenFd>,
         cfg: &ServeConfig,
         handler: H,
         ready: &mpsc::Sender<Result<String, String>>,

@@ -85,12 +85,15 @@ impl Connection {
     }
 }
 
+/// Connections one turn takes from a listening socket the shards share.
+const SHARED_ACCEPTS: usize = 4;
+
 /// An epoll shard ready to run: its listener and eventfd are registered.
 pub struct Shard<H: Handler> {
     core: Core<H, Connection>,
     ep: Epoll,
     /// The listening sockets, registered with their index.
-    listeners: Vec<OwnedFd>,
+    listeners: Vec<crate::sys::socket::ListenFd>,
     rbuf: Box<[u8]>,
     dirty: Vec<(u32, u32)>,
     /// Connections to read again at the end of the turn (reading resumed, or lingering began).
@@ -101,7 +104,7 @@ impl<H: Handler> Shard<H> {
     /// Creates the epoll instance and registers the (now non-blocking) listener and eventfd.
     pub fn new(
         id: usize,
-        listeners: Vec<OwnedFd>,
+        listeners: Vec<crate::sys::socket::ListenFd>,
         cfg: &ServeConfig,
         handler: H,
         wakeup: Wakeup,
@@ -109,12 +112,14 @@ impl<H: Handler> Shard<H> {
     ) -> Result<Self, String> {
         let ep = Epoll::new(EVENTS).map_err(|e| format!("epoll_create1: {e}"))?;
         for (i, l) in listeners.iter().enumerate() {
-            let lfd = l.as_raw_fd();
+            let lfd = l.fd.as_raw_fd();
             sys::set_nonblocking(lfd).map_err(|e| format!("listener {lfd}: fcntl: {e}"))?;
-            // Edge-triggered: every accept runs until EAGAIN (or backs off and retries on a
-            // timer). Exclusive: a socket the shards share wakes one of them, not all.
+            // Its own socket, edge-triggered: every accept runs until EAGAIN (or backs off and
+            // retries on a timer). A socket the shards share, level-triggered: each wakes for it
+            // and takes a few, so that one shard does not drain the backlog for all.
+            let events = if l.shared { sys::IN } else { sys::IN | sys::ET };
             let ud = token::encode(Op::Accept, i as u32, 0);
-            ep.add(lfd, sys::IN | sys::ET | sys::EXCLUSIVE, ud)
+            ep.add(lfd, events, ud)
                 .map_err(|e| format!("epoll_ctl (listener): {e}"))?;
         }
         // Level-triggered: each wake is drained with one read.
@@ -230,10 +235,19 @@ impl<H: Handler> Shard<H> {
         if self.core.shard.draining || self.core.shard.accept_retry_at != 0 {
             return;
         }
-        let Some(lfd) = self.listeners.get(which).map(|l| l.as_raw_fd()) else {
+        let Some((lfd, shared)) = self
+            .listeners
+            .get(which)
+            .map(|l| (l.fd.as_raw_fd(), l.shared))
+        else {
             return;
         };
+        let mut taken = 0;
         loop {
+            if shared && taken == SHARED_ACCEPTS {
+                return; // the socket is still ready: the next turn (or another shard) takes more
+            }
+            taken += 1;
             self.core.shard.stats.enters += 1;
             let fd = match sys::accept(lfd) {
                 Ok(fd) => fd,
@@ -550,7 +564,7 @@ impl<H: Handler> Engine for Shard<H> {
     fn stop_accepting(&mut self) {
         for l in std::mem::take(&mut self.listeners) {
             self.core.shard.stats.enters += 1;
-            let _ = self.ep.delete(l.as_raw_fd());
+            let _ = self.ep.delete(l.fd.as_raw_fd());
         }
     }
 }

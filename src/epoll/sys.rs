@@ -13,8 +13,6 @@ pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 pub const HUP: u32 = libc::EPOLLHUP as u32;
 pub const ERR: u32 = libc::EPOLLERR as u32;
 pub const ET: u32 = libc::EPOLLET as u32;
-/// Wake one of the epoll instances waiting on a shared socket, not all.
-pub const EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
 
 /// The most bytes one send is given, so that its result fits the `c_int` that `cvt` checks.
 const MAX_IO: usize = 1 << 30;

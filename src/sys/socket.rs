@@ -44,6 +44,14 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     Ok(owned)
 }
 
+/// A shard's listening socket.
+pub struct ListenFd {
+    pub fd: OwnedFd,
+    /// Every shard accepts from this same socket (a unix socket, one systemd passed), rather
+    /// than from its own in a SO_REUSEPORT group: the shards must take turns on it.
+    pub shared: bool,
+}
+
 /// Binds a listening unix socket at `path` with permissions `mode`. A socket file left by a
 /// process that is gone (nothing accepts on it) is replaced; one that something still listens
 /// on, or a file that is not a socket, is an error.

@@ -76,6 +76,10 @@ struct Listener {
     /// Closed once no accept refers to it any more (draining).
     fd: Option<OwnedFd>,
     raw: RawFd,
+    /// Every shard accepts from this socket: one accept at a time, so that the shards take
+    /// turns (the kernel hands a connection to the oldest waiting accept; a multishot accept
+    /// never stops waiting, and would take them all).
+    shared: bool,
     armed: bool,
     /// The armed accept is multishot.
     multishot: bool,
@@ -129,7 +133,7 @@ impl<H: Handler> Shard<H> {
     /// A shard on its ring (`setup`); errors say what the kernel refused and how to fix it.
     pub fn new(
         id: usize,
-        listeners: Vec<OwnedFd>,
+        listeners: Vec<crate::sys::socket::ListenFd>,
         cfg: &ServeConfig,
         handler: H,
         wakeup: Wakeup,
@@ -144,9 +148,10 @@ impl<H: Handler> Shard<H> {
         } = setup::setup(cfg)?;
         let listeners = listeners
             .into_iter()
-            .map(|fd| Listener {
-                raw: crate::sys::socket::raw(&fd),
-                fd: Some(fd),
+            .map(|l| Listener {
+                raw: crate::sys::socket::raw(&l.fd),
+                fd: Some(l.fd),
+                shared: l.shared,
                 armed: false,
                 multishot: false,
             })
@@ -370,8 +375,9 @@ impl<H: Handler> Shard<H> {
             let ud = token::encode(Op::Accept, i as u32, 0);
             // A multishot accept may take many slots at once; near a full table, one at a time
             // never takes one that is not there (the kernel would close that connection).
-            let multishot =
-                self.features.multishot_accept && (!direct || free > self.multishot_floor);
+            let multishot = self.features.multishot_accept
+                && !l.shared
+                && (!direct || free > self.multishot_floor);
             if multishot {
                 self.ring.accept_multi(l.raw, direct, ud);
             } else {
