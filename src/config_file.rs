@@ -348,83 +348,29 @@ impl Reader<'_> {
             self.error(here, &format!("route[{i}]"), "expected a table ([[route]])");
             return None;
         };
-        let (mut prefix, mut host, mut target) = (None, None, None);
-        let mut opts = crate::files::StaticOptions::default();
-        let mut opts_at = None;
+        let mut parts = RouteParts::default();
         let mut ok = true;
         for (name, value) in table.iter() {
             let key = format!("route[{i}].{}", name.get_ref());
             let at = value.span().start;
-            let mut set_target = |this: &mut Self, t: Target| {
-                if target.replace(t).is_some() {
-                    this.error(
-                        at,
-                        &key,
-                        "a route serves one thing: builtin, static or proxy",
-                    );
-                    ok = false;
-                }
-            };
-            match (name.get_ref().as_ref(), value.get_ref()) {
-                ("prefix", DeValue::String(p)) if p.starts_with('/') => {
-                    prefix = Some(p.to_string())
-                }
-                ("prefix", _) => {
-                    self.error(at, &key, "expected a path prefix starting with '/'");
-                    ok = false;
-                }
-                ("host", DeValue::String(h)) if !h.is_empty() => {
-                    host = Some(h.to_ascii_lowercase())
-                }
-                ("host", _) => {
-                    self.error(at, &key, "expected a host name");
-                    ok = false;
-                }
-                ("builtin", DeValue::Boolean(true)) => set_target(self, Target::Builtin),
-                ("builtin", _) => {
-                    self.error(at, &key, "expected true");
-                    ok = false;
-                }
-                ("static", DeValue::String(d)) => {
-                    // A relative directory is the configuration file's neighbour.
-                    let dir = self
-                        .path
-                        .parent()
-                        .unwrap_or(Path::new("."))
-                        .join(d.as_ref());
-                    if dir.is_dir() {
-                        let opts = Default::default();
-                        set_target(self, Target::Static { dir, opts });
-                    } else {
-                        self.error(at, &key, &format!("'{d}' is not a directory"));
-                        ok = false;
-                    }
-                }
-                ("static", _) => {
-                    self.error(at, &key, "expected a directory");
-                    ok = false;
-                }
-                ("proxy", _) => {
-                    self.error(at, &key, "proxy routes are not in this build yet");
-                    ok = false;
-                }
-                (opt @ static_keys_pat!(), v) => {
-                    opts_at.get_or_insert((at, key.clone()));
-                    if let Err(msg) = static_option(&mut opts, opt, v) {
-                        self.error(at, &key, &msg);
-                        ok = false;
-                    }
-                }
-                _ => {
-                    self.error(
-                        name.span().start,
-                        &key,
-                        &format!("unknown key (prefix, host, builtin, static, {STATIC_KEYS})"),
-                    );
-                    ok = false;
-                }
+            if let Err(msg) = self.route_key(&mut parts, name.get_ref(), value.get_ref(), at, &key)
+            {
+                let at = if msg.starts_with("unknown key") {
+                    name.span().start
+                } else {
+                    at
+                };
+                self.error(at, &key, &msg);
+                ok = false;
             }
         }
+        let RouteParts {
+            prefix,
+            host,
+            mut target,
+            opts,
+            opts_at,
+        } = parts;
         match (&mut target, opts_at) {
             (Some(Target::Static { opts: o, .. }), _) => *o = opts,
             (_, Some((at, key))) if ok => {
@@ -454,6 +400,71 @@ impl Reader<'_> {
             host,
             target,
         })
+    }
+}
+
+/// A route's keys as read so far.
+#[derive(Default)]
+struct RouteParts {
+    prefix: Option<String>,
+    host: Option<String>,
+    target: Option<Target>,
+    opts: crate::files::StaticOptions,
+    /// Where the first static option was given (an error if the route is not static).
+    opts_at: Option<(usize, String)>,
+}
+
+impl Reader<'_> {
+    /// Reads one key of a route into `parts`; what is wrong with it, if anything.
+    fn route_key(
+        &self,
+        parts: &mut RouteParts,
+        name: &str,
+        value: &DeValue<'_>,
+        at: usize,
+        key: &str,
+    ) -> Result<(), String> {
+        let mut serve = |t: Target| match parts.target.replace(t) {
+            Some(_) => Err("a route serves one thing: builtin, static or proxy".to_string()),
+            None => Ok(()),
+        };
+        match (name, value) {
+            ("prefix", DeValue::String(p)) if p.starts_with('/') => {
+                parts.prefix = Some(p.to_string())
+            }
+            ("prefix", _) => return Err("expected a path prefix starting with '/'".into()),
+            ("host", DeValue::String(h)) if !h.is_empty() => {
+                parts.host = Some(h.to_ascii_lowercase())
+            }
+            ("host", _) => return Err("expected a host name".into()),
+            ("builtin", DeValue::Boolean(true)) => serve(Target::Builtin)?,
+            ("builtin", _) => return Err("expected true".into()),
+            ("static", DeValue::String(d)) => {
+                // A relative directory is the configuration file's neighbour.
+                let dir = self
+                    .path
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(d.as_ref());
+                if !dir.is_dir() {
+                    return Err(format!("'{d}' is not a directory"));
+                }
+                let opts = Default::default();
+                serve(Target::Static { dir, opts })?
+            }
+            ("static", _) => return Err("expected a directory".into()),
+            ("proxy", _) => return Err("proxy routes are not in this build yet".into()),
+            (opt @ static_keys_pat!(), v) => {
+                parts.opts_at.get_or_insert((at, key.to_string()));
+                static_option(&mut parts.opts, opt, v)?
+            }
+            _ => {
+                return Err(format!(
+                    "unknown key (prefix, host, builtin, static, {STATIC_KEYS})"
+                ))
+            }
+        }
+        Ok(())
     }
 }
 

@@ -67,18 +67,7 @@ fn listeners(
             }
         }
     }
-    let bind = |addr| {
-        socket::bind_reuseport(addr, cfg.backlog).map_err(|e| match e.raw_os_error() {
-            Some(libc::EADDRINUSE) => {
-                format!("cannot listen on {addr}: the address is in use by another program")
-            }
-            Some(libc::EACCES) => format!(
-                "cannot listen on {addr}: permission denied (ports below 1024 need privileges)"
-            ),
-            Some(libc::EADDRNOTAVAIL) => format!("cannot listen on {addr}: no such local address"),
-            _ => format!("cannot listen on {addr}: {e}"),
-        })
-    };
+    let bind = |addr| bind_tcp(addr, cfg.backlog);
     for l in &cfg.listen {
         match l {
             Listen::Tcp(addr) => {
@@ -135,15 +124,7 @@ impl Running {
         H: Handler,
     {
         let engine = choose_engine(cfg.engine)?;
-        let log = match &cfg.access_log {
-            Some(path) => Some(crate::access_log::LogFile::open(path).map_err(|e| {
-                format!(
-                    "--access-log {}: cannot open it for appending: {e}",
-                    path.display()
-                )
-            })?),
-            None => None,
-        };
+        let log = open_log(&cfg)?;
         let outputs = crate::shard_state::Outputs {
             board,
             log: log.clone(),
@@ -159,14 +140,7 @@ impl Running {
             _ => None,
         });
         let cpus = cpus::allowed();
-        if cfg.pin && cfg.shards > cpus.len() && !cpus.is_empty() {
-            // Allowed for experiments, but it is no longer one shard per core.
-            eprintln!(
-                "ringshard: warning: {} shards on {} CPUs: shards share CPUs, several pinned to each",
-                cfg.shards,
-                cpus.len()
-            );
-        }
+        warn_if_crowded(&cfg, &cpus);
         let factory = Arc::new(factory);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
         let (done_tx, done) = mpsc::channel();
@@ -293,6 +267,46 @@ impl Running {
     /// Whether any shard has stopped (a running server's shards stop only on shutdown).
     fn any_stopped(&self) -> bool {
         self.threads.iter().any(|t| t.is_finished())
+    }
+}
+
+/// A TCP listener of a `SO_REUSEPORT` group; the error says why in a user's words.
+fn bind_tcp(addr: SocketAddr, backlog: i32) -> Result<OwnedFd, String> {
+    socket::bind_reuseport(addr, backlog).map_err(|e| match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => {
+            format!("cannot listen on {addr}: the address is in use by another program")
+        }
+        Some(libc::EACCES) => {
+            format!("cannot listen on {addr}: permission denied (ports below 1024 need privileges)")
+        }
+        Some(libc::EADDRNOTAVAIL) => format!("cannot listen on {addr}: no such local address"),
+        _ => format!("cannot listen on {addr}: {e}"),
+    })
+}
+
+/// The access log's file, opened (and created) now, where an error is one line at start-up.
+fn open_log(cfg: &ServeConfig) -> Result<Option<Arc<crate::access_log::LogFile>>, String> {
+    let Some(path) = &cfg.access_log else {
+        return Ok(None);
+    };
+    let file = crate::access_log::LogFile::open(path).map_err(|e| {
+        format!(
+            "--access-log {}: cannot open it for appending: {e}",
+            path.display()
+        )
+    })?;
+    Ok(Some(file))
+}
+
+/// More pinned shards than CPUs is allowed for experiments, but it is no longer one shard per
+/// core: say so.
+fn warn_if_crowded(cfg: &ServeConfig, cpus: &[usize]) {
+    if cfg.pin && cfg.shards > cpus.len() && !cpus.is_empty() {
+        eprintln!(
+            "ringshard: warning: {} shards on {} CPUs: shards share CPUs, several pinned to each",
+            cfg.shards,
+            cpus.len()
+        );
     }
 }
 
@@ -473,9 +487,15 @@ where
         "SIGTERM"
     };
     eprintln!("ringshard: {name}: shutting down, finishing requests in flight (a second signal exits now)");
+    Ok(drain(running, shutdown_timeout, print_stats))
+}
+
+/// Stops the shards and waits for them to finish what is in flight: exit 0 when they did within
+/// the shutdown timeout, 1 when some were cut off; a second SIGINT or SIGTERM exits at once
+/// (130), SIGUSR1 still reopens the access log.
+fn drain(running: Running, shutdown_timeout: Duration, print_stats: bool) -> ExitCode {
     running.shutdown();
     let log = running.log.clone();
-    // A second signal while draining exits at once.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(running.wait(Some(shutdown_timeout)));
@@ -483,7 +503,7 @@ where
     let started = Instant::now();
     loop {
         if let Ok(result) = rx.try_recv() {
-            return Ok(match result {
+            return match result {
                 Ok(each) => {
                     if print_stats {
                         eprint!("{}", crate::metrics::table(&each));
@@ -495,7 +515,7 @@ where
                     eprintln!("ringshard: shutdown timeout reached with {left} shard(s) still serving; exiting");
                     ExitCode::from(1)
                 }
-            });
+            };
         }
         let sig = signals::wait(Duration::from_millis(20));
         if sig == Some(libc::SIGUSR1) {
@@ -507,7 +527,7 @@ where
             std::process::exit(130);
         }
         if started.elapsed() > shutdown_timeout + Duration::from_secs(5) {
-            return Ok(ExitCode::from(1));
+            return ExitCode::from(1);
         }
     }
 }

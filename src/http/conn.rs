@@ -388,55 +388,67 @@ impl Conn {
                         return TaskPoll::Pending;
                     }
                 },
-                Some(Task::Stream(mut stream, mut framing)) => loop {
-                    if out.len() >= STREAM_HIGH_WATER {
-                        self.task = Some(Task::Stream(stream, framing));
-                        return TaskPoll::OutputFull;
-                    }
-                    let Some(polled) = catch(|| stream.poll_chunk(task_cx)) else {
-                        // The head is out, so no 500: close without the final chunk, which
-                        // tells the client the body is incomplete.
-                        self.state = ReadState::Closed;
-                        self.close_after = true;
-                        return TaskPoll::Done;
-                    };
-                    match polled {
-                        Poll::Ready(Some(chunk)) => match &mut framing {
-                            Framing::Chunked => put_chunk(out, &chunk),
-                            Framing::Length(left) => {
-                                let n = chunk.len().min(*left as usize);
-                                out.extend_from_slice(&chunk[..n]);
-                                *left -= n as u64;
-                                if n < chunk.len() {
-                                    // Longer than it said: what was promised is out; close.
-                                    self.state = ReadState::Closed;
-                                    self.close_after = true;
-                                    return TaskPoll::Done;
-                                }
-                            }
-                            Framing::UntilClose => out.extend_from_slice(&chunk),
-                        },
-                        Poll::Ready(None) => {
-                            if framing == Framing::Chunked {
-                                out.extend_from_slice(b"0\r\n\r\n");
-                            }
-                            if matches!(framing, Framing::Length(left) if left > 0) {
-                                // Shorter than it said: the close tells the client.
-                                self.state = ReadState::Closed;
-                                self.close_after = true;
-                                return TaskPoll::Done;
-                            }
-                            self.finish_task();
-                            return TaskPoll::Done;
-                        }
-                        Poll::Pending => {
-                            self.task = Some(Task::Stream(stream, framing));
-                            return TaskPoll::Pending;
-                        }
-                    }
-                },
+                Some(Task::Stream(stream, framing)) => {
+                    return self.poll_stream(stream, framing, task_cx, out)
+                }
             }
         }
+    }
+
+    /// Writes what a streamed body has ready, up to the output's high-water mark.
+    fn poll_stream(
+        &mut self,
+        mut stream: Box<dyn BodyStream>,
+        mut framing: Framing,
+        task_cx: &mut Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> TaskPoll {
+        loop {
+            if out.len() >= STREAM_HIGH_WATER {
+                self.task = Some(Task::Stream(stream, framing));
+                return TaskPoll::OutputFull;
+            }
+            let Some(polled) = catch(|| stream.poll_chunk(task_cx)) else {
+                // The head is out, so no 500: close without the final chunk, which tells the
+                // client the body is incomplete.
+                return self.cut_short();
+            };
+            match polled {
+                Poll::Ready(Some(chunk)) => match &mut framing {
+                    Framing::Chunked => put_chunk(out, &chunk),
+                    Framing::Length(left) => {
+                        let n = chunk.len().min(*left as usize);
+                        out.extend_from_slice(&chunk[..n]);
+                        *left -= n as u64;
+                        if n < chunk.len() {
+                            return self.cut_short(); // longer than it said
+                        }
+                    }
+                    Framing::UntilClose => out.extend_from_slice(&chunk),
+                },
+                Poll::Ready(None) => {
+                    if framing == Framing::Chunked {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    if matches!(framing, Framing::Length(left) if left > 0) {
+                        return self.cut_short(); // shorter than it said
+                    }
+                    self.finish_task();
+                    return TaskPoll::Done;
+                }
+                Poll::Pending => {
+                    self.task = Some(Task::Stream(stream, framing));
+                    return TaskPoll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Ends a body that cannot be finished as its head promised: the close tells the client.
+    fn cut_short(&mut self) -> TaskPoll {
+        self.state = ReadState::Closed;
+        self.close_after = true;
+        TaskPoll::Done
     }
 
     fn finish_task(&mut self) {
