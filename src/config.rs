@@ -193,6 +193,8 @@ pub struct ServeConfig {
     pub listen: Vec<Listen>,
     /// Permissions of the unix sockets it creates.
     pub unix_mode: u32,
+    /// How many of the last `listen` entries are the site's endpoints' own (`[metrics] listen`).
+    pub endpoint_listeners: u8,
     pub engine: EngineFlag,
     pub shards: usize,
     pub pin: bool,
@@ -234,6 +236,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))],
             unix_mode: 0o666,
+            endpoint_listeners: 0,
             engine: EngineFlag::Auto,
             shards: crate::sys::cpus::allowed().len().max(1),
             pin: true,
@@ -304,6 +307,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             listen,
             unix_mode: self.unix_mode,
+            endpoint_listeners: 0,
             engine: self.engine,
             shards,
             pin: !self.no_pin,
@@ -432,7 +436,7 @@ impl std::fmt::Display for Listen {
 }
 
 /// `--listen`: an address, a host name and port, or `unix:PATH`.
-fn parse_listen(s: &str) -> Result<Listen, String> {
+pub fn parse_listen(s: &str) -> Result<Listen, String> {
     match s.strip_prefix("unix:") {
         Some("") => Err("--listen unix: needs a path, e.g. unix:/run/ringshard.sock".into()),
         Some(p) if p.len() > 107 => Err(format!(

@@ -168,8 +168,29 @@ fn static_option(
     Ok(())
 }
 
-/// A special endpoint's path, or `None` when it is turned off.
-pub type EndpointPath = Option<String>;
+/// Where a special endpoint (`/health`, `/metrics`) answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub path: String,
+    /// A listener of its own, where it alone answers (`listen = "127.0.0.1:9100"`); it then
+    /// answers nowhere else.
+    pub listen: Option<crate::config::Listen>,
+    /// That listener's index among the server's (set when the configuration is resolved).
+    pub listener: Option<usize>,
+}
+
+impl Endpoint {
+    fn at(path: &str) -> Endpoint {
+        Endpoint {
+            path: path.to_string(),
+            listen: None,
+            listener: None,
+        }
+    }
+}
+
+/// A special endpoint, or `None` when it is turned off.
+pub type EndpointPath = Option<Endpoint>;
 
 /// What a configuration file says.
 #[derive(Clone, Debug)]
@@ -227,8 +248,8 @@ pub fn parse(
         path: path.to_path_buf(),
         flags: Vec::new(),
         routes: Vec::new(),
-        health: Some("/health".into()),
-        metrics: Some("/metrics".into()),
+        health: Some(Endpoint::at("/health")),
+        metrics: Some(Endpoint::at("/metrics")),
     };
     for (name, value) in doc.get_ref().iter() {
         let at = name.span().start;
@@ -325,20 +346,29 @@ impl Reader<'_> {
 
     /// `[health]` or `[metrics]`: `path = "/..."` or `enabled = false`.
     fn endpoint(&mut self, section: &str, default: &str, table: &DeTable<'_>) -> EndpointPath {
-        let mut path = Some(default.to_string());
+        let mut endpoint = Endpoint::at(default);
         let mut enabled = true;
         for (name, value) in table.iter() {
             let key = format!("{section}.{}", name.get_ref());
             let at = value.span().start;
             match (name.get_ref().as_ref(), value.get_ref()) {
-                ("path", DeValue::String(p)) if p.starts_with('/') => path = Some(p.to_string()),
+                ("path", DeValue::String(p)) if p.starts_with('/') => endpoint.path = p.to_string(),
                 ("path", _) => self.error(at, &key, "expected a path starting with '/'"),
                 ("enabled", DeValue::Boolean(b)) => enabled = *b,
                 ("enabled", _) => self.error(at, &key, "expected true or false"),
-                _ => self.error(name.span().start, &key, "unknown key (path, enabled)"),
+                ("listen", DeValue::String(l)) => match crate::config::parse_listen(l) {
+                    Ok(l) => endpoint.listen = Some(l),
+                    Err(e) => self.error(at, &key, &e),
+                },
+                ("listen", _) => self.error(at, &key, "expected an address or unix:PATH"),
+                _ => self.error(
+                    name.span().start,
+                    &key,
+                    "unknown key (path, enabled, listen)",
+                ),
             }
         }
-        path.filter(|_| enabled)
+        enabled.then_some(endpoint)
     }
 
     /// One `[[route]]` table.
@@ -516,7 +546,7 @@ mod tests {
             ]
         );
         assert_eq!(flags.len(), 4);
-        assert_eq!(cfg.health.as_deref(), Some("/up"));
+        assert_eq!(cfg.health.map(|e| e.path).as_deref(), Some("/up"));
         assert_eq!(cfg.metrics, None);
         assert_eq!(
             cfg.routes,
@@ -608,8 +638,8 @@ pub fn resolve(
                     opts: Default::default(),
                 },
             }],
-            health: Some("/health".into()),
-            metrics: Some("/metrics".into()),
+            health: Some(Endpoint::at("/health")),
+            metrics: Some(Endpoint::at("/metrics")),
         };
         return Ok((cfg, Some(site)));
     }
@@ -639,15 +669,41 @@ pub fn resolve(
     }
     merged.extend(argv.iter().cloned());
     let args = ServeCommand::parse(merged).map_err(|e| Errors(vec![e]))?;
-    let cfg = args
+    let mut cfg = args
         .validate()
         .map_err(|e| Errors(vec![place(&e, &file, argv)]))?;
-    let site = SiteSpec {
+    let mut site = SiteSpec {
         routes: file.routes,
         health: file.health,
         metrics: file.metrics,
     };
+    for e in [&mut site.health, &mut site.metrics].into_iter().flatten() {
+        own_listener(&mut cfg, e).map_err(|m| Errors(vec![format!("{}: {m}", path.display())]))?;
+    }
     Ok((cfg, Some(site)))
+}
+
+/// Adds an endpoint's own listener to the server's and notes its index (the shards list an
+/// inherited `--listen-fd` socket first, then `--listen`'s in order). Two endpoints may share
+/// one; the site's own addresses may not be one.
+fn own_listener(cfg: &mut crate::config::ServeConfig, e: &mut Endpoint) -> Result<(), String> {
+    use crate::config::Listen;
+    let Some(l) = &e.listen else { return Ok(()) };
+    let first = usize::from(!cfg.inherited.is_empty());
+    let fixed = !matches!(l, Listen::Tcp(a) if a.port() == 0);
+    if let Some(i) = cfg.listen.iter().position(|x| x == l).filter(|_| fixed) {
+        if i < cfg.listen.len() - usize::from(cfg.endpoint_listeners) {
+            return Err(format!(
+                "{l} is where the site listens: give the endpoint an address of its own"
+            ));
+        }
+        e.listener = Some(first + i);
+        return Ok(());
+    }
+    cfg.listen.push(l.clone());
+    cfg.endpoint_listeners += 1;
+    e.listener = Some(first + cfg.listen.len() - 1);
+    Ok(())
 }
 
 /// A message naming a flag, pointed at the file's line when the file gave that flag and the
@@ -670,10 +726,19 @@ pub fn describe(cfg: &crate::config::ServeConfig, site: &Option<SiteSpec>) -> St
             "routes: the built-in routes (/, /plaintext, /json, /echo, /health, /metrics)\n",
         ),
         Some(site) => {
+            let show = |e: &EndpointPath| match e {
+                None => "off".to_string(),
+                Some(Endpoint {
+                    path,
+                    listen: Some(l),
+                    ..
+                }) => format!("{path} on {l} only"),
+                Some(e) => e.path.clone(),
+            };
             out.push_str(&format!(
                 "health: {}\nmetrics: {}\n",
-                site.health.as_deref().unwrap_or("off"),
-                site.metrics.as_deref().unwrap_or("off")
+                show(&site.health),
+                show(&site.metrics)
             ));
             for (i, r) in site.routes.iter().enumerate() {
                 let host = r

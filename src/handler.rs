@@ -175,6 +175,7 @@ mod tests {
             version: Version::Http11,
             headers: &[],
             body: b"",
+            listener: 0,
         };
         let Reply::Ready(resp) = router.call(&req) else {
             panic!("router answered later")

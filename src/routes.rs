@@ -34,10 +34,13 @@ pub fn metrics(router: Router, board: Arc<Board>) -> Router {
 
 /// A configured site: `/health` and `/metrics` where the configuration puts them (or nowhere),
 /// then the first route whose prefix (and, if it names one, host) the request matches; 404
-/// when none does.
+/// when none does. An endpoint given a listener of its own answers only there, and such a
+/// listener answers nothing else.
 pub struct Site {
-    health: Option<(Box<str>, Fixed)>,
-    metrics: Option<(Box<str>, MetricsHandler)>,
+    health: Option<(Box<str>, Option<usize>, Fixed)>,
+    metrics: Option<(Box<str>, Option<usize>, MetricsHandler)>,
+    /// The listeners that belong to endpoints.
+    private: Vec<usize>,
     routes: Vec<SiteRoute>,
 }
 
@@ -51,8 +54,8 @@ impl Site {
     /// Builds the site of `routes` (on the shard's thread, like any handler).
     pub fn new(
         routes: &[crate::config_file::RouteSpec],
-        health: Option<&str>,
-        metrics: Option<(&str, Arc<Board>)>,
+        health: Option<&crate::config_file::Endpoint>,
+        metrics: Option<(&crate::config_file::Endpoint, Arc<Board>)>,
     ) -> std::io::Result<Site> {
         use crate::config_file::Target;
         let mut built = Vec::new();
@@ -70,9 +73,17 @@ impl Site {
                 handler,
             });
         }
+        let private = [
+            health.and_then(|e| e.listener),
+            metrics.as_ref().and_then(|(e, _)| e.listener),
+        ];
         Ok(Site {
-            health: health.map(|p| (p.into(), Fixed::new(Response::text(200, "ok\n")))),
-            metrics: metrics.map(|(p, b)| (p.into(), MetricsHandler(b))),
+            health: health.map(|e| {
+                let ok = Fixed::new(Response::text(200, "ok\n"));
+                (e.path.as_str().into(), e.listener, ok)
+            }),
+            metrics: metrics.map(|(e, b)| (e.path.as_str().into(), e.listener, MetricsHandler(b))),
+            private: private.into_iter().flatten().collect(),
             routes: built,
         })
     }
@@ -90,15 +101,24 @@ impl crate::handler::Handler for Site {
     fn answer(&self, req: &Request<'_>) -> crate::handler::Answer<'_> {
         use crate::handler::Answer;
         let path = req.path();
-        if let Some((p, fixed)) = &self.health {
-            if path == &**p {
+        let on = req.listener();
+        // An endpoint answers on its own listener if it has one, else on the site's.
+        let here = |own: &Option<usize>| match own {
+            Some(l) => *l == on,
+            None => !self.private.contains(&on),
+        };
+        if let Some((p, own, fixed)) = &self.health {
+            if path == &**p && here(own) {
                 return Answer::Fixed(fixed);
             }
         }
-        if let Some((p, m)) = &self.metrics {
-            if path == &**p {
+        if let Some((p, own, m)) = &self.metrics {
+            if path == &**p && here(own) {
                 return m.answer(req);
             }
+        }
+        if self.private.contains(&on) {
+            return Answer::Reply(Response::text(404, "not found\n").into());
         }
         let host = req.header("host").map(host_name).unwrap_or_default();
         for r in &self.routes {

@@ -406,8 +406,8 @@ pub fn run_cli(
             crate::routes::Site::new(&site.routes, None, None)
                 .map_err(|e| format!("cannot serve the configured routes: {e}"))?;
             serve_publishing(cfg, Some(board.clone()), move || {
-                let metrics = site.metrics.as_deref().map(|p| (p, board.clone()));
-                crate::routes::Site::new(&site.routes, site.health.as_deref(), metrics)
+                let metrics = site.metrics.as_ref().map(|e| (e, board.clone()));
+                crate::routes::Site::new(&site.routes, site.health.as_ref(), metrics)
                     .expect("routes checked at start-up")
             })
         }

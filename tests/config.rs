@@ -129,9 +129,74 @@ fn static_dir_serves_a_directory_at_the_root(engine: &[&str]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn metrics_on_a_listener_of_their_own_answer_only_there(engine: &[&str]) {
+    let dir = scratch(&format!("private-{}", engine.join("")));
+    let file = dir.join("site.toml");
+    std::fs::write(
+        &file,
+        "[server]\nshards = 1\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[[route]]\nprefix = \"/\"\nbuiltin = true\n",
+    )
+    .unwrap();
+    let srv = Server::start(engine, &["--config", file.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let private: std::net::SocketAddr = loop {
+        let err = srv.stderr();
+        if let Some(a) = err.split("also listening on http://").nth(1) {
+            break a.split_whitespace().next().unwrap().parse().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{err}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let fetch = |addr: std::net::SocketAddr, path: &str| {
+        let mut c = Client::connect(addr);
+        c.send(&get(path));
+        c.resp()
+    };
+    assert_eq!(
+        fetch(srv.addr, "/metrics").status,
+        404,
+        "not on the public listener"
+    );
+    assert_eq!(fetch(srv.addr, "/health").status, 200);
+    assert_eq!(fetch(srv.addr, "/").status, 200);
+    let m = fetch(private, "/metrics");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.text().contains("ringshard_requests_total"),
+        "{}",
+        m.text()
+    );
+    for other in ["/", "/health", "/json"] {
+        assert_eq!(
+            fetch(private, other).status,
+            404,
+            "{other} on the metrics listener"
+        );
+    }
+    drop(srv);
+    // The site's own address cannot be the metrics' too.
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"127.0.0.1:9199\"\n[metrics]\nlisten = \"127.0.0.1:9199\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = check_config(&file);
+    assert_ne!(code, 0);
+    assert!(err.contains("is where the site listens"), "{err}");
+    std::fs::write(&file, "[metrics]\nlisten = \"127.0.0.1:9100\"\n").unwrap();
+    let (code, out, err) = check_config(&file);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("metrics: /metrics on http://127.0.0.1:9100 only"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 per_engine! {
     a_configured_site_serves_its_routes_and_nothing_else,
     static_dir_serves_a_directory_at_the_root,
+    metrics_on_a_listener_of_their_own_answer_only_there,
 }
 
 #[test]

@@ -4,7 +4,11 @@ use std::process::Command;
 
 #[test]
 fn the_example_units_verify_clean() {
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: systemd-analyze is not installed (apt-get install -y systemd)");
         return;
     }
@@ -24,7 +28,10 @@ fn the_example_units_verify_clean() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{err}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{err}"
+    );
     let ours: Vec<&str> = err.lines().filter(|l| l.contains("ringshard.s")).collect();
     assert!(ours.is_empty(), "warnings about the units:\n{err}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -281,6 +281,7 @@ impl<H: Handler> Shard<H> {
                 continue; // `fd` is closed here
             }
             let mut session = Session::new(self.core.shard.now);
+            session.http.set_listener(which);
             if self.core.shard.log.is_some() {
                 session.http.set_peer(crate::sys::socket::peer_addr(raw));
             }

@@ -135,6 +135,8 @@ pub struct Conn {
     host: HostMemo,
     /// The peer's address, when the shard looked it up (for the access log).
     peer: Option<std::net::SocketAddr>,
+    /// Which of the shard's listeners accepted this connection.
+    listener: u8,
     /// Status and body length of the last answer written, for the access log.
     written: (u16, u64),
     /// The request whose answer a handler's future will give, for the access log.
@@ -203,10 +205,16 @@ impl Conn {
             peer_done: false,
             host: HostMemo::default(),
             peer: None,
+            listener: 0,
             written: (0, 0),
             pending_log: None,
             logs_later: false,
         }
+    }
+
+    /// Sets which of the shard's listeners accepted this connection.
+    pub fn set_listener(&mut self, index: usize) {
+        self.listener = index.min(usize::from(u8::MAX)) as u8;
     }
 
     /// Sets the peer's address, which the access log writes.
@@ -595,7 +603,7 @@ impl Conn {
                         pos += n + body_len as usize;
                         &after[..body_len as usize]
                     };
-                    let request = view(&req, body);
+                    let request = view(&req, body, self.listener);
                     let progress = self.answer(handler, &request, info.reply, cx, out);
                     if progress != Progress::ReadMore {
                         return (pos, progress);
@@ -793,8 +801,9 @@ fn catch<T>(f: impl FnOnce() -> T) -> Option<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
-fn view<'x>(req: &'x httparse::Request<'_, '_>, body: &'x [u8]) -> Request<'x> {
+fn view<'x>(req: &'x httparse::Request<'_, '_>, body: &'x [u8], listener: u8) -> Request<'x> {
     Request {
+        listener,
         method: req.method.unwrap_or(""),
         target: req.path.unwrap_or(""),
         version: if req.version == Some(0) {

@@ -14,6 +14,8 @@ pub struct Request<'a> {
     pub(crate) version: Version,
     pub(crate) headers: &'a [httparse::Header<'a>],
     pub(crate) body: &'a [u8],
+    /// Which of the shard's listeners accepted the connection (their order as configured).
+    pub(crate) listener: u8,
 }
 
 impl<'a> Request<'a> {
@@ -66,6 +68,12 @@ impl<'a> Request<'a> {
     /// All header fields in the order received.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
         self.headers.iter().map(|h| (h.name, h.value))
+    }
+
+    /// The index of the listener that accepted the connection, in the order the server lists
+    /// them (0 when there is one).
+    pub fn listener(&self) -> usize {
+        usize::from(self.listener)
     }
 
     /// The body: `Content-Length` bytes, or the decoded chunks.

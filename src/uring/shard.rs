@@ -437,6 +437,7 @@ impl<H: Handler> Shard<H> {
             return;
         }
         let mut session = Session::new(self.core.shard.now);
+        session.http.set_listener(which as usize);
         if let (Some(_), Sock::Fd(fd)) = (&self.core.shard.log, sock) {
             session.http.set_peer(crate::sys::socket::peer_addr(fd));
         }
