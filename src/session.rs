@@ -85,6 +85,9 @@ pub struct Session {
     served: bool,
     /// Responses already counted by [`Session::answered`].
     counted: u64,
+    /// A sent output buffer larger than the pool keeps, held while a body streams: the stream
+    /// fills it next instead of growing (and faulting in) a new one for every chunk.
+    spare: Vec<u8>,
 }
 
 /// What a session needs from its shard for one call.
@@ -108,6 +111,7 @@ impl Session {
             since: now,
             served: false,
             counted: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -155,7 +159,10 @@ impl Session {
         let mut task_cx = Context::from_waker(waker);
         loop {
             if self.out.capacity() == 0 {
-                self.out = env.pool.take();
+                self.out = match self.spare.capacity() {
+                    0 => env.pool.take(),
+                    _ => std::mem::take(&mut self.spare),
+                };
             }
             match self.http.poll_task(&mut task_cx, &env.ctx, &mut self.out) {
                 TaskPoll::Done => {
@@ -250,7 +257,12 @@ impl Session {
         if self.out.is_empty() {
             std::mem::swap(&mut self.out, &mut buf);
         }
-        pool.give(buf);
+        let streaming = self.http.phase() == Phase::Handler;
+        if streaming && buf.capacity() > POOL_BUF_MAX && self.spare.capacity() == 0 {
+            self.spare = buf;
+        } else {
+            pool.give(buf);
+        }
     }
 
     /// An open connection with nothing left to send gives its output buffer back: an idle
@@ -258,6 +270,9 @@ impl Session {
     pub fn shed_output_buffer(&mut self, pool: &mut Pool) {
         if self.out.is_empty() && self.stage == Stage::Open {
             pool.give(std::mem::take(&mut self.out));
+            if self.http.phase() != Phase::Handler {
+                pool.give(std::mem::take(&mut self.spare));
+            }
         }
     }
 

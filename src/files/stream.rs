@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::http::response::BodyStream;
 
 /// The most read at once.
-const CHUNK: u64 = 128 * 1024;
+const CHUNK: u64 = 64 * 1024;
 
 type ReadFuture = Pin<Box<dyn Future<Output = std::io::Result<Vec<u8>>>>>;
 
