@@ -127,7 +127,12 @@ const STATIC_KEYS: &str =
     "cache_control, precompressed, cache_entries, cache_valid, cache_max_file";
 macro_rules! static_keys_pat {
     () => {
-        "cache_control" | "precompressed" | "cache_entries" | "cache_valid" | "cache_max_file"
+        "cache_control"
+            | "precompressed"
+            | "listing"
+            | "cache_entries"
+            | "cache_valid"
+            | "cache_max_file"
     };
 }
 
@@ -151,6 +156,8 @@ fn static_option(
         ("cache_control", _) => return Err("expected a header value, e.g. \"max-age=3600\"".into()),
         ("precompressed", DeValue::Boolean(b)) => opts.precompressed = *b,
         ("precompressed", _) => return Err("expected true or false".into()),
+        ("listing", DeValue::Boolean(b)) => opts.listing = *b,
+        ("listing", _) => return Err("expected true or false".into()),
         ("cache_entries", v) => {
             opts.cache_entries = text(v)
                 .and_then(|t| t.parse().ok())
@@ -755,6 +762,9 @@ pub fn describe(cfg: &crate::config::ServeConfig, site: &Option<SiteSpec>) -> St
                         }
                         if opts.precompressed {
                             t += ", precompressed siblings";
+                        }
+                        if opts.listing {
+                            t += ", directory listings";
                         }
                         if (opts.cache_entries, opts.cache_valid, opts.cache_max_file)
                             != (d.cache_entries, d.cache_valid, d.cache_max_file)

@@ -356,7 +356,40 @@ fn no_path_leaves_the_root_or_reaches_a_hidden_file(engine: &[&str]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn a_directory_is_listed_only_where_the_route_asks(engine: &[&str]) {
+    let dir = site("listing", engine);
+    std::fs::write(dir.join("site/sub/<b>&co.txt"), b"x").unwrap();
+    std::fs::write(dir.join("site/sub/.hidden"), b"x").unwrap();
+    std::fs::create_dir(dir.join("site/sub/deeper")).unwrap();
+    let srv = serve(engine, &dir, "listing = true");
+    let mut c = srv.connect();
+    c.send(&request("/sub/", &[]));
+    let r = c.resp();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let html = r.text();
+    assert!(
+        html.contains("<a href=\"./%3Cb%3E%26co.txt\">&lt;b&gt;&amp;co.txt</a> (1 bytes)"),
+        "{html}"
+    );
+    assert!(html.contains("<a href=\"./deeper/\">deeper/</a>"), "{html}");
+    assert!(!html.contains("hidden") && !html.contains("<b>"), "{html}");
+    // A directory with an index.html is served by it, listing or not.
+    std::fs::write(dir.join("site/sub/deeper/index.html"), b"<p>deeper</p>").unwrap();
+    c.send(&request("/sub/deeper/", &[]));
+    assert_eq!(c.resp().body, b"<p>deeper</p>");
+    drop(srv);
+    // Off by default: 404.
+    let srv = serve(engine, &dir, "");
+    let mut c = srv.connect();
+    c.send(&request("/sub/", &[]));
+    assert_eq!(c.resp().status, 404);
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 per_engine! {
+    a_directory_is_listed_only_where_the_route_asks,
     validators_answer_304_and_ranges_206_or_416,
     head_gives_the_length_and_no_body,
     a_file_replaced_while_cached_is_served_new,

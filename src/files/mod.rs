@@ -29,6 +29,7 @@ use crate::http::response::{Body, Fixed, Reply, Response};
 
 mod coding;
 mod conditional;
+mod listing;
 mod mime;
 mod path;
 mod stream;
@@ -49,6 +50,8 @@ pub struct StaticOptions {
     pub cache_valid: Duration,
     /// Files up to this size are kept in memory.
     pub cache_max_file: u64,
+    /// A directory without an `index.html` gets an HTML list of its entries (else 404).
+    pub listing: bool,
 }
 
 impl Default for StaticOptions {
@@ -59,6 +62,7 @@ impl Default for StaticOptions {
             cache_entries: 1000,
             cache_valid: Duration::from_secs(1),
             cache_max_file: 64 * 1024,
+            listing: false,
         }
     }
 }
@@ -84,6 +88,8 @@ enum What {
     /// A directory asked for without its trailing slash.
     Redirect,
     File(Representation),
+    /// A directory without an `index.html`, on a route that lists them (never cached).
+    Listing(std::cell::Cell<Option<OwnedFd>>),
 }
 
 /// A file and its precompressed siblings.
@@ -182,7 +188,13 @@ impl Handler for FileRoute {
         );
         Answer::Reply(Reply::Later(Box::pin(async move {
             match inner.lookup(&rel, &path, now).await {
-                Ok(entry) => inner.respond(&entry, &ask.borrow(), &path),
+                Ok(entry) => match &entry.what {
+                    What::Listing(dir) => match dir.take() {
+                        Some(dir) => listing::render(dir, &path).await,
+                        None => error(500),
+                    },
+                    _ => inner.respond(&entry, &ask.borrow(), &path),
+                },
                 Err(status) => error(status),
             }
         })))
@@ -215,6 +227,7 @@ impl Inner {
                 return Response::text(301, "moved\n").header("Location", location);
             }
             What::File(rep) => rep,
+            What::Listing(_) => return error(404), // answered by `listing::render`
         };
         let (coding, v) = rep.choose(ask);
         let len = v.id.len;
@@ -293,8 +306,21 @@ impl Inner {
             } else {
                 format!("{name}/index.html")
             };
-            crate::io::close(file).await;
-            file = open(&self.root, &name).await?;
+            let dir = file;
+            file = match open(&self.root, &name).await {
+                Ok(f) => {
+                    crate::io::close(dir).await;
+                    f
+                }
+                Err(404) if self.opts.listing => {
+                    let what = What::Listing(std::cell::Cell::new(Some(dir)));
+                    return Ok(Rc::new(Entry { checked: now, what }));
+                }
+                Err(status) => {
+                    crate::io::close(dir).await;
+                    return Err(status);
+                }
+            };
             st = crate::io::statx(&file).await.map_err(|_| 500u16)?;
         }
         let was = |c: Option<Coding>| match before.as_deref() {
