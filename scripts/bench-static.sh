@@ -11,7 +11,8 @@
 #
 # usage: scripts/bench-static.sh
 # environment: SMALL_CONNS ["8 16 64"], LARGE_CONNS ["16"], ROUNDS [3], DUR [3], RINGSHARD_BIN,
-#   NO_SAVE (as sweep-conns.sh); EXTRA_SERVERS: more "NAME|COMMAND" specs ({PORT}, {ROOT})
+#   NO_SAVE (as sweep-conns.sh); EXTRA_SERVERS: more "NAME|COMMAND" specs separated by ';'
+#   ({PORT}, {ROOT}: the site's directory)
 # Needs nginx and wrk (apt-get install -y nginx-light wrk).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,7 +53,8 @@ http {
 }
 CONF
 servers=("ringshard|$RINGSHARD_BIN serve --shards 1 --static $site --listen 127.0.0.1:{PORT}" nginx)
-for s in ${EXTRA_SERVERS:+"$EXTRA_SERVERS"}; do servers+=("${s//\{ROOT\}/$site}"); done
+IFS=';' read -ra extra <<<"${EXTRA_SERVERS:-}"
+for s in "${extra[@]}"; do [[ -z $s ]] || servers+=("${s//\{ROOT\}/$site}"); done
 export NGINX_CONF=$tmp/nginx.conf REF=nginx MODES=keepalive SAVE_AS=bench-static
 TITLE="Static files, a 1 KiB file" URL_PATH=/1k.bin CONNS=$SMALL_CONNS "$here/sweep-conns.sh" "${servers[@]}"
 TITLE="Static files, a 1 MiB file" URL_PATH=/1m.bin CONNS=$LARGE_CONNS "$here/sweep-conns.sh" "${servers[@]}"
