@@ -237,27 +237,17 @@ impl Inner {
             len,
         };
         let outcome = conditional::evaluate(ask, &file);
-        let mut resp = Response::new(match outcome {
+        let status = match outcome {
             Outcome::Whole => 200,
             Outcome::NotModified => 304,
             Outcome::Part(..) => 206,
             Outcome::Unsatisfiable => 416,
-        })
-        .header("ETag", v.etag.to_string())
-        .header("Last-Modified", v.last_modified.to_string());
-        if let Some(cc) = &self.opts.cache_control {
-            resp = resp.header("Cache-Control", cc.clone());
-        }
-        if self.opts.precompressed {
-            resp = resp.header("Vary", "Accept-Encoding");
-        }
+        };
+        let resp = self.validated(Response::new(status), v);
         if outcome == Outcome::NotModified {
             return resp;
         }
-        resp = resp.header("Accept-Ranges", "bytes");
-        if let Some(c) = coding {
-            resp = resp.header("Content-Encoding", c.token());
-        }
+        let mut resp = with_body_fields(resp, coding);
         let (start, end) = match outcome {
             Outcome::Unsatisfiable => {
                 return resp
@@ -448,8 +438,14 @@ impl Inner {
         let Source::Bytes(b) = &v.source else {
             unreachable!("only files in memory have a whole answer")
         };
-        let mut resp = Response::new(200)
-            .content_type(content_type)
+        let resp = self.validated(Response::new(200).content_type(content_type), v);
+        with_body_fields(resp, coding).body(b.clone())
+    }
+
+    /// The fields every answer about a file carries, 304 included: its validators, the route's
+    /// `Cache-Control`, and `Vary` where a precompressed sibling may answer.
+    fn validated(&self, mut resp: Response, v: &Variant) -> Response {
+        resp = resp
             .header("ETag", v.etag.to_string())
             .header("Last-Modified", v.last_modified.to_string());
         if let Some(cc) = &self.opts.cache_control {
@@ -458,11 +454,16 @@ impl Inner {
         if self.opts.precompressed {
             resp = resp.header("Vary", "Accept-Encoding");
         }
-        resp = resp.header("Accept-Ranges", "bytes");
-        if let Some(c) = coding {
-            resp = resp.header("Content-Encoding", c.token());
-        }
-        resp.body(b.clone())
+        resp
+    }
+}
+
+/// The fields of an answer with a body: ranges are served, and the coding of a sibling.
+fn with_body_fields(resp: Response, coding: Option<Coding>) -> Response {
+    let resp = resp.header("Accept-Ranges", "bytes");
+    match coding {
+        Some(c) => resp.header("Content-Encoding", c.token()),
+        None => resp,
     }
 }
 
