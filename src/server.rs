@@ -245,7 +245,10 @@ impl Running {
                     each[id] = s;
                     left -= 1;
                 }
-                None => return Err(left),
+                None => {
+                    self.remove_unix_sockets(); // the process exits without them
+                    return Err(left);
+                }
             }
         }
         self.remove_unix_sockets();
