@@ -6,9 +6,11 @@
 //! anyway); on a shard with CPU to spare it only adds latency, since a client sending on its
 //! own schedule (an open loop) has its requests held for the whole window at any rate. So a
 //! shard measures how much of a CPU its thread wanted (ran, or waited on a run queue to run)
-//! over each window of at least [`WINDOW_MS`], and batches from a window where that reached
-//! `--wait-busy` percent until one falls below [`LOW`] of it: batching itself lowers the
-//! shard's CPU use, and the gap keeps that from switching it off again.
+//! over each window of at least [`WINDOW_MS`], and batches from [`ON_AFTER`] windows in a row
+//! where that reached `--wait-busy` percent until one falls below [`LOW`] of it: batching
+//! itself lowers the shard's CPU use, and the gap keeps that from switching it off again; the
+//! windows in a row keep a host's hiccup from switching it on under a load that would then keep
+//! it on.
 pub use crate::sys::sched::Sample;
 use crate::timer::Millis;
 
@@ -16,6 +18,9 @@ use crate::timer::Millis;
 pub const WINDOW_MS: Millis = 10;
 /// Batching stops below this share of the threshold that started it.
 pub const LOW: f64 = 0.5;
+/// Windows in a row at or above the threshold that start batching: a host's hiccup (a burst of
+/// steal time reads as busy) does not switch on batching that a lighter load then keeps.
+pub const ON_AFTER: u32 = 3;
 
 /// How many connections a shard hears from, and so how many completions a wait may gather.
 ///
@@ -98,6 +103,8 @@ pub struct BusyGate {
     /// The reading the current window started from (`None` after a failed read).
     from: Option<Sample>,
     on: bool,
+    /// Windows in a row at or above the threshold while off.
+    over: u32,
     /// Share of a CPU wanted in the last whole window, in percent.
     pub last_percent: u32,
 }
@@ -111,6 +118,7 @@ impl BusyGate {
             window_at: now,
             from: at,
             on: percent == 0,
+            over: 0,
             last_percent: 0,
         }
     }
@@ -139,10 +147,11 @@ impl BusyGate {
             return false;
         }
         let was = self.on;
+        self.over = if busy >= self.high { self.over + 1 } else { 0 };
         self.on = if was {
             busy >= self.high * LOW
         } else {
-            busy >= self.high
+            self.over >= ON_AFTER
         };
         self.on && !was
     }
@@ -183,15 +192,29 @@ mod tests {
 
     #[test]
     fn batching_starts_at_the_threshold_and_stops_below_its_low_share() {
-        // On at 50%, held down to 25%, off below it, on again only at 50%.
-        let got = run(50, &[49, 50, 30, 25, 24, 45, 50]);
-        assert_eq!(got, [false, true, true, true, false, false, true]);
+        // On after three windows at 50%, held down to 25%, off below it, on again only after
+        // three more at 50%.
+        let got = run(50, &[49, 50, 50, 50, 30, 25, 24, 45, 50, 50, 50]);
+        let want = [
+            false, false, false, true, true, true, false, false, false, false, true,
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_hiccup_does_not_start_batching() {
+        // One or two busy windows (a burst of steal time reads as busy) between lighter ones.
+        let got = run(60, &[40, 90, 40, 70, 80, 43, 45, 40]);
+        assert_eq!(got, [false; 8]);
     }
 
     #[test]
     fn zero_batches_always_and_a_hundred_only_when_saturated() {
         assert_eq!(run(0, &[0, 0, 100]), [true; 3]);
-        assert_eq!(run(100, &[99, 100, 50]), [false, true, true]);
+        assert_eq!(
+            run(100, &[99, 100, 100, 100, 50]),
+            [false, false, false, true, true]
+        );
     }
 
     #[test]
@@ -205,9 +228,11 @@ mod tests {
         let mut g = BusyGate::new(50, 100, at(100, 7));
         assert!(!g.window_over(100 + WINDOW_MS - 1));
         assert!(g.window_over(100 + WINDOW_MS));
-        // 6 ms busy over a 12 ms window: 50%, on.
-        assert!(g.close_window(110, at(112, 13)));
+        // 6 ms busy over a 12 ms window: 50%; on at the third such window.
+        assert!(!g.close_window(110, at(112, 13)));
         assert_eq!(g.last_percent, 50);
+        assert!(!g.close_window(122, at(124, 19)));
+        assert!(g.close_window(134, at(136, 25)));
         // A long idle spell (10 s, 1 ms busy) is one window: off.
         assert!(!g.close_window(10_112, at(10_112, 14)));
         assert!(!g.on());
@@ -223,7 +248,9 @@ mod tests {
             })
         };
         let mut g = BusyGate::new(50, 0, at(0));
-        assert!(g.close_window(10, at(10))); // fully busy: on
+        assert!(!g.close_window(4, at(4)));
+        assert!(!g.close_window(7, at(7)));
+        assert!(g.close_window(10, at(10))); // fully busy three times: on
         assert!(!g.close_window(20, None)); // unreadable: still on
         assert!(g.on());
         // The window after the failed read starts from the next good reading.
