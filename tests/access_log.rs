@@ -2,21 +2,10 @@
 //! shutdown, both formats, reopened after logrotate's rename.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn scratch(name: &str, engine: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ringshard-log-{}-{name}-{}",
-        std::process::id(),
-        engine.join("")
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn lines(file: &Path) -> Vec<String> {
     std::fs::read_to_string(file)
@@ -68,7 +57,7 @@ fn stop(mut srv: Server) {
 }
 
 fn every_request_gets_one_line_and_none_is_lost_at_shutdown(engine: &[&str]) {
-    let dir = scratch("count", engine);
+    let dir = scratch_dir("log", "count", engine);
     let file = dir.join("access.log");
     let srv = Server::start(
         engine,
@@ -96,7 +85,7 @@ fn every_request_gets_one_line_and_none_is_lost_at_shutdown(engine: &[&str]) {
 }
 
 fn json_lines_hold_the_same_fields(engine: &[&str]) {
-    let dir = scratch("json", engine);
+    let dir = scratch_dir("log", "json", engine);
     let file = dir.join("access.json");
     let srv = Server::start(
         engine,
@@ -136,7 +125,7 @@ fn json_lines_hold_the_same_fields(engine: &[&str]) {
 }
 
 fn sigusr1_reopens_the_log_after_a_rename(engine: &[&str]) {
-    let dir = scratch("reopen", engine);
+    let dir = scratch_dir("log", "reopen", engine);
     let file = dir.join("access.log");
     let rotated = dir.join("access.log.1");
     let srv = Server::start(

@@ -10,12 +10,7 @@ use common::*;
 
 /// A fresh site for one test: small and large files, a precompressed sibling, symlinks.
 fn site(name: &str, engine: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ringshard-files-{}-{name}-{}",
-        std::process::id(),
-        engine.join("")
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_dir("files", name, engine);
     std::fs::create_dir_all(dir.join("site/sub")).unwrap();
     std::fs::create_dir_all(dir.join("site/.well-known")).unwrap();
     std::fs::create_dir_all(dir.join("site/.git")).unwrap();

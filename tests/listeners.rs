@@ -4,22 +4,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn scratch(name: &str, engine: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ringshard-listen-{}-{name}-{}",
-        std::process::id(),
-        engine.join("")
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// One request over a unix socket; the whole answer.
 fn over_unix(path: &Path, request: &[u8]) -> String {
@@ -48,7 +37,7 @@ fn also_listening(srv: &Server, n: usize) -> Vec<String> {
 }
 
 fn several_tcp_and_unix_listeners_serve_alike(engine: &[&str]) {
-    let dir = scratch("several", engine);
+    let dir = scratch_dir("listen", "several", engine);
     let sock = dir.join("rs.sock");
     let unix = format!("unix:{}", sock.display());
     let mut srv = Server::start(
@@ -89,7 +78,7 @@ fn several_tcp_and_unix_listeners_serve_alike(engine: &[&str]) {
 }
 
 fn a_stale_unix_socket_is_replaced_and_a_live_one_refused(engine: &[&str]) {
-    let dir = scratch("stale", engine);
+    let dir = scratch_dir("listen", "stale", engine);
     let sock = dir.join("rs.sock");
     drop(UnixListener::bind(&sock).unwrap()); // a file left by a process that is gone
     assert!(sock.exists());
@@ -118,7 +107,7 @@ fn a_stale_unix_socket_is_replaced_and_a_live_one_refused(engine: &[&str]) {
 fn socket_activation_serves_the_sockets_systemd_passed(engine: &[&str]) {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    let dir = scratch("activation", engine);
+    let dir = scratch_dir("listen", "activation", engine);
     let sock = dir.join("activated.sock");
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let unix = UnixListener::bind(&sock).unwrap();
@@ -158,6 +147,46 @@ fn socket_activation_serves_the_sockets_systemd_passed(engine: &[&str]) {
     }
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bad listeners and a log that cannot be opened stop the start with one line naming the problem.
+#[test]
+fn bad_listeners_are_refused_with_one_line() {
+    let refused = |args: &[&str], env: &[(&str, &str)], want: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_ringshard"))
+            .arg("serve")
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(err.contains(want), "{args:?}: {want:?} not in {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    };
+    refused(
+        &["--listen", "nope:xx"],
+        &[],
+        "--listen nope:xx: not an address",
+    );
+    refused(&["--listen", "unix:"], &[], "--listen unix: needs a path");
+    refused(
+        &["--listen", "unix:/nonexistent-dir/s.sock"],
+        &[],
+        "cannot listen on unix:/nonexistent-dir/s.sock: No such file or directory",
+    );
+    refused(&["--unix-mode", "999"], &[], "'999' is not an octal mode");
+    refused(
+        &["--access-log", "/nonexistent-dir/a.log"],
+        &[],
+        "--access-log /nonexistent-dir/a.log: cannot open it for appending",
+    );
+    refused(&[], &[("LISTEN_FDS", "zz")], "LISTEN_FDS=zz: not a number");
+    // Descriptor 3 is not a listening socket here.
+    refused(&[], &[("LISTEN_FDS", "1")], "LISTEN_FDS: descriptor 3");
 }
 
 per_engine! {

@@ -705,3 +705,15 @@ impl Server {
         r.text()
     }
 }
+
+/// A fresh, empty directory for one test on one engine, named after both.
+pub fn scratch_dir(suite: &str, name: &str, engine: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ringshard-{suite}-{}-{name}-{}",
+        std::process::id(),
+        engine.join("")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
