@@ -141,8 +141,6 @@ pub struct Conn {
     written: (u16, u64),
     /// The request whose answer a handler's future will give, for the access log.
     pending_log: Option<Box<crate::http::log::Pending>>,
-    /// A refusal now is logged by its caller.
-    logs_later: bool,
 }
 
 /// A connection's requests nearly always name the same host: remembering the last valid value
@@ -208,7 +206,6 @@ impl Conn {
             listener: 0,
             written: (0, 0),
             pending_log: None,
-            logs_later: false,
         }
     }
 
@@ -643,10 +640,7 @@ impl Conn {
         let progress = progress.unwrap_or_else(|| {
             out.truncate(mark); // nothing half-written goes before the 500
             self.task = None;
-            self.logs_later = true; // logged below, with its request
-            let p = self.reject(500, cx, out);
-            self.logs_later = false;
-            p
+            self.refuse(500, cx, out) // logged below, with its request
         });
         if cx.log.is_some() {
             if let Some(Task::Later(..)) = self.task {
@@ -758,8 +752,19 @@ impl Conn {
     }
 
     /// Answers a request the server refuses, and stops reading: the rest of the input cannot be
-    /// trusted to start at a request boundary.
+    /// trusted to start at a request boundary. Logged with the request a handler's future
+    /// panicked on, else without a request line.
     fn reject(&mut self, status: u16, cx: &Ctx<'_>, out: &mut Vec<u8>) -> Progress {
+        let progress = self.refuse(status, cx, out);
+        if cx.log.is_some() {
+            self.log(cx, None);
+            self.pending_log = None;
+        }
+        progress
+    }
+
+    /// [`Conn::reject`] without the log line, for a caller that logs it with its request.
+    fn refuse(&mut self, status: u16, cx: &Ctx<'_>, out: &mut Vec<u8>) -> Progress {
         self.responses += 1;
         let body = crate::http::response::reason(status).as_bytes();
         let framing = Framing::Length(body.len() as u64 + 1);
@@ -775,11 +780,6 @@ impl Conn {
         out.extend_from_slice(body);
         out.push(b'\n');
         self.written = (status, body.len() as u64 + 1);
-        if cx.log.is_some() && !self.logs_later {
-            // With the request a handler's future panicked on, else without a request line.
-            self.log(cx, None);
-            self.pending_log = None;
-        }
         self.state = ReadState::Closed;
         self.close_after = true;
         self.buf = Vec::new();
