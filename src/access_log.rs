@@ -162,7 +162,7 @@ impl ShardLog {
             (self.fd, self.generation) = (fd, generation);
         }
         let buf = std::mem::replace(&mut *self.buf.borrow_mut(), Vec::with_capacity(FLUSH_AT));
-        let result = crate::io::detach(crate::io::FileOp::Append {
+        let result = crate::io::detach(crate::io::IoOp::Append {
             fd: self.fd.as_raw_fd(),
             buf,
         });

@@ -159,6 +159,10 @@ pub struct ServeArgs {
     /// Serve the files of DIR at / (a configuration with that one route).
     #[arg(long = "static", value_name = "DIR")]
     pub static_dir: Option<std::path::PathBuf>,
+    /// Send every request to this upstream (http://HOST:PORT or unix:/path; repeat for several,
+    /// taken in turn): a configuration with that one proxy route at /.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["static_dir", "config"], value_parser = crate::proxy::options::parse_upstream)]
+    pub proxy: Vec<crate::load::url::Endpoint>,
 }
 
 /// `serve`'s flags on their own, for reading them again with a configuration file's before
@@ -229,6 +233,9 @@ pub struct ServeConfig {
     /// The access log's file, if any, and its format.
     pub access_log: Option<PathBuf>,
     pub access_log_format: crate::access_log::LogFormat,
+    /// Look up each client's address at accept (the access log writes it, a proxy route
+    /// forwards it).
+    pub peers: bool,
 }
 
 impl Default for ServeConfig {
@@ -265,6 +272,7 @@ impl Default for ServeConfig {
             inherited: Vec::new(),
             access_log: None,
             access_log_format: crate::access_log::LogFormat::Combined,
+            peers: false,
         }
     }
 }
@@ -344,6 +352,10 @@ impl ServeArgs {
             inherited: self.listen_fd.clone(),
             access_log: self.access_log.clone().filter(|p| p.as_os_str() != "off"),
             access_log_format: self.access_log_format,
+            peers: self
+                .access_log
+                .as_ref()
+                .is_some_and(|p| p.as_os_str() != "off"),
         })
     }
 }

@@ -112,6 +112,8 @@ pub enum Target {
         dir: PathBuf,
         opts: crate::files::StaticOptions,
     },
+    /// Upstream servers.
+    Proxy(Box<crate::proxy::ProxyOptions>),
 }
 
 /// One route: requests whose path starts with `prefix` (and, if given, whose `Host` is `host`).
@@ -134,6 +136,112 @@ macro_rules! static_keys_pat {
             | "cache_valid"
             | "cache_max_file"
     };
+}
+
+/// The keys of a proxy route's options.
+const PROXY_KEYS: &str = "balance, upstream_host, forwarded, trusted_proxies, connect_timeout, first_byte_timeout, read_timeout, idle_connections, idle_timeout, tries, request_buffer, response_buffer";
+macro_rules! proxy_keys_pat {
+    () => {
+        "balance"
+            | "upstream_host"
+            | "forwarded"
+            | "trusted_proxies"
+            | "connect_timeout"
+            | "first_byte_timeout"
+            | "read_timeout"
+            | "idle_connections"
+            | "idle_timeout"
+            | "tries"
+            | "request_buffer"
+            | "response_buffer"
+    };
+}
+
+/// A string, or a list of strings, from a TOML value.
+fn strings(v: &DeValue<'_>) -> Option<Vec<String>> {
+    match v {
+        DeValue::String(s) => Some(vec![s.to_string()]),
+        DeValue::Array(a) => a
+            .iter()
+            .map(|x| match x.get_ref() {
+                DeValue::String(s) => Some(s.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// Sets one proxy-route option from its TOML value.
+fn proxy_option(
+    opts: &mut crate::proxy::ProxyOptions,
+    key: &str,
+    v: &DeValue<'_>,
+) -> Result<(), String> {
+    use crate::proxy::options::{Balance, Cidr, Forwarded};
+    let text = |v: &DeValue<'_>| match v {
+        DeValue::String(s) => Some(s.to_string()),
+        DeValue::Integer(n) => Some(n.as_str().to_string()),
+        _ => None,
+    };
+    let duration = |v: &DeValue<'_>| {
+        let t = text(v).ok_or("expected a duration, e.g. \"5s\"")?;
+        crate::config::parse_duration(&t)
+    };
+    let count = |v: &DeValue<'_>, what: &str| {
+        text(v)
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or(format!("expected a whole number ({what})"))
+    };
+    let size = |v: &DeValue<'_>| {
+        let t = text(v).ok_or("expected a size, e.g. \"1m\"")?;
+        crate::config::parse_size(&t)
+    };
+    match key {
+        "balance" => {
+            opts.balance = match text(v).as_deref() {
+                Some("round-robin") => Balance::RoundRobin,
+                Some("least-outstanding") => Balance::LeastOutstanding,
+                _ => return Err("expected \"round-robin\" or \"least-outstanding\"".into()),
+            }
+        }
+        "upstream_host" => match v {
+            DeValue::String(h) if !h.is_empty() && crate::http::conn::host_ok(h.as_bytes()) => {
+                opts.upstream_host = Some(h.to_string())
+            }
+            _ => return Err("expected a host name (with a port if need be)".into()),
+        },
+        "forwarded" => {
+            opts.forwarded = match text(v).as_deref() {
+                Some("x-forwarded") => Forwarded::XForwarded,
+                Some("forwarded") => Forwarded::Rfc7239,
+                _ => return Err("expected \"x-forwarded\" or \"forwarded\"".into()),
+            }
+        }
+        "trusted_proxies" => {
+            let list = strings(v).ok_or("expected a list of addresses or networks")?;
+            opts.trusted = list
+                .iter()
+                .map(|s| Cidr::parse(s))
+                .collect::<Result<_, _>>()?;
+        }
+        "connect_timeout" => opts.connect_timeout = duration(v)?,
+        "first_byte_timeout" => opts.first_byte_timeout = duration(v)?,
+        "read_timeout" => opts.read_timeout = duration(v)?,
+        "idle_timeout" => opts.idle_timeout = duration(v)?,
+        "idle_connections" => {
+            opts.idle_connections = count(v, "idle connections per upstream")? as usize
+        }
+        "tries" => {
+            opts.tries = match count(v, "tries in all")? {
+                n @ 1..=16 => n as u32,
+                _ => return Err("expected 1 to 16 tries".into()),
+            }
+        }
+        "request_buffer" => opts.request_buffer = size(v)?,
+        _ => opts.response_buffer = size(v)?,
+    }
+    Ok(())
 }
 
 /// Sets one static-route option from its TOML value.
@@ -407,11 +515,25 @@ impl Reader<'_> {
             mut target,
             opts,
             opts_at,
+            proxy,
+            proxy_at,
         } = parts;
         match (&mut target, opts_at) {
             (Some(Target::Static { opts: o, .. }), _) => *o = opts,
             (_, Some((at, key))) if ok => {
                 self.error(at, &key, "applies to static routes only");
+                ok = false;
+            }
+            _ => {}
+        }
+        match (&mut target, proxy_at) {
+            (Some(Target::Proxy(o)), _) => {
+                let upstreams = std::mem::take(&mut o.upstreams);
+                **o = proxy;
+                o.upstreams = upstreams;
+            }
+            (_, Some((at, key))) if ok => {
+                self.error(at, &key, "applies to proxy routes only");
                 ok = false;
             }
             _ => {}
@@ -427,7 +549,7 @@ impl Reader<'_> {
                 self.error(
                     here,
                     &format!("route[{i}]"),
-                    "serves nothing: give builtin = true or static = \"DIR\"",
+                    "serves nothing: give builtin = true, static = \"DIR\" or proxy = \"URL\"",
                 );
             }
             return None;
@@ -449,6 +571,9 @@ struct RouteParts {
     opts: crate::files::StaticOptions,
     /// Where the first static option was given (an error if the route is not static).
     opts_at: Option<(usize, String)>,
+    proxy: crate::proxy::ProxyOptions,
+    /// Where the first proxy option was given (an error if the route is not a proxy).
+    proxy_at: Option<(usize, String)>,
 }
 
 impl Reader<'_> {
@@ -490,16 +615,29 @@ impl Reader<'_> {
                 serve(Target::Static { dir, opts })?
             }
             ("static", _) => return Err("expected a directory".into()),
-            ("proxy", _) => return Err("proxy routes are not in this build yet".into()),
+            ("proxy", v) => {
+                let list = strings(v).filter(|l| !l.is_empty()).ok_or(
+                    "expected an upstream (http://HOST:PORT or unix:/path) or a list of them",
+                )?;
+                let upstreams = list
+                    .iter()
+                    .map(|u| crate::proxy::options::parse_upstream(u))
+                    .collect::<Result<Vec<_>, _>>()?;
+                serve(Target::Proxy(Box::new(crate::proxy::ProxyOptions::new(
+                    upstreams,
+                ))))?
+            }
             (opt @ static_keys_pat!(), v) => {
                 parts.opts_at.get_or_insert((at, key.to_string()));
                 static_option(&mut parts.opts, opt, v)?
             }
-            _ => {
-                return Err(format!(
-                    "unknown key (prefix, host, builtin, static, {STATIC_KEYS})"
-                ))
+            (opt @ proxy_keys_pat!(), v) => {
+                parts.proxy_at.get_or_insert((at, key.to_string()));
+                proxy_option(&mut parts.proxy, opt, v)?
             }
+            _ => return Err(format!(
+                "unknown key (prefix, host, builtin, static, proxy, {STATIC_KEYS}, {PROXY_KEYS})"
+            )),
         }
         Ok(())
     }
@@ -650,6 +788,22 @@ pub fn resolve(
         };
         return Ok((cfg, Some(site)));
     }
+    if !args.proxy.is_empty() {
+        let mut cfg = args.validate().map_err(|e| Errors(vec![e]))?;
+        cfg.peers = true;
+        let site = SiteSpec {
+            routes: vec![RouteSpec {
+                prefix: "/".into(),
+                host: None,
+                target: Target::Proxy(Box::new(crate::proxy::ProxyOptions::new(
+                    args.proxy.clone(),
+                ))),
+            }],
+            health: None,
+            metrics: None,
+        };
+        return Ok((cfg, Some(site)));
+    }
     let Some(path) = &args.config else {
         let cfg = args.validate().map_err(|e| Errors(vec![e]))?;
         return Ok((cfg, None));
@@ -684,6 +838,10 @@ pub fn resolve(
         health: file.health,
         metrics: file.metrics,
     };
+    cfg.peers |= site
+        .routes
+        .iter()
+        .any(|r| matches!(r.target, Target::Proxy(_)));
     for e in [&mut site.health, &mut site.metrics].into_iter().flatten() {
         own_listener(&mut cfg, e).map_err(|m| Errors(vec![format!("{}: {m}", path.display())]))?;
     }
@@ -775,6 +933,22 @@ pub fn describe(cfg: &crate::config::ServeConfig, site: &Option<SiteSpec>) -> St
                             );
                         }
                         t
+                    }
+                    Target::Proxy(p) => {
+                        let ups: Vec<String> = p.upstreams.iter().map(|u| u.to_string()).collect();
+                        format!(
+                            "proxy to {} ({:?}, {} tries, timeouts connect {:?} first byte {:?} read {:?}, {} idle connections kept {:?}, buffers {} / {} bytes)",
+                            ups.join(", "),
+                            p.balance,
+                            p.tries,
+                            p.connect_timeout,
+                            p.first_byte_timeout,
+                            p.read_timeout,
+                            p.idle_connections,
+                            p.idle_timeout,
+                            p.request_buffer,
+                            p.response_buffer
+                        )
                     }
                 };
                 out.push_str(&format!("route {i}: {}{host} -> {target}\n", r.prefix));

@@ -66,6 +66,9 @@ impl<H: Handler, C: Link> Core<H, C> {
     /// How long the shard may wait for I/O: until the nearest deadline (at least 1 ms), and at
     /// most 100 ms while accepting backs off; `None`: no deadline.
     pub fn wait_timeout(&self) -> Option<Duration> {
+        if self.shard.wakeup.pending() {
+            return Some(Duration::ZERO); // a task woken on this thread after the last look
+        }
         let mut ms = self
             .shard
             .timers
@@ -76,6 +79,11 @@ impl<H: Handler, C: Link> Core<H, C> {
         }
         if let Some(at) = self.shard.log.as_ref().and_then(|l| l.deadline()) {
             let t = at.saturating_sub(self.shard.now).max(1);
+            ms = Some(ms.map_or(t, |m| m.min(t)));
+        }
+        if let Some(at) = crate::io::driver().next_deadline() {
+            let t = at.saturating_duration_since(std::time::Instant::now());
+            let t = (t.as_millis() as u64).max(1);
             ms = Some(ms.map_or(t, |m| m.min(t)));
         }
         ms.map(Duration::from_millis)
@@ -119,12 +127,27 @@ pub(crate) trait Engine {
         conns[slot as usize].session().poll_task(&waker, &mut env);
     }
 
-    /// Handler futures whose wakers fired since the last turn.
+    /// Handler futures whose wakers fired since the last turn, and those they woke in turn
+    /// (a bounded number of rounds; what is left ends the next wait at once).
     fn run_woken(&mut self) {
+        for _ in 0..4 {
+            if !self.core().shard.wakeup.pending() {
+                return;
+            }
+            self.run_woken_once();
+        }
+    }
+
+    fn run_woken_once(&mut self) {
         let core = self.core();
         let mut woken = std::mem::take(&mut core.woken);
         core.shard.wakeup.take_woken(&mut woken);
         for &(slot, gen) in &woken {
+            if gen == crate::io::TASK_GEN {
+                let waker = self.core().shard.wakeup.waker(slot, gen);
+                crate::io::driver().poll_spawned(slot, &waker);
+                continue;
+            }
             let live = self
                 .core()
                 .get(slot, gen)

@@ -176,6 +176,8 @@ mod tests {
             headers: &[],
             body: b"",
             listener: 0,
+            peer: None,
+            trailers: b"",
         };
         let Reply::Ready(resp) = router.call(&req) else {
             panic!("router answered later")

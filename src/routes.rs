@@ -66,6 +66,7 @@ impl Site {
                     Target::Static { dir, opts } => Box::new(
                         crate::files::FileRoute::with_options(dir, &r.prefix, opts.clone())?,
                     ),
+                    Target::Proxy(opts) => Box::new(crate::proxy::ProxyRoute::new(opts)?),
                 };
             built.push(SiteRoute {
                 prefix: r.prefix.as_str().into(),

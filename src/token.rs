@@ -20,8 +20,11 @@ pub enum Op {
     Reset = 9,
     /// The load generator's connects.
     Connect = 10,
-    /// A route's file operation (`crate::io`), by its id in the shard's driver.
-    File = 11,
+    /// A route's operation (`crate::io`: files, upstream sockets), by its id and generation in
+    /// the shard's driver.
+    Io = 11,
+    /// The cancel of a route's operation (its completion says nothing the shard needs).
+    IoCancel = 12,
 }
 
 const GEN_MASK: u32 = (1 << 24) - 1;
@@ -44,7 +47,8 @@ pub fn decode(ud: u64) -> Option<(Op, u32, u32)> {
         8 => Op::Timeout,
         9 => Op::Reset,
         10 => Op::Connect,
-        11 => Op::File,
+        11 => Op::Io,
+        12 => Op::IoCancel,
         _ => return None,
     };
     Some((op, ud as u32, (ud >> 32) as u32 & GEN_MASK))

@@ -2,7 +2,10 @@
 //!
 //! Not on the fast path: a handler that answers at once never creates a waker. A future's
 //! waker records the connection's token and pokes the shard's eventfd, whose read the ring
-//! keeps armed, so a wake from any thread ends the shard's wait.
+//! keeps armed, so a wake from any thread ends the shard's wait. A wake on the shard's own
+//! thread (a ring completion that finished a route's operation, one task waking another) only
+//! records the token: the loop looks at the list before it waits, so no system call is made.
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
@@ -25,6 +28,11 @@ struct TaskWaker {
     shared: Arc<Shared>,
 }
 
+thread_local! {
+    /// The wake-up channel of the shard running on this thread, if any.
+    static HOME: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
 impl Wake for TaskWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
@@ -36,7 +44,8 @@ impl Wake for TaskWaker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(self.token);
-        if !self.shared.pending.swap(true, Ordering::AcqRel) {
+        let home = HOME.with(|h| std::ptr::eq(h.get(), Arc::as_ptr(&self.shared)));
+        if !self.shared.pending.swap(true, Ordering::AcqRel) && !home {
             self.shared.efd.notify();
         }
     }
@@ -50,6 +59,17 @@ impl Wakeup {
             shutdown: AtomicBool::new(false),
             efd: EventFd::new()?,
         })))
+    }
+
+    /// Called on the shard's thread before its loop starts: wakes from this thread then skip
+    /// the eventfd, since the loop checks [`Wakeup::pending`] before it waits.
+    pub fn enter(&self) {
+        HOME.with(|h| h.set(Arc::as_ptr(&self.0)));
+    }
+
+    /// Whether tasks were woken since the last [`Wakeup::take_woken`].
+    pub fn pending(&self) -> bool {
+        self.0.pending.load(Ordering::Acquire)
     }
 
     /// The eventfd the shard keeps a read armed on.

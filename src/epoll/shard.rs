@@ -152,10 +152,14 @@ impl<H: Handler> Shard<H> {
     /// `stats.enters` counts every system call the loop makes (epoll_wait, epoll_ctl, accept4,
     /// recv, send, shutdown, eventfd reads; not the closes), `stats.cqes` the events returned.
     pub fn run(mut self) -> ShardStats {
+        let io = crate::io::driver();
+        self.core.shard.wakeup.enter();
+        io.set_wakeup(self.core.shard.wakeup.clone());
+        io.use_readiness();
         loop {
             // 1. Wait once, until readiness or the nearest deadline; not at all when the last
             //    turn left work queued for this one.
-            let timeout = if !self.dirty.is_empty() || !self.rearm.is_empty() {
+            let timeout = if !self.dirty.is_empty() || !self.rearm.is_empty() || io.has_queued() {
                 0
             } else {
                 self.core
@@ -186,13 +190,16 @@ impl<H: Handler> Shard<H> {
             self.run_woken();
             self.expire();
             self.core.shard.flush_log();
-            self.run_file_ops();
+            io.expire();
+            self.run_io();
             self.flush();
 
             self.publish();
             if self.core.shard.draining
                 && self.core.conns.is_empty()
                 && self.core.shard.log_is_idle()
+                && io.in_flight() == 0
+                && io.tasks() == 0
             {
                 break;
             }
@@ -200,14 +207,32 @@ impl<H: Handler> Shard<H> {
         self.core.shard.stats
     }
 
-    /// Runs the file operations routes started this turn, with ordinary system calls (which
-    /// block on a cold disk: only the io_uring engine never does), and the tasks they woke.
-    fn run_file_ops(&mut self) {
-        let files = crate::io::driver();
-        while files.has_queued() {
-            files.start_queued(|_, op| Some(op.run_now()));
+    /// Runs the operations routes started this turn, with ordinary system calls (a file's
+    /// blocks on a cold disk: only the io_uring engine never does; a socket's that would block
+    /// waits in the epoll set, once), and the tasks they woke.
+    fn run_io(&mut self) {
+        let io = crate::io::driver();
+        while io.has_queued() {
+            io.take_cancels(|id, _| io.complete(id, -libc::ECANCELED));
+            let ep = &self.ep;
+            let mut ctls = 0;
+            io.start_queued(|id, gen, op| {
+                run_or_wait(ep, op, token::encode(Op::Io, id, gen), &mut ctls)
+            });
+            self.core.shard.stats.enters += ctls;
             self.run_woken();
         }
+    }
+
+    /// A socket operation's descriptor is ready: run it again.
+    fn on_io_ready(&mut self, id: u32, gen: u32) {
+        let io = crate::io::driver();
+        let ep = &self.ep;
+        let mut ctls = 0;
+        io.resume(id, gen, |op| {
+            run_or_wait(ep, op, token::encode(Op::Io, id, gen), &mut ctls)
+        });
+        self.core.shard.stats.enters += ctls + 1;
     }
 
     /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
@@ -224,6 +249,7 @@ impl<H: Handler> Shard<H> {
             Op::Accept => self.accept(slot as usize),
             Op::Wake => self.on_wake(),
             Op::Recv => self.on_ready(slot, gen, events),
+            Op::Io => self.on_io_ready(slot, gen),
             _ => {}
         }
     }
@@ -282,7 +308,7 @@ impl<H: Handler> Shard<H> {
             }
             let mut session = Session::new(self.core.shard.now);
             session.http.set_listener(which);
-            if self.core.shard.log.is_some() {
+            if self.core.shard.cfg.peers {
                 session.http.set_peer(crate::sys::socket::peer_addr(raw));
             }
             entry.insert(Connection {
@@ -487,6 +513,25 @@ impl<H: Handler> Shard<H> {
         if self.core.shard.wakeup.shutdown_requested() && !self.core.shard.draining {
             self.begin_drain();
         }
+    }
+}
+
+/// Runs a route's operation now; one that would block waits for its socket's readiness, once
+/// (`EPOLLONESHOT`, reported with `tag`), and returns `None`.
+fn run_or_wait(ep: &sys::Epoll, op: &mut crate::io::IoOp, tag: u64, ctls: &mut u64) -> Option<i32> {
+    let r = op.run_now();
+    if !op.would_block(r) {
+        return Some(r);
+    }
+    let (fd, want) = op.readiness()?;
+    let events = match want {
+        crate::io::Readiness::Readable => sys::IN | sys::RDHUP,
+        crate::io::Readiness::Writable => sys::OUT,
+    } | sys::ONESHOT;
+    *ctls += 1;
+    match ep.rearm(fd, events, tag) {
+        Ok(()) => None,
+        Err(e) => Some(-e.raw_os_error().unwrap_or(libc::EIO)),
     }
 }
 

@@ -13,6 +13,7 @@ pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 pub const HUP: u32 = libc::EPOLLHUP as u32;
 pub const ERR: u32 = libc::EPOLLERR as u32;
 pub const ET: u32 = libc::EPOLLET as u32;
+pub const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
 
 /// The most bytes one send is given, so that its result fits the `c_int` that `cvt` checks.
 const MAX_IO: usize = 1 << 30;
@@ -46,6 +47,15 @@ impl Epoll {
     /// Adds `fd` with the readiness bits `events`, reported with `data`.
     pub fn add(&self, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd, events, data)
+    }
+
+    /// Arms `fd` for `events` again (a one-shot registration), adding it if it is not in the
+    /// set (a new socket, or a descriptor number reused after a close removed the old one).
+    pub fn rearm(&self, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+        match self.ctl(libc::EPOLL_CTL_MOD, fd, events, data) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => self.add(fd, events, data),
+            r => r,
+        }
     }
 
     /// Removes `fd` (closing the last descriptor of a file removes it too).

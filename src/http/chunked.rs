@@ -54,6 +54,8 @@ pub struct ChunkedDecoder {
     remaining: u64,
     ext_len: usize,
     trailer_len: usize,
+    /// The trailer section as received, each field line with its CRLF.
+    trailers: Vec<u8>,
 }
 
 impl Default for ChunkedDecoder {
@@ -67,6 +69,7 @@ impl Default for ChunkedDecoder {
             remaining: 0,
             ext_len: 0,
             trailer_len: 0,
+            trailers: Vec::new(),
         }
     }
 }
@@ -238,6 +241,11 @@ impl ChunkedDecoder {
         Ok(())
     }
 
+    /// The trailer fields received (raw lines, each ending in CRLF).
+    pub fn take_trailers(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.trailers)
+    }
+
     /// A byte of the trailer section; returns true at the end of the body. Each trailer line
     /// is a field: a name of token bytes, `:`, a value without control bytes. Anything else (a
     /// request line, a bare line) is refused rather than swallowed as a trailer.
@@ -260,6 +268,9 @@ impl ChunkedDecoder {
             (ChunkState::TrailerLf { empty: false }, b'\n') => ChunkState::TrailerStart,
             _ => return Err(ChunkedError::Invalid),
         };
+        if self.state != (ChunkState::TrailerLf { empty: true }) {
+            self.trailers.push(b);
+        }
         Ok(false)
     }
 }

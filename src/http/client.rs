@@ -182,6 +182,11 @@ impl ResponseParser {
         self.next_head = true;
     }
 
+    /// Between responses with nothing left over: the connection can carry another request.
+    pub fn idle(&self) -> bool {
+        self.carry.is_empty() && matches!(self.state, BodyState::Head)
+    }
+
     /// Forgets everything (the connection was reopened).
     pub fn reset(&mut self) {
         self.carry.clear();

@@ -15,7 +15,7 @@ use crate::http::handler::{Answer, Handler};
 use crate::http::limits::Limits;
 use crate::http::request::{Request, Version};
 use crate::http::response::{
-    has_body, put_chunk, put_head, BodyStream, Fixed, Framing, LaterResponse, Reply, Response,
+    has_body, put_chunk, put_head, BodyStream, End, Fixed, Framing, LaterResponse, Reply, Response,
 };
 use crate::http::words::{has_byte, is_name, same_bytes};
 
@@ -120,6 +120,8 @@ enum Task {
 pub struct Conn {
     buf: Vec<u8>,
     body: Vec<u8>,
+    /// The trailer fields of the chunked body just gathered.
+    trailers: Vec<u8>,
     state: ReadState,
     task: Option<Task>,
     /// Stop after the response being produced (set while a task runs).
@@ -195,6 +197,7 @@ impl Conn {
         Conn {
             buf: Vec::new(),
             body: Vec::new(),
+            trailers: Vec::new(),
             state: ReadState::Head,
             task: None,
             close_after: false,
@@ -432,8 +435,14 @@ impl Conn {
                     Framing::UntilClose => out.extend_from_slice(&chunk),
                 },
                 Poll::Ready(None) => {
+                    let trailers = match catch(|| stream.end()) {
+                        Some(End::Whole(t)) => t,
+                        _ => return self.cut_short(),
+                    };
                     if framing == Framing::Chunked {
-                        out.extend_from_slice(b"0\r\n\r\n");
+                        out.extend_from_slice(b"0\r\n");
+                        out.extend_from_slice(&trailers);
+                        out.extend_from_slice(b"\r\n");
                     }
                     if matches!(framing, Framing::Length(left) if left > 0) {
                         return self.cut_short(); // shorter than it said
@@ -480,12 +489,17 @@ impl Conn {
             }
             BodyKind::Chunked(dec) => {
                 let max = cx.limits.max_body + *head_len;
-                dec.decode(input, &mut self.body, max, cx.limits.max_head)
+                let r = dec
+                    .decode(input, &mut self.body, max, cx.limits.max_head)
                     .map_err(|e| match e {
                         ChunkedError::Invalid => 400,
                         ChunkedError::TooLarge => 413,
                         ChunkedError::TrailersTooLarge => 431,
-                    })
+                    });
+                if let Ok((_, true)) = r {
+                    self.trailers = dec.take_trailers();
+                }
+                r
             }
         }
     }
@@ -542,10 +556,11 @@ impl Conn {
                     Err(status) => return (pos, self.reject(status, cx, out)),
                 }
                 self.state = ReadState::Head;
-                gathered = Some((std::mem::take(&mut self.body), head_len));
+                let trailers = std::mem::take(&mut self.trailers);
+                gathered = Some((std::mem::take(&mut self.body), head_len, trailers));
             }
             let (input, window) = match &gathered {
-                Some((buf, head_len)) => (&buf[..], &buf[..*head_len]),
+                Some((buf, head_len, _)) => (&buf[..], &buf[..*head_len]),
                 None => {
                     pos += empty_lines(&data[pos..]);
                     if !matches!(self.state, ReadState::Head) || pos == data.len() {
@@ -600,7 +615,9 @@ impl Conn {
                         pos += n + body_len as usize;
                         &after[..body_len as usize]
                     };
-                    let request = view(&req, body, self.listener);
+                    let trailers = gathered.as_ref().map_or(&[][..], |g| &g.2[..]);
+                    let peer = self.peer;
+                    let request = view(&req, body, self.listener, peer.as_ref(), trailers);
                     let progress = self.answer(handler, &request, info.reply, cx, out);
                     if progress != Progress::ReadMore {
                         return (pos, progress);
@@ -801,9 +818,17 @@ fn catch<T>(f: impl FnOnce() -> T) -> Option<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
-fn view<'x>(req: &'x httparse::Request<'_, '_>, body: &'x [u8], listener: u8) -> Request<'x> {
+fn view<'x>(
+    req: &'x httparse::Request<'_, '_>,
+    body: &'x [u8],
+    listener: u8,
+    peer: Option<&'x std::net::SocketAddr>,
+    trailers: &'x [u8],
+) -> Request<'x> {
     Request {
         listener,
+        peer,
+        trailers,
         method: req.method.unwrap_or(""),
         target: req.path.unwrap_or(""),
         version: if req.version == Some(0) {
@@ -1008,7 +1033,7 @@ fn target_form_ok(method: &str, target: &[u8]) -> bool {
 
 /// Whether a Host value holds only bytes a host and port may have. Branch-free: a Host is
 /// valid nearly always, so every byte is read anyway.
-fn host_ok(v: &[u8]) -> bool {
+pub(crate) fn host_ok(v: &[u8]) -> bool {
     v.iter().fold(true, |ok, &b| ok & is_host_byte(b))
 }
 

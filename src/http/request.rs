@@ -16,6 +16,11 @@ pub struct Request<'a> {
     pub(crate) body: &'a [u8],
     /// Which of the shard's listeners accepted the connection (their order as configured).
     pub(crate) listener: u8,
+    /// The client's address, where the shard looked it up (an access log or a proxy route
+    /// asks for it).
+    pub(crate) peer: Option<&'a std::net::SocketAddr>,
+    /// A chunked body's trailer section: raw field lines, each ending in CRLF.
+    pub(crate) trailers: &'a [u8],
 }
 
 impl<'a> Request<'a> {
@@ -79,6 +84,18 @@ impl<'a> Request<'a> {
     /// The body: `Content-Length` bytes, or the decoded chunks.
     pub fn body(&self) -> &'a [u8] {
         self.body
+    }
+
+    /// The trailer fields that followed a chunked body, as raw lines each ending in CRLF
+    /// (empty when there were none).
+    pub fn trailers(&self) -> &'a [u8] {
+        self.trailers
+    }
+
+    /// The client's address, when the server looked it up (with an access log or a proxy
+    /// route; not on a unix socket).
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.peer.copied()
     }
 }
 

@@ -21,6 +21,22 @@ pub enum Body {
 /// A body produced over time. `Ready(None)` ends it.
 pub trait BodyStream {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>>;
+
+    /// Asked once the stream has ended: whether it ended whole, and with which trailer fields
+    /// (sent after the last chunk of a chunked body). A stream that ends cut (a proxied
+    /// upstream that went away mid-body) ends the connection without the last chunk, so the
+    /// client sees the body incomplete.
+    fn end(&mut self) -> End {
+        End::Whole(Vec::new())
+    }
+}
+
+/// How a [`BodyStream`] ended.
+pub enum End {
+    /// Complete; the trailer section's field lines (each ending in CRLF), possibly none.
+    Whole(Vec<u8>),
+    /// Cut short.
+    Cut,
 }
 
 /// A stream from an iterator of chunks that are all ready now.

@@ -16,7 +16,7 @@ mod report;
 mod request;
 mod ring;
 mod stats;
-mod url;
+pub mod url;
 mod worker;
 
 pub use args::LoadArgs;

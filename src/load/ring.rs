@@ -23,51 +23,10 @@ use crate::uring::ring::{self as core_ring, RingConfig as CoreConfig};
 
 use super::request::RequestSet;
 use super::url::Endpoint;
+use crate::sys::socket::SockAddr;
 
 /// Buffer group id of the provided-buffer ring.
 const BGID: u16 = 0;
-
-/// A socket address in the form `connect(2)` takes.
-struct SockAddr {
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
-}
-
-impl SockAddr {
-    fn new(ep: &Endpoint) -> io::Result<Self> {
-        let (mut storage, len) = match ep {
-            Endpoint::Tcp(addr) => crate::sys::socket::sockaddr(*addr),
-            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (unspecified) value.
-            Endpoint::Unix(_) => (unsafe { std::mem::zeroed() }, 0),
-        };
-        let len = match ep {
-            Endpoint::Tcp(_) => len as usize,
-            Endpoint::Unix(path) => {
-                use std::os::unix::ffi::OsStrExt;
-                let bytes = path.as_os_str().as_bytes();
-                // SAFETY: all-zero is a valid sockaddr_un.
-                let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-                if bytes.len() >= sun.sun_path.len() || bytes.contains(&0) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "unix socket path too long",
-                    ));
-                }
-                sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-                for (d, s) in sun.sun_path.iter_mut().zip(bytes) {
-                    *d = *s as libc::c_char;
-                }
-                // SAFETY: sockaddr_storage is larger than and aligned at least as sockaddr_un.
-                unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_un, sun) };
-                std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1
-            }
-        };
-        Ok(SockAddr {
-            storage,
-            len: len as libc::socklen_t,
-        })
-    }
-}
 
 /// Ring sizes.
 pub struct RingConfig {
@@ -179,13 +138,9 @@ impl Ring {
     /// Connects the socket in `slot` to the target.
     pub fn connect(&mut self, slot: u32, user_data: u64) {
         self.name(slot);
-        let e = opcode::Connect::new(
-            types::Fixed(slot),
-            &self.addr.storage as *const _ as *const libc::sockaddr,
-            self.addr.len,
-        )
-        .build()
-        .user_data(user_data);
+        let e = opcode::Connect::new(types::Fixed(slot), self.addr.as_ptr(), self.addr.len())
+            .build()
+            .user_data(user_data);
         self.push(e);
     }
 

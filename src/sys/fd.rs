@@ -85,3 +85,9 @@ pub fn close(fd: RawFd) -> i32 {
     // SAFETY: the caller owned `fd` and gives it up here; nothing uses it after.
     result(i64::from(unsafe { libc::close(fd) }))
 }
+
+/// `pwrite(fd, buf, offset)`.
+pub fn pwrite(fd: RawFd, buf: &[u8], offset: u64) -> i32 {
+    // SAFETY: `buf` is live and readable for its whole length.
+    result(unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), offset as i64) } as i64)
+}

@@ -161,8 +161,15 @@ pub fn raw(fd: &OwnedFd) -> RawFd {
 /// A new blocking stream socket for a client (io_uring never blocks on it), with
 /// `TCP_NODELAY` for TCP.
 pub fn client(domain: libc::c_int) -> io::Result<OwnedFd> {
+    stream(domain, false)
+}
+
+/// A new stream socket for a client, non-blocking if asked (the epoll engine waits for its
+/// readiness), with `TCP_NODELAY` for TCP.
+pub fn stream(domain: libc::c_int, nonblocking: bool) -> io::Result<OwnedFd> {
+    let nb = if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: plain socket(2) call.
-    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = cvt(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | nb, 0) })?;
     // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     if domain != libc::AF_UNIX {
@@ -175,4 +182,119 @@ pub fn client(domain: libc::c_int) -> io::Result<OwnedFd> {
 pub fn shutdown(fd: RawFd) {
     // SAFETY: shutdown(2) on a descriptor; an invalid one is an error return, no more.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// A socket address in the form `connect(2)` takes: an IP address or a unix socket path.
+#[derive(Clone)]
+pub struct SockAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl SockAddr {
+    pub fn new(ep: &crate::load::url::Endpoint) -> io::Result<SockAddr> {
+        use crate::load::url::Endpoint;
+        let (storage, len) = match ep {
+            Endpoint::Tcp(addr) => sockaddr(*addr),
+            Endpoint::Unix(path) => {
+                use std::os::unix::ffi::OsStrExt;
+                let bytes = path.as_os_str().as_bytes();
+                // SAFETY: all-zero is a valid sockaddr_un.
+                let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+                if bytes.len() >= sun.sun_path.len() || bytes.contains(&0) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "unix socket path too long",
+                    ));
+                }
+                sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+                for (d, s) in sun.sun_path.iter_mut().zip(bytes) {
+                    *d = *s as libc::c_char;
+                }
+                // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+                let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+                // SAFETY: sockaddr_storage is larger than and aligned at least as sockaddr_un.
+                unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_un, sun) };
+                let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+                (storage, len as libc::socklen_t)
+            }
+        };
+        Ok(SockAddr { storage, len })
+    }
+
+    /// The address family, for `socket(2)`.
+    pub fn domain(&self) -> libc::c_int {
+        libc::c_int::from(self.storage.ss_family)
+    }
+
+    /// The address as `connect(2)` takes it (valid while `self` is).
+    pub fn as_ptr(&self) -> *const libc::sockaddr {
+        (&self.storage as *const libc::sockaddr_storage).cast()
+    }
+
+    pub fn len(&self) -> libc::socklen_t {
+        self.len
+    }
+}
+
+/// The result as a ring completion has it: the value, or the negative errno.
+fn completion(r: isize) -> i32 {
+    if r < 0 {
+        -io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    } else {
+        r as i32
+    }
+}
+
+/// `connect(fd, addr)`, as a ring completion reports it (`-EINPROGRESS` on a non-blocking
+/// socket that is still connecting).
+pub fn connect(fd: RawFd, addr: &SockAddr) -> i32 {
+    // SAFETY: `addr` points to a live sockaddr of `addr.len()` bytes.
+    completion(unsafe { libc::connect(fd, addr.as_ptr(), addr.len()) } as isize)
+}
+
+/// A non-blocking connect's outcome once the socket is writable (`SO_ERROR`, negated).
+pub fn connect_result(fd: RawFd) -> i32 {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt(2) writes one c_int into `err`, whose size `len` gives.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        completion(-1)
+    } else {
+        -err
+    }
+}
+
+/// `send(fd, buf, MSG_NOSIGNAL | MSG_DONTWAIT)`, as a ring completion reports it.
+pub fn send_now(fd: RawFd, buf: &[u8]) -> i32 {
+    let len = buf.len().min(1 << 30);
+    // SAFETY: the kernel reads at most `len` bytes from `buf`, which we borrow.
+    let n = unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            len,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    completion(n)
+}
+
+/// `recv(fd, buf, MSG_DONTWAIT)`, as a ring completion reports it.
+pub fn recv_now(fd: RawFd, buf: &mut [u8]) -> i32 {
+    let len = buf.len().min(1 << 30);
+    // SAFETY: the kernel writes at most `len` bytes into `buf`, which we borrow mutably.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), len, libc::MSG_DONTWAIT) };
+    completion(n)
 }

@@ -364,37 +364,54 @@ impl Ring {
 
     /// Starts a route's file operation. Its path, buffers and result stay in the shard's
     /// driver (`crate::io`) until this entry's completion arrives.
-    pub fn file_op(&mut self, op: &mut crate::io::FileOp, ud: u64) {
-        use crate::io::FileOp;
+    pub fn io_op(&mut self, op: &mut crate::io::IoOp, ud: u64) {
+        use crate::io::IoOp;
         let e = match op {
-            FileOp::OpenBeneath { dir, path, how } => {
+            IoOp::OpenBeneath { dir, path, how } => {
                 // open_how and io_uring's OpenHow are the same kernel structure.
                 let how: *const libc::open_how = &**how;
                 opcode::OpenAt2::new(types::Fd(*dir), path.as_ptr(), how.cast()).build()
             }
-            FileOp::Statx { fd, buf } => {
+            IoOp::Statx { fd, buf } => {
                 let buf: *mut libc::statx = &mut **buf;
                 opcode::Statx::new(types::Fd(*fd), c"".as_ptr(), buf.cast())
                     .flags(libc::AT_EMPTY_PATH)
                     .mask(libc::STATX_BASIC_STATS)
                     .build()
             }
-            FileOp::Read { fd, buf, offset } => {
+            IoOp::Read { fd, buf, offset } => {
                 opcode::Read::new(types::Fd(*fd), buf.as_mut_ptr(), buf.len() as u32)
                     .offset(*offset)
                     .build()
             }
-            FileOp::Close { fd } => opcode::Close::new(types::Fd(*fd)).build(),
+            IoOp::Close { fd } => opcode::Close::new(types::Fd(*fd)).build(),
             // Offset -1: the file's position, which O_APPEND puts at its end.
-            FileOp::Append { fd, buf } => {
+            IoOp::Append { fd, buf } => {
                 opcode::Write::new(types::Fd(*fd), buf.as_ptr(), buf.len() as u32)
                     .offset(u64::MAX)
                     .build()
             }
+            IoOp::Write { fd, buf, offset } => {
+                opcode::Write::new(types::Fd(*fd), buf.as_ptr(), buf.len() as u32)
+                    .offset(*offset)
+                    .build()
+            }
+            IoOp::Connect { fd, addr, .. } => {
+                opcode::Connect::new(types::Fd(*fd), addr.as_ptr(), addr.len()).build()
+            }
+            IoOp::Send { fd, buf, from } => {
+                let rest = &buf[*from..];
+                opcode::Send::new(types::Fd(*fd), rest.as_ptr(), rest.len() as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            }
+            IoOp::Recv { fd, buf } => {
+                opcode::Recv::new(types::Fd(*fd), buf.as_mut_ptr(), buf.len() as u32).build()
+            }
         };
         // SAFETY: the entry points into `op`'s heap allocations (path, open_how, statx buffer,
-        // read or write buffer), which the driver keeps, unmoved, until this entry's completion; the
-        // statx path is a static empty string.
+        // read, write, send or receive buffer, socket address), which the driver keeps,
+        // unmoved, until this entry's completion; the statx path is a static empty string.
         unsafe { self.push_entry(e.user_data(ud)) };
     }
 

@@ -72,8 +72,9 @@ fn file_table(
 ) -> Result<u32, String> {
     Ok(match cfg.registered_files {
         Some(0) => 0,
-        // The access log writes each peer's address, which a direct descriptor cannot be asked.
-        None if cfg.access_log.is_some() => 0,
+        // The access log writes each peer's address, and a proxy route forwards it, which a
+        // direct descriptor cannot be asked.
+        None if cfg.peers => 0,
         Some(n) => {
             if !multishot_accept {
                 return Err(format!("--registered-files needs multishot accept (Linux 5.19 or later); this is {kernel}"));

@@ -114,7 +114,7 @@ pub struct Shard<H: Handler> {
     gather: usize,
     talkers: Talkers,
     /// File operations routes started (`crate::io`), submitted at the end of each turn.
-    files: Rc<Driver>,
+    io: Rc<Driver>,
     /// Whether the shard is busy enough for batched waits (`--wait-busy`), and its thread's
     /// load, which says so.
     busy: BusyGate,
@@ -175,7 +175,7 @@ impl<H: Handler> Shard<H> {
             starved: std::collections::VecDeque::new(),
             gather: 1,
             talkers: Talkers::new(),
-            files: crate::io::driver(),
+            io: crate::io::driver(),
             busy,
             load,
             reap_max: if cfg.reap == 0 {
@@ -224,6 +224,8 @@ impl<H: Handler> Shard<H> {
 
     /// Runs until shutdown has drained every connection.
     pub fn run(mut self) -> ShardStats {
+        self.core.shard.wakeup.enter();
+        self.io.set_wakeup(self.core.shard.wakeup.clone());
         self.arm_wake();
         self.arm_accept();
         loop {
@@ -273,7 +275,8 @@ impl<H: Handler> Shard<H> {
             self.rearm_receives();
             self.retry_accept();
             self.core.shard.flush_log();
-            self.start_file_ops();
+            self.io.expire();
+            self.start_io();
             let stats = &self.core.shard.stats;
             self.gather = self.next_gather(stats.recvs - recvs, stats.sends - sends);
 
@@ -281,7 +284,8 @@ impl<H: Handler> Shard<H> {
             if self.core.shard.draining
                 && self.core.conns.is_empty()
                 && !self.listeners.iter().any(|l| l.armed)
-                && self.files.in_flight() == 0
+                && self.io.in_flight() == 0
+                && self.io.tasks() == 0
                 && self.core.shard.log_is_idle()
             {
                 break;
@@ -351,8 +355,12 @@ impl<H: Handler> Shard<H> {
                 self.files_in_use = self.files_in_use.saturating_sub(1)
             }
             Op::Shutdown | Op::Reset => self.on_socket_op(slot, gen),
-            Op::File => self.files.complete(slot, cqe.result),
-            Op::Cancel | Op::Close | Op::Connect => {}
+            Op::Io => {
+                if let Some(r) = self.io_result(slot, gen, cqe.result) {
+                    self.io.complete(slot, r);
+                }
+            }
+            Op::Cancel | Op::Close | Op::Connect | Op::IoCancel => {}
         }
     }
 
@@ -438,7 +446,7 @@ impl<H: Handler> Shard<H> {
         }
         let mut session = Session::new(self.core.shard.now);
         session.http.set_listener(which as usize);
-        if let (Some(_), Sock::Fd(fd)) = (&self.core.shard.log, sock) {
+        if let (true, Sock::Fd(fd)) = (self.core.shard.cfg.peers, sock) {
             session.http.set_peer(crate::sys::socket::peer_addr(fd));
         }
         let gen = self.core.next_gen();
@@ -698,15 +706,29 @@ impl<H: Handler> Shard<H> {
         self.rearm = rearm;
     }
 
-    /// Submits the file operations routes started this turn.
-    fn start_file_ops(&mut self) {
-        if self.files.has_queued() {
+    /// Submits the operations routes started this turn, and the cancels of those whose
+    /// deadline passed or whose future went away.
+    fn start_io(&mut self) {
+        if self.io.has_queued() {
             let ring = &mut self.ring;
-            self.files.start_queued(|id, op| {
-                ring.file_op(op, token::encode(Op::File, id, 0));
+            self.io.take_cancels(|id, gen| {
+                ring.cancel(
+                    token::encode(Op::Io, id, gen),
+                    token::encode(Op::IoCancel, 0, 0),
+                );
+            });
+            self.io.start_queued(|id, gen, op| {
+                ring.io_op(op, token::encode(Op::Io, id, gen));
                 None
             });
         }
+    }
+
+    /// A route operation's result as its future should see it: a completion whose generation
+    /// is not its operation's (24 bits in the tag) is dropped.
+    fn io_result(&self, id: u32, gen: u32, result: i32) -> Option<i32> {
+        self.io.generation(id).filter(|g| g & 0xff_ffff == gen)?;
+        Some(result)
     }
 
     /// Accepts again once an accept error's back-off has passed (and re-arms an accept that

@@ -1,0 +1,492 @@
+//! The reverse proxy: a route that sends each request to an upstream over HTTP/1.1 and relays
+//! the answer. Upstream connections are the shard's own, beside its client connections: opened,
+//! written and read through the shard's ring (`crate::io`; on the epoll engine, its epoll set),
+//! kept alive in a per-shard pool per upstream, and never shared with another core.
+//!
+//! One request's path: the handler encodes the request for the upstream at once (hop-by-hop
+//! fields out, the client named, the body framed anew; `forward`) and returns a future. The
+//! future picks an upstream (`upstream::Upstreams::pick`), takes an idle connection from its
+//! pool or connects, sends, and reads until the response head is whole. A response that is
+//! whole by then goes to the client as it is and its connection back to the pool; a longer one
+//! is read on by a task of its own (`pump`) into the route's response buffer and a temporary
+//! file beyond it (`relay`), so the upstream connection is free as soon as the upstream has
+//! sent, however slowly the client reads.
+//!
+//! Retries follow nginx's rule: a request goes to another upstream only if it never reached
+//! one (the connect failed, or a pooled connection was found closed before anything was
+//! written), or if its method is idempotent and no byte of an answer came; never once a byte
+//! went to the client; at most `tries` in all.
+mod forward;
+pub mod options;
+mod relay;
+mod upstream;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::http::client::{Framing, Head, Malformed, Sink};
+use crate::http::request::Request;
+use crate::http::response::{Body, Reply, Response};
+
+pub use options::ProxyOptions;
+use relay::{Relay, RelayStream, WholeWithTrailers};
+use upstream::{UpConn, Upstream, Upstreams};
+
+thread_local! {
+    static COUNTERS: Counters = Counters::default();
+}
+
+/// This shard's proxy counters (published with its others).
+#[derive(Default)]
+struct Counters {
+    connects: Cell<u64>,
+    requests: Cell<u64>,
+    retries: Cell<u64>,
+    failures: Cell<u64>,
+}
+
+/// Upstream connections opened, requests sent upstream, tries after the first, and requests
+/// answered 502 or 504 by the proxy, on this thread's shard so far.
+pub fn counters() -> [u64; 4] {
+    COUNTERS.with(|c| {
+        [
+            c.connects.get(),
+            c.requests.get(),
+            c.retries.get(),
+            c.failures.get(),
+        ]
+    })
+}
+
+fn count(f: impl FnOnce(&Counters)) {
+    COUNTERS.with(f);
+}
+
+/// A proxy route, built on its shard.
+pub struct ProxyRoute {
+    route: Rc<Route>,
+}
+
+struct Route {
+    opts: ProxyOptions,
+    ups: Upstreams,
+}
+
+impl ProxyRoute {
+    pub fn new(opts: &ProxyOptions) -> std::io::Result<ProxyRoute> {
+        Ok(ProxyRoute {
+            route: Rc::new(Route {
+                ups: Upstreams::new(opts)?,
+                opts: opts.clone(),
+            }),
+        })
+    }
+}
+
+impl crate::handler::Handler for ProxyRoute {
+    fn call(&self, req: &Request<'_>) -> Reply {
+        let bytes = forward::request(req, &self.route.opts, req.peer());
+        let ask = Ask {
+            idempotent: forward::idempotent(req.method()),
+            head: req.method() == "HEAD",
+        };
+        Reply::Later(Box::pin(exchange(self.route.clone(), bytes, ask)))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Ask {
+    idempotent: bool,
+    head: bool,
+}
+
+/// Why a try failed.
+enum Failure {
+    NoUpstream,
+    Connect(std::io::Error),
+    ConnectTimeout,
+    Send(std::io::Error),
+    FirstByteTimeout,
+    ReadTimeout,
+    /// The upstream closed (or reset) before its answer's head was whole.
+    Closed,
+    Malformed(Malformed),
+}
+
+impl Failure {
+    fn response(&self, upstream: &str) -> Response {
+        let (status, why) = match self {
+            Failure::NoUpstream => (502, "no upstream to send the request to".to_string()),
+            Failure::Connect(e) => (502, format!("cannot connect to the upstream ({e})")),
+            Failure::ConnectTimeout => (504, "upstream connect timeout".to_string()),
+            Failure::Send(e) => (502, format!("the upstream did not take the request ({e})")),
+            Failure::FirstByteTimeout => (
+                504,
+                "upstream first-byte timeout: no answer in time".to_string(),
+            ),
+            Failure::ReadTimeout => (
+                504,
+                "upstream read timeout: the answer stopped coming".to_string(),
+            ),
+            Failure::Closed => (
+                502,
+                "the upstream closed the connection without an answer".to_string(),
+            ),
+            Failure::Malformed(m) => (502, format!("the upstream's answer is malformed: {m}")),
+        };
+        let body = if upstream.is_empty() {
+            format!("{why}\n")
+        } else {
+            format!("{why} ({upstream})\n")
+        };
+        Response::text(status, body)
+    }
+}
+
+/// A try's outcome that ends the request's tries: what came back, or a failure after which
+/// another try could run the request twice.
+struct Failed {
+    failure: Failure,
+    /// Bytes of the request were written (the upstream may have acted on it).
+    sent: bool,
+    /// Bytes of an answer came.
+    answered: bool,
+}
+
+/// What a try read: the head (and as much of the body as came with it).
+#[derive(Default)]
+struct Collect {
+    head: Option<(Response, Framing, bool, Option<u64>)>,
+    body: Vec<u8>,
+    trailers: Vec<u8>,
+    done: bool,
+}
+
+impl Sink for Collect {
+    fn head(&mut self, head: &Head<'_>) {
+        let length = head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok());
+        let resp = forward::response(head.status, head.headers);
+        self.head = Some((resp, head.framing, head.close, length));
+    }
+    fn body(&mut self, bytes: &[u8]) {
+        self.body.extend_from_slice(bytes);
+    }
+    fn trailers(&mut self, fields: &[u8]) {
+        self.trailers.extend_from_slice(fields);
+    }
+    fn end(&mut self, _status: u16) {
+        self.done = true;
+    }
+}
+
+/// Counts a request in flight to an upstream for as long as it lives.
+struct InFlight(Rc<Upstream>);
+
+impl InFlight {
+    fn new(up: &Rc<Upstream>) -> InFlight {
+        up.outstanding.set(up.outstanding.get() + 1);
+        InFlight(up.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.outstanding.set(self.0.outstanding.get() - 1);
+    }
+}
+
+/// Sends one request upstream, with the tries the rules allow, and answers.
+async fn exchange(route: Rc<Route>, mut bytes: Vec<u8>, ask: Ask) -> Response {
+    let opts = &route.opts;
+    let mut tried: Vec<usize> = Vec::new();
+    // Pooled connections found closed when written to: no try spent (bounded all the same).
+    let mut stale = 0;
+    let mut last = (Failure::NoUpstream, String::new());
+    while (tried.len() as u32) < opts.tries.max(1) {
+        let Some(i) = route.ups.pick(&tried) else {
+            break;
+        };
+        let up = route.ups.list[i].clone();
+        if !tried.is_empty() {
+            count(|c| c.retries.set(c.retries.get() + 1));
+        }
+        let mut dead = 0;
+        let pooled = up.take_idle(&mut dead);
+        let reused = pooled.is_some();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => match connect(&up, opts).await {
+                Ok(c) => c,
+                Err(f) => {
+                    up.failed(opts);
+                    tried.push(i);
+                    last = (f, up.name.clone());
+                    continue; // never reached the upstream: any method may go elsewhere
+                }
+            },
+        };
+        let flight = InFlight::new(&up);
+        count(|c| c.requests.set(c.requests.get() + 1));
+        let (outcome, back) = attempt(&mut conn, bytes, ask, opts).await;
+        bytes = back;
+        match outcome {
+            Ok(got) => {
+                up.succeeded();
+                return answer(got, conn, up, &route, ask, flight);
+            }
+            Err(failed) => {
+                drop(conn);
+                if reused && !failed.sent && !failed.answered && stale <= opts.idle_connections {
+                    stale += 1; // written to a connection the upstream had closed: nothing went
+                    continue;
+                }
+                up.failed(opts);
+                tried.push(i);
+                let again = !failed.answered && (!failed.sent || ask.idempotent);
+                last = (failed.failure, up.name.clone());
+                if !again {
+                    break;
+                }
+            }
+        }
+    }
+    count(|c| c.failures.set(c.failures.get() + 1));
+    last.0.response(&last.1)
+}
+
+/// Opens a connection to `up`.
+async fn connect(up: &Upstream, opts: &ProxyOptions) -> Result<UpConn, Failure> {
+    let fd = crate::io::socket_for(&up.addr).map_err(Failure::Connect)?;
+    let deadline = Instant::now() + opts.connect_timeout;
+    match crate::io::connect(&fd, Box::new(up.addr.clone()), deadline).await {
+        Ok(()) => {
+            count(|c| c.connects.set(c.connects.get() + 1));
+            Ok(UpConn::new(fd))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(Failure::ConnectTimeout),
+        Err(e) => Err(Failure::Connect(e)),
+    }
+}
+
+/// One try on `conn`: sends `bytes` and reads until the answer's head is whole. Gives the
+/// request's bytes back for another try.
+async fn attempt(
+    conn: &mut UpConn,
+    bytes: Vec<u8>,
+    ask: Ask,
+    opts: &ProxyOptions,
+) -> (Result<Collect, Failed>, Vec<u8>) {
+    conn.requests += 1;
+    if ask.head {
+        conn.parser.expect_head();
+    }
+    // The receive goes in with the send (one submission); a pooled connection has one armed.
+    let first_byte = Instant::now() + opts.first_byte_timeout;
+    match &conn.recv {
+        Some(r) => r.set_deadline(Some(first_byte)),
+        None => conn.arm(Some(first_byte)),
+    }
+    let mut buf = bytes;
+    let mut sent = 0;
+    while sent < buf.len() {
+        let deadline = Instant::now() + opts.read_timeout;
+        let (r, back) = crate::io::send(&conn.fd, buf, sent, deadline).await;
+        buf = back;
+        match r {
+            Ok(n) if n > 0 => sent += n,
+            Ok(_) => {
+                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                return (Err(failed(Failure::Send(e), sent > 0, false)), buf);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return (Err(failed(Failure::ReadTimeout, sent > 0, false)), buf);
+            }
+            Err(e) => return (Err(failed(Failure::Send(e), sent > 0, false)), buf),
+        }
+    }
+    let mut got = Collect::default();
+    let mut answered = false;
+    loop {
+        let Some(recv) = conn.recv.take() else {
+            unreachable!("a receive is armed before each wait")
+        };
+        let (r, data) = recv.await;
+        let n = match r {
+            Ok(0) => {
+                let cut = conn.parser.eof(&mut got);
+                conn.buf = Some(data);
+                if got.head.is_some() && !cut {
+                    return (Ok(got), buf); // a close-delimited answer, whole
+                }
+                let f = if answered && got.head.is_none() {
+                    Failure::Malformed(Malformed::Head)
+                } else {
+                    Failure::Closed
+                };
+                return (Err(failed(f, true, answered)), buf);
+            }
+            Ok(n) => n,
+            Err(e) => {
+                conn.buf = Some(data);
+                let f = match e.kind() {
+                    std::io::ErrorKind::TimedOut if answered => Failure::ReadTimeout,
+                    std::io::ErrorKind::TimedOut => Failure::FirstByteTimeout,
+                    _ => Failure::Closed,
+                };
+                return (Err(failed(f, true, answered)), buf);
+            }
+        };
+        answered = true;
+        let fed = conn.parser.feed(&data[..n], &mut got);
+        conn.buf = Some(data);
+        if let Err(m) = fed {
+            return (Err(failed(Failure::Malformed(m), true, true)), buf);
+        }
+        if got.head.is_some() {
+            return (Ok(got), buf);
+        }
+        conn.arm(Some(Instant::now() + opts.read_timeout));
+    }
+}
+
+fn failed(failure: Failure, sent: bool, answered: bool) -> Failed {
+    Failed {
+        failure,
+        sent,
+        answered,
+    }
+}
+
+/// The response to the client from what a try read; the rest of a longer body is read on by
+/// a task of its own.
+fn answer(
+    got: Collect,
+    conn: UpConn,
+    up: Rc<Upstream>,
+    route: &Rc<Route>,
+    ask: Ask,
+    flight: InFlight,
+) -> Response {
+    let Some((resp, framing, close, length)) = got.head else {
+        unreachable!("a try succeeds with a head")
+    };
+    if got.done {
+        drop(flight);
+        if !close && conn.parser.idle() && framing != Framing::UntilClose {
+            up.put_idle(conn, &route.opts);
+        }
+        if ask.head {
+            let empty = Box::new(WholeWithTrailers {
+                body: None,
+                trailers: Vec::new(),
+            });
+            return match length {
+                Some(n) => resp.body(Body::Sized(n, empty)),
+                None => resp,
+            };
+        }
+        if !got.trailers.is_empty() {
+            return resp.body(Body::Stream(Box::new(WholeWithTrailers {
+                body: Some(Bytes::from(got.body)),
+                trailers: got.trailers,
+            })));
+        }
+        return resp.body(got.body);
+    }
+    let relay = Rc::new(std::cell::RefCell::new(Relay::default()));
+    relay
+        .borrow_mut()
+        .push(&got.body, route.opts.response_buffer);
+    let stream = Box::new(RelayStream::new(relay.clone()));
+    let reuse = !close && framing != Framing::UntilClose;
+    crate::io::spawn(pump(conn, relay, up, route.clone(), reuse, flight));
+    match framing {
+        Framing::Length(n) => resp.body(Body::Sized(n, stream)),
+        _ => resp.body(Body::Stream(stream)),
+    }
+}
+
+/// What the pump's reads tell the relay.
+struct ToRelay<'a> {
+    relay: &'a mut Relay,
+    limit: usize,
+    trailers: Vec<u8>,
+    done: bool,
+}
+
+impl Sink for ToRelay<'_> {
+    fn body(&mut self, bytes: &[u8]) {
+        self.relay.push(bytes, self.limit);
+    }
+    fn trailers(&mut self, fields: &[u8]) {
+        self.trailers.extend_from_slice(fields);
+    }
+    fn end(&mut self, _status: u16) {
+        self.done = true;
+    }
+}
+
+/// Reads the rest of a response body from the upstream as fast as it comes, into the relay;
+/// then gives the connection back to the pool (if the answer left it reusable).
+async fn pump(
+    mut conn: UpConn,
+    relay: relay::Shared,
+    up: Rc<Upstream>,
+    route: Rc<Route>,
+    reuse: bool,
+    flight: InFlight,
+) {
+    let opts = &route.opts;
+    let mut trailers = Vec::new();
+    let mut done = false;
+    loop {
+        let pending = relay.borrow_mut().take_pending();
+        if !pending.is_empty() && relay::spill(&relay, pending).await.is_err() {
+            relay.borrow_mut().cut();
+            return;
+        }
+        if done {
+            break;
+        }
+        if relay.borrow().abandoned() {
+            return; // the client went away: this connection closes
+        }
+        conn.arm(Some(Instant::now() + opts.read_timeout));
+        let Some(recv) = conn.recv.take() else {
+            return;
+        };
+        let (r, data) = recv.await;
+        let mut rl = relay.borrow_mut();
+        let mut sink = ToRelay {
+            relay: &mut rl,
+            limit: opts.response_buffer,
+            trailers: Vec::new(),
+            done: false,
+        };
+        let ok = match r {
+            Ok(0) => !conn.parser.eof(&mut sink) && sink.done,
+            Ok(n) => conn.parser.feed(&data[..n], &mut sink).is_ok(),
+            Err(_) => false,
+        };
+        done = sink.done;
+        trailers.extend_from_slice(&sink.trailers);
+        conn.buf = Some(data);
+        if !ok {
+            rl.cut();
+            up.failed(opts);
+            return;
+        }
+    }
+    relay.borrow_mut().finish(trailers);
+    drop(flight);
+    if reuse && conn.parser.idle() {
+        up.put_idle(conn, opts);
+    }
+}
