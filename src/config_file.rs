@@ -635,9 +635,11 @@ impl Reader<'_> {
                 parts.proxy_at.get_or_insert((at, key.to_string()));
                 proxy_option(&mut parts.proxy, opt, v)?
             }
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "unknown key (prefix, host, builtin, static, proxy, {STATIC_KEYS}, {PROXY_KEYS})"
-            )),
+            ))
+            }
         }
         Ok(())
     }
@@ -715,7 +717,7 @@ mod tests {
 
     #[test]
     fn every_error_names_its_line_and_key() {
-        let text = "[server]\nshards = \"two\"\nport = 8\n[limits]\nmax_headers = 10\n[bogus]\nx = 1\n[[route]]\nprefix = \"files\"\nstatic = \"/nonexistent/dir\"\n[[route]]\nprefix = \"/\"\n";
+        let text = "[server]\nshards = \"two\"\nport = 8\n[limits]\nmax_headers = 10\n[bogus]\nx = 1\n[[route]]\nprefix = \"files\"\nstatic = \"/nonexistent/dir\"\n[[route]]\nprefix = \"/\"\n[[route]]\nprefix = \"/app/\"\nproxy = \"http://127.0.0.1:9/app\"\n[[route]]\nprefix = \"/api/\"\nproxy = [\"unix:/run/app.sock\"]\ntries = 0\ntrusted_proxies = [\"10.0.0.0/33\"]\nbalance = \"random\"\n[[route]]\nprefix = \"/s/\"\nbuiltin = true\nread_timeout = \"1s\"\n";
         let check = |flag: &str, v: Option<&str>| {
             if flag == "--max-headers" && v == Some("10") {
                 Err("must be at least 11".to_string())
@@ -731,7 +733,12 @@ mod tests {
             "bad.toml:6: bogus: unknown section",
             "bad.toml:9: route[0].prefix: expected a path prefix starting with '/'",
             "bad.toml:10: route[0].static: '/nonexistent/dir' is not a directory",
-            "bad.toml:11: route[1]: serves nothing: give builtin = true or static = \"DIR\"",
+            "bad.toml:11: route[1]: serves nothing: give builtin = true, static = \"DIR\" or proxy = \"URL\"",
+            "bad.toml:15: route[2].proxy: upstream 'http://127.0.0.1:9/app' names a path; give the server only (http://HOST:PORT or unix:/path)",
+            "bad.toml:19: route[3].tries: expected 1 to 16 tries",
+            "bad.toml:20: route[3].trusted_proxies: '10.0.0.0/33' is not an IP address or network like 10.0.0.0/8",
+            "bad.toml:21: route[3].balance: expected \"round-robin\" or \"least-outstanding\"",
+            "bad.toml:25: route[4].read_timeout: applies to proxy routes only",
         ];
         for w in want {
             assert!(errs.iter().any(|e| e == w), "missing {w:?} in {errs:#?}");

@@ -178,6 +178,7 @@ mod tests {
             listener: 0,
             peer: None,
             trailers: b"",
+            body_stream: None,
         };
         let Reply::Ready(resp) = router.call(&req) else {
             panic!("router answered later")

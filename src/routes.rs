@@ -121,14 +121,28 @@ impl crate::handler::Handler for Site {
         if self.private.contains(&on) {
             return Answer::Reply(Response::text(404, "not found\n").into());
         }
-        let host = req.header("host").map(host_name).unwrap_or_default();
-        for r in &self.routes {
-            let host_ok = r.host.as_deref().is_none_or(|h| h == host);
-            if host_ok && path.starts_with(&*r.prefix) {
-                return r.handler.answer(req);
-            }
+        match self.route(req) {
+            Some(r) => r.handler.answer(req),
+            None => Answer::Reply(Response::text(404, "not found\n").into()),
         }
-        Answer::Reply(Response::text(404, "not found\n").into())
+    }
+
+    fn streams_body_over(&self, req: &Request<'_>) -> Option<usize> {
+        if self.private.contains(&req.listener()) {
+            return None;
+        }
+        self.route(req)?.handler.streams_body_over(req)
+    }
+}
+
+impl Site {
+    /// The first route whose prefix (and host, if it names one) the request matches.
+    fn route(&self, req: &Request<'_>) -> Option<&SiteRoute> {
+        let path = req.path();
+        let host = req.header("host").map(host_name).unwrap_or_default();
+        self.routes
+            .iter()
+            .find(|r| r.host.as_deref().is_none_or(|h| h == host) && path.starts_with(&*r.prefix))
     }
 }
 

@@ -333,6 +333,8 @@ impl Session {
             (Stage::Open, Phase::Idle) if self.served => self.since + t.keepalive,
             (Stage::Open, Phase::Idle | Phase::Head) => self.since + t.header,
             (Stage::Open, Phase::Body) => self.since + t.body,
+            // A body a handler takes as it arrives: it must keep arriving.
+            (Stage::Open, Phase::Handler) if self.http.streaming_body() => now + t.body,
             (Stage::Open, Phase::Handler | Phase::Closed) => 0,
         }
     }
@@ -360,6 +362,8 @@ impl Session {
                 (Next::Finish, Expiry::Request)
             }
             Phase::Idle if !self.served => (Next::Close, Expiry::Request),
+            // A handler runs, so no 408 can go before its answer: the connection ends.
+            Phase::Handler if self.http.streaming_body() => (Next::Close, Expiry::Request),
             _ => (Next::Close, Expiry::Idle),
         }
     }

@@ -140,6 +140,11 @@ impl<H: Handler> ShardState<H> {
     /// Makes this shard's counters readable by `/metrics` (a few relaxed stores per turn; the
     /// latency histogram once a second).
     pub fn publish(&mut self) {
+        let [connects, requests, retries, failures] = crate::proxy::counters();
+        self.stats.upstream_connects = connects;
+        self.stats.upstream_requests = requests;
+        self.stats.upstream_retries = retries;
+        self.stats.upstream_failures = failures;
         let Some(board) = &self.board else {
             return;
         };

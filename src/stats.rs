@@ -47,6 +47,12 @@ pub struct ShardStats {
     pub latency_samples: u64,
     /// Access log writes that failed (their lines are lost).
     pub log_write_failures: u64,
+    /// Proxy routes: upstream connections opened, requests sent upstream (every try), tries
+    /// after a request's first, and requests the proxy answered 502 or 504.
+    pub upstream_connects: u64,
+    pub upstream_requests: u64,
+    pub upstream_retries: u64,
+    pub upstream_failures: u64,
 }
 
 impl ShardStats {
@@ -80,11 +86,15 @@ impl ShardStats {
         self.idle_closes += o.idle_closes;
         self.latency_samples += o.latency_samples;
         self.log_write_failures += o.log_write_failures;
+        self.upstream_connects += o.upstream_connects;
+        self.upstream_requests += o.upstream_requests;
+        self.upstream_retries += o.upstream_retries;
+        self.upstream_failures += o.upstream_failures;
     }
 }
 
 /// Number of counters in [`ShardStats::fields`].
-pub const FIELDS: usize = 28;
+pub const FIELDS: usize = 32;
 
 impl ShardStats {
     /// Every counter as (Prometheus name, help, value), in a fixed order.
@@ -209,6 +219,26 @@ impl ShardStats {
                 "log_write_failures_total",
                 "Access log writes that failed; their lines are lost.",
                 self.log_write_failures,
+            ),
+            (
+                "upstream_connects_total",
+                "Connections opened to proxy upstreams.",
+                self.upstream_connects,
+            ),
+            (
+                "upstream_requests_total",
+                "Requests sent to proxy upstreams (every try).",
+                self.upstream_requests,
+            ),
+            (
+                "upstream_retries_total",
+                "Tries of a proxied request after its first.",
+                self.upstream_retries,
+            ),
+            (
+                "upstream_failures_total",
+                "Proxied requests answered 502 or 504 by the proxy.",
+                self.upstream_failures,
             ),
         ]
     }

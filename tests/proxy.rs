@@ -609,6 +609,46 @@ fn large_request_body_is_streamed_and_the_limit_still_holds(engine: &[&str]) {
     c.send(&chunked_post("big-chunked", &parts, ""));
     assert_body(&echoed(&c.resp()), &body[..1_200_000]);
 
+    // Streamed, not gathered: with 200 KB of a 1 MB body sent (over the 64 KB buffer), the
+    // upstream already has the head; the rest follows, and it all arrives intact.
+    let body = pattern(1_000_000);
+    let mut head = b"POST /echo HTTP/1.1\r\nHost: front.example\r\nX-Test-Id: big-early\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+    head.extend_from_slice(&body[..200_000]);
+    c.send(&head);
+    wait_until(
+        "the head at the upstream before the body is all sent",
+        APP_LIMIT,
+        || {
+            app.events().iter().any(|e| {
+                e.get("event").str() == Some("head") && e.get("id").str() == Some("big-early")
+            })
+        },
+    );
+    c.send(&body[200_000..]);
+    assert_body(&echoed(&c.resp()), &body);
+
+    // A chunked body cut off mid-stream by the client's close: the upstream never gets a
+    // request it could take as whole.
+    let mut cut = srv.connect();
+    cut.send(b"POST /echo HTTP/1.1\r\nHost: front.example\r\nX-Test-Id: big-cut\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let chunk = pattern(100_000);
+    let mut part = format!("{:x}\r\n", chunk.len()).into_bytes();
+    part.extend_from_slice(&chunk);
+    part.extend_from_slice(b"\r\n");
+    cut.send(&part);
+    wait_until("the cut request's head at the upstream", APP_LIMIT, || {
+        app.events()
+            .iter()
+            .any(|e| e.get("event").str() == Some("head") && e.get("id").str() == Some("big-cut"))
+    });
+    drop(cut);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        app.arrivals("big-cut").len(),
+        0,
+        "a cut body reached the app as whole"
+    );
+
     // Over --max-body-size: 413 from the proxy, nothing upstream.
     let mut c = srv.connect();
     c.send(b"POST /echo HTTP/1.1\r\nHost: front.example\r\nX-Test-Id: big-413\r\nContent-Length: 3000000\r\n\r\n");

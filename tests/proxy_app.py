@@ -81,6 +81,9 @@ def read_request(rfile):
         return None
     method, target, _version = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
     headers = read_fields(rfile)
+    # Logged before the body is read: a proxy that streams a large body is seen to send the
+    # head before the client has sent all of the body.
+    log({"event": "head", "id": field(headers, "x-test-id")})
     body, trailers = b"", []
     te = field(headers, "transfer-encoding")
     if te is not None and te.lower() == "chunked":

@@ -10,6 +10,7 @@
 use std::mem::MaybeUninit;
 use std::task::{Context, Poll};
 
+use crate::http::body::BodyReader;
 use crate::http::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::handler::{Answer, Handler};
 use crate::http::limits::Limits;
@@ -98,6 +99,13 @@ enum ReadState {
     Body {
         head_len: usize,
         kind: BodyKind,
+        /// The handler takes the body as a stream once more than this has arrived.
+        stream_over: Option<usize>,
+    },
+    /// A handler runs with the body arriving into its [`BodyReader`].
+    Streaming {
+        kind: BodyKind,
+        reader: BodyReader,
     },
     Waiting,
     Closed,
@@ -259,7 +267,7 @@ impl Conn {
             ReadState::Head if self.buf.is_empty() => Phase::Idle,
             ReadState::Head => Phase::Head,
             ReadState::Body { .. } => Phase::Body,
-            ReadState::Waiting => Phase::Handler,
+            ReadState::Waiting | ReadState::Streaming { .. } => Phase::Handler,
             ReadState::Closed => Phase::Closed,
         }
     }
@@ -269,9 +277,18 @@ impl Conn {
         self.responses
     }
 
-    /// Bytes received but not yet parsed (pipelined behind a running handler, or a partial head).
+    /// Bytes received but not yet parsed (pipelined behind a running handler, or a partial
+    /// head), or received for a handler that takes its body as a stream and not yet taken.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        match &self.state {
+            ReadState::Streaming { reader, .. } => self.buf.len() + reader.buffered(),
+            _ => self.buf.len(),
+        }
+    }
+
+    /// A handler runs while its request's body is still arriving.
+    pub fn streaming_body(&self) -> bool {
+        matches!(self.state, ReadState::Streaming { .. })
     }
 
     /// The connection ended as its last request asked, with nothing received after that
@@ -296,6 +313,10 @@ impl Conn {
             }
             ReadState::Waiting => {
                 self.buf.extend_from_slice(input);
+                return Progress::Pending;
+            }
+            ReadState::Streaming { .. } => {
+                self.stream_body(input, cx);
                 return Progress::Pending;
             }
             _ => {}
@@ -346,6 +367,11 @@ impl Conn {
     /// answered (a client may half-close after writing its last request); nothing more is read.
     pub fn on_eof(&mut self) {
         self.peer_done = true;
+        if let ReadState::Streaming { reader, .. } = &self.state {
+            reader.fail(499); // the body will never be whole
+            self.state = ReadState::Waiting;
+            self.close_after = true;
+        }
         if !matches!(self.state, ReadState::Waiting) {
             self.state = ReadState::Closed;
             self.buf = Vec::new();
@@ -380,6 +406,13 @@ impl Conn {
                         return TaskPoll::Done;
                     }
                     Some(Poll::Ready(resp)) => {
+                        if let ReadState::Streaming { reader, .. } = &self.state {
+                            // Answered before its body was all read: the rest cannot be told
+                            // from a next request without reading it, so the connection ends.
+                            reader.fail(499);
+                            self.state = ReadState::Waiting;
+                            self.close_after = true;
+                        }
                         self.write_response(resp, reply, cx, out);
                         record_latency(cx, t0);
                         if cx.log.is_some() {
@@ -477,7 +510,7 @@ impl Conn {
     /// its head). Returns the bytes used and whether the body is whole, or the status that
     /// refuses it.
     fn take_body(&mut self, input: &[u8], cx: &Ctx<'_>) -> Result<(usize, bool), u16> {
-        let ReadState::Body { head_len, kind } = &mut self.state else {
+        let ReadState::Body { head_len, kind, .. } = &mut self.state else {
             return Ok((0, true));
         };
         match kind {
@@ -507,12 +540,14 @@ impl Conn {
     /// A body that arrives over several reads: keeps its head (`head`), then takes the body
     /// into `self.body` read by read (`take_body`). A client waiting on `Expect: 100-continue`
     /// is told to send it.
+    #[allow(clippy::too_many_arguments)]
     fn start_body(
         &mut self,
         head: &[u8],
         info: &HeadInfo,
         body_len: u64,
         nothing_yet: bool,
+        stream_over: Option<usize>,
         cx: &Ctx<'_>,
         out: &mut Vec<u8>,
     ) {
@@ -528,6 +563,7 @@ impl Conn {
         self.state = ReadState::Body {
             head_len: head.len(),
             kind,
+            stream_over,
         };
     }
 
@@ -549,8 +585,25 @@ impl Conn {
         loop {
             // A head and body gathered over several reads, answered from this buffer.
             let mut gathered = None;
-            if let ReadState::Body { head_len, .. } = self.state {
+            // The body's decoder, when the handler takes the rest of it as a stream.
+            let mut streamed = None;
+            if let ReadState::Body {
+                head_len,
+                stream_over,
+                ..
+            } = self.state
+            {
                 match self.take_body(&data[pos..], cx) {
+                    Ok((n, false))
+                        if stream_over.is_some_and(|l| self.body.len() - head_len > l) =>
+                    {
+                        pos += n;
+                        if let ReadState::Body { kind, .. } =
+                            std::mem::replace(&mut self.state, ReadState::Head)
+                        {
+                            streamed = Some(kind);
+                        }
+                    }
                     Ok((n, false)) => return (pos + n, Progress::ReadMore),
                     Ok((n, true)) => pos += n,
                     Err(status) => return (pos, self.reject(status, cx, out)),
@@ -600,11 +653,14 @@ impl Conn {
                             BodyFraming::Chunked => u64::MAX,
                         };
                         if body_len > after.len() as u64 {
+                            let head = view(&req, &[], self.listener, None, &[], None);
+                            let stream_over = handler.streams_body_over(&head);
                             self.start_body(
                                 &input[..n],
                                 &info,
                                 body_len,
                                 after.is_empty(),
+                                stream_over,
                                 cx,
                                 out,
                             );
@@ -617,7 +673,13 @@ impl Conn {
                     };
                     let trailers = gathered.as_ref().map_or(&[][..], |g| &g.2[..]);
                     let peer = self.peer;
-                    let request = view(&req, body, self.listener, peer.as_ref(), trailers);
+                    if let Some(kind) = streamed.take() {
+                        return (
+                            pos,
+                            self.answer_streaming(handler, &req, body, kind, info.reply, cx, out),
+                        );
+                    }
+                    let request = view(&req, body, self.listener, peer.as_ref(), trailers, None);
                     let progress = self.answer(handler, &request, info.reply, cx, out);
                     if progress != Progress::ReadMore {
                         return (pos, progress);
@@ -632,6 +694,86 @@ impl Conn {
                     let status = refusal(other.err(), input, limits.max_head);
                     return (pos, self.reject(status, cx, out));
                 }
+            }
+        }
+    }
+
+    /// Asks the handler for the answer to a request whose body goes on arriving after `so_far`:
+    /// the handler reads the rest from a [`BodyReader`] while the connection fills it.
+    #[allow(clippy::too_many_arguments)]
+    fn answer_streaming<H: Handler + ?Sized>(
+        &mut self,
+        handler: &H,
+        req: &httparse::Request<'_, '_>,
+        so_far: &[u8],
+        kind: BodyKind,
+        r: ReplyForm,
+        cx: &Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Progress {
+        let reader = BodyReader::default();
+        reader.fill(|d| d.extend_from_slice(so_far));
+        let peer = self.peer;
+        let request = view(req, &[], self.listener, peer.as_ref(), &[], Some(&reader));
+        let progress = self.answer(handler, &request, r, cx, out);
+        if progress == Progress::Pending && matches!(self.state, ReadState::Waiting) {
+            self.state = ReadState::Streaming { kind, reader };
+            if !self.buf.is_empty() {
+                let rest = std::mem::take(&mut self.buf);
+                self.stream_body(&rest, cx);
+            }
+            return Progress::Pending;
+        }
+        // Answered without reading the body: the rest of it cannot be skipped unread.
+        self.close_after = true;
+        if progress == Progress::ReadMore {
+            self.state = ReadState::Closed;
+            return Progress::Close;
+        }
+        progress
+    }
+
+    /// Body bytes for a handler that takes them as a stream; what follows the body waits in
+    /// the buffer for the handler to finish.
+    fn stream_body(&mut self, input: &[u8], cx: &Ctx<'_>) {
+        let ReadState::Streaming { kind, reader } = &mut self.state else {
+            self.buf.extend_from_slice(input);
+            return;
+        };
+        let result = match kind {
+            BodyKind::Length(rem) => {
+                let n = (*rem).min(input.len() as u64) as usize;
+                reader.fill(|d| d.extend_from_slice(&input[..n]));
+                *rem -= n as u64;
+                Ok((n, *rem == 0))
+            }
+            BodyKind::Chunked(dec) => {
+                let max = (cx.limits.max_body as u64).saturating_sub(reader.taken()) as usize;
+                reader
+                    .fill(|d| dec.decode(input, d, max, cx.limits.max_head))
+                    .map_err(|e| match e {
+                        ChunkedError::Invalid => 400,
+                        ChunkedError::TooLarge => 413,
+                        ChunkedError::TrailersTooLarge => 431,
+                    })
+            }
+        };
+        match result {
+            Ok((_, false)) => {}
+            Ok((n, true)) => {
+                let trailers = match kind {
+                    BodyKind::Chunked(dec) => dec.take_trailers(),
+                    BodyKind::Length(_) => Vec::new(),
+                };
+                reader.finish(trailers);
+                self.state = ReadState::Waiting;
+                self.buf.extend_from_slice(&input[n..]);
+            }
+            Err(status) => {
+                // The rest of the input cannot be trusted to start at a request boundary.
+                reader.fail(status);
+                self.state = ReadState::Waiting;
+                self.close_after = true;
             }
         }
     }
@@ -824,11 +966,13 @@ fn view<'x>(
     listener: u8,
     peer: Option<&'x std::net::SocketAddr>,
     trailers: &'x [u8],
+    body_stream: Option<&'x BodyReader>,
 ) -> Request<'x> {
     Request {
         listener,
         peer,
         trailers,
+        body_stream,
         method: req.method.unwrap_or(""),
         target: req.path.unwrap_or(""),
         version: if req.version == Some(0) {

@@ -15,6 +15,13 @@ pub trait Handler: 'static {
     fn answer(&self, req: &Request<'_>) -> Answer<'_> {
         Answer::Reply(self.call(req))
     }
+
+    /// For a request whose body did not come whole with its head (`req` has no body yet): the
+    /// size past which this handler takes the body as it arrives ([`Request::body_stream`])
+    /// instead of whole. `None`, the default: always whole, up to the body-size limit.
+    fn streams_body_over(&self, _req: &Request<'_>) -> Option<usize> {
+        None
+    }
 }
 
 /// A handler's answer as the connection sees it.

@@ -1,4 +1,5 @@
 //! HTTP/1.1, sans-IO: parsing, framing and encoding, with no socket in sight.
+pub mod body;
 pub mod chunked;
 pub mod client;
 pub mod conn;

@@ -21,6 +21,8 @@ pub struct Request<'a> {
     pub(crate) peer: Option<&'a std::net::SocketAddr>,
     /// A chunked body's trailer section: raw field lines, each ending in CRLF.
     pub(crate) trailers: &'a [u8],
+    /// The body, when the handler takes it as it arrives (`Handler::streams_body_over`).
+    pub(crate) body_stream: Option<&'a crate::http::body::BodyReader>,
 }
 
 impl<'a> Request<'a> {
@@ -90,6 +92,12 @@ impl<'a> Request<'a> {
     /// (empty when there were none).
     pub fn trailers(&self) -> &'a [u8] {
         self.trailers
+    }
+
+    /// The rest of the body, when it was larger than the handler takes whole
+    /// (`Handler::streams_body_over`): [`Request::body`] then holds none of it.
+    pub fn body_stream(&self) -> Option<&'a crate::http::body::BodyReader> {
+        self.body_stream
     }
 
     /// The client's address, when the server looked it up (with an access log or a proxy

@@ -46,6 +46,18 @@ fn put(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
 /// The idempotent methods (RFC 9110 §9.2.2): a request with one of them may be sent again.
 pub fn idempotent(method: &str) -> bool {
     matches!(
@@ -174,6 +186,15 @@ pub fn request(req: &Request<'_>, opts: &ProxyOptions, peer: Option<SocketAddr>)
         out.extend_from_slice(b"\r\n");
         return out;
     }
+    if req.body_stream().is_some() {
+        // The body follows as it arrives: with its declared length, else chunked.
+        match req.header("content-length") {
+            Some(len) => put(&mut out, "Content-Length", trim(len)),
+            None => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        }
+        out.extend_from_slice(b"\r\n");
+        return out;
+    }
     let framed =
         req.header("content-length").is_some() || req.header("transfer-encoding").is_some();
     if framed || !body.is_empty() {
@@ -216,6 +237,7 @@ mod tests {
             listener: 0,
             peer: None,
             trailers: b"",
+            body_stream: None,
         }
     }
 

@@ -89,11 +89,18 @@ impl ProxyRoute {
 impl crate::handler::Handler for ProxyRoute {
     fn call(&self, req: &Request<'_>) -> Reply {
         let bytes = forward::request(req, &self.route.opts, req.peer());
+        let body = req.body_stream().cloned();
         let ask = Ask {
-            idempotent: forward::idempotent(req.method()),
+            // A body taken as it arrives cannot be sent twice.
+            idempotent: forward::idempotent(req.method()) && body.is_none(),
             head: req.method() == "HEAD",
+            chunked: req.header("content-length").is_none(),
         };
-        Reply::Later(Box::pin(exchange(self.route.clone(), bytes, ask)))
+        Reply::Later(Box::pin(exchange(self.route.clone(), bytes, body, ask)))
+    }
+
+    fn streams_body_over(&self, _req: &Request<'_>) -> Option<usize> {
+        Some(self.route.opts.request_buffer)
     }
 }
 
@@ -101,6 +108,8 @@ impl crate::handler::Handler for ProxyRoute {
 struct Ask {
     idempotent: bool,
     head: bool,
+    /// A body that streams goes upstream chunked (the client's had no length).
+    chunked: bool,
 }
 
 /// Why a try failed.
@@ -114,6 +123,8 @@ enum Failure {
     /// The upstream closed (or reset) before its answer's head was whole.
     Closed,
     Malformed(Malformed),
+    /// The client's body, taken as it arrived, could not be had whole (its status says why).
+    Body(u16),
 }
 
 impl Failure {
@@ -136,8 +147,14 @@ impl Failure {
                 "the upstream closed the connection without an answer".to_string(),
             ),
             Failure::Malformed(m) => (502, format!("the upstream's answer is malformed: {m}")),
+            Failure::Body(413) => (413, "request body too large".to_string()),
+            Failure::Body(431) => (431, "request trailer fields too large".to_string()),
+            Failure::Body(_) => (
+                400,
+                "the request body was cut short or malformed".to_string(),
+            ),
         };
-        let body = if upstream.is_empty() {
+        let body = if upstream.is_empty() || matches!(self, Failure::Body(_)) {
             format!("{why}\n")
         } else {
             format!("{why} ({upstream})\n")
@@ -203,7 +220,12 @@ impl Drop for InFlight {
 }
 
 /// Sends one request upstream, with the tries the rules allow, and answers.
-async fn exchange(route: Rc<Route>, mut bytes: Vec<u8>, ask: Ask) -> Response {
+async fn exchange(
+    route: Rc<Route>,
+    mut bytes: Vec<u8>,
+    body: Option<crate::http::body::BodyReader>,
+    ask: Ask,
+) -> Response {
     let opts = &route.opts;
     let mut tried: Vec<usize> = Vec::new();
     // Pooled connections found closed when written to: no try spent (bounded all the same).
@@ -234,7 +256,7 @@ async fn exchange(route: Rc<Route>, mut bytes: Vec<u8>, ask: Ask) -> Response {
         };
         let flight = InFlight::new(&up);
         count(|c| c.requests.set(c.requests.get() + 1));
-        let (outcome, back) = attempt(&mut conn, bytes, ask, opts).await;
+        let (outcome, back) = attempt(&mut conn, bytes, body.as_ref(), ask, opts).await;
         bytes = back;
         match outcome {
             Ok(got) => {
@@ -280,6 +302,7 @@ async fn connect(up: &Upstream, opts: &ProxyOptions) -> Result<UpConn, Failure> 
 async fn attempt(
     conn: &mut UpConn,
     bytes: Vec<u8>,
+    body: Option<&crate::http::body::BodyReader>,
     ask: Ask,
     opts: &ProxyOptions,
 ) -> (Result<Collect, Failed>, Vec<u8>) {
@@ -293,22 +316,40 @@ async fn attempt(
         Some(r) => r.set_deadline(Some(first_byte)),
         None => conn.arm(Some(first_byte)),
     }
-    let mut buf = bytes;
-    let mut sent = 0;
-    while sent < buf.len() {
-        let deadline = Instant::now() + opts.read_timeout;
-        let (r, back) = crate::io::send(&conn.fd, buf, sent, deadline).await;
-        buf = back;
-        match r {
-            Ok(n) if n > 0 => sent += n,
-            Ok(_) => {
-                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
-                return (Err(failed(Failure::Send(e), sent > 0, false)), buf);
+    let (r, buf) = send_all(conn, bytes, opts).await;
+    if let Err(f) = r {
+        return (Err(f), buf);
+    }
+    if let Some(reader) = body {
+        // The rest of the body, as the client sends it.
+        loop {
+            let chunk = match reader.chunk().await {
+                Ok(c) => c,
+                Err(status) => return (Err(failed(Failure::Body(status), true, false)), buf),
+            };
+            let (framed, last) = match (chunk, ask.chunked) {
+                (Some(data), false) => (data, false),
+                (Some(data), true) => {
+                    let mut f = format!("{:x}\r\n", data.len()).into_bytes();
+                    f.extend_from_slice(&data);
+                    f.extend_from_slice(b"\r\n");
+                    (f, false)
+                }
+                (None, false) => break,
+                (None, true) => {
+                    let mut f = b"0\r\n".to_vec();
+                    f.extend_from_slice(&reader.trailers());
+                    f.extend_from_slice(b"\r\n");
+                    (f, true)
+                }
+            };
+            if let (Err(mut f), _) = send_all(conn, framed, opts).await {
+                f.sent = true;
+                return (Err(f), buf);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return (Err(failed(Failure::ReadTimeout, sent > 0, false)), buf);
+            if last {
+                break;
             }
-            Err(e) => return (Err(failed(Failure::Send(e), sent > 0, false)), buf),
         }
     }
     let mut got = Collect::default();
@@ -354,6 +395,32 @@ async fn attempt(
         }
         conn.arm(Some(Instant::now() + opts.read_timeout));
     }
+}
+
+/// Writes all of `bytes` to the upstream; gives them back.
+async fn send_all(
+    conn: &UpConn,
+    bytes: Vec<u8>,
+    opts: &ProxyOptions,
+) -> (Result<(), Failed>, Vec<u8>) {
+    let mut buf = bytes;
+    let mut sent = 0;
+    while sent < buf.len() {
+        let deadline = Instant::now() + opts.read_timeout;
+        let (r, back) = crate::io::send(&conn.fd, buf, sent, deadline).await;
+        buf = back;
+        let failure = match r {
+            Ok(n) if n > 0 => {
+                sent += n;
+                continue;
+            }
+            Ok(_) => Failure::Send(std::io::ErrorKind::WriteZero.into()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Failure::ReadTimeout,
+            Err(e) => Failure::Send(e),
+        };
+        return (Err(failed(failure, sent > 0, false)), buf);
+    }
+    (Ok(()), buf)
 }
 
 fn failed(failure: Failure, sent: bool, answered: bool) -> Failed {
