@@ -48,7 +48,7 @@ report=$({
   total() { echo "$page" | awk -v m="ringshard_$1" 'index($1, m "{") == 1 {t += $2} END {print t + 0}'; }
   c=$(total upstream_connects_total) n=$(total upstream_requests_total)
   echo
-  echo "ringshard upstream connections: $c opened for $n requests sent upstream ($(awk -v c="$c" -v n="$n" 'BEGIN{printf "%.4f", n > 0 ? 1000 * c / n : 0}') per 1,000); retries $(total upstream_retries_total), failures $(total upstream_failures_total)"
+  echo "ringshard upstream connections: $c opened for $n requests sent upstream ($(awk -v c="$c" -v n="$n" 'BEGIN{printf "%.4f", (n > 0 ? 1000 * c / n : 0)}') per 1,000); retries $(total upstream_retries_total), failures $(total upstream_failures_total)"
 })
 echo "$report"
 [[ -n ${NO_SAVE:-} ]] || { mkdir -p "$(dirname "$out")"; echo "$report" > "$out"; echo "saved to $out" >&2; }

@@ -119,12 +119,17 @@ pub(crate) trait Engine {
     /// Polls a connection's handler future or streaming body.
     fn poll_task(&mut self, slot: u32) {
         let core = self.core();
-        let waker = core
-            .shard
-            .wakeup
-            .waker(slot, core.conns[slot as usize].gen());
+        let c = &mut core.conns[slot as usize];
+        let gen = c.gen();
+        // One waker per connection, made at its first task and kept.
+        let waker = match c.session().waker.take() {
+            Some(w) => w,
+            None => core.shard.wakeup.waker(slot, gen),
+        };
         let (conns, mut env) = core.env();
-        conns[slot as usize].session().poll_task(&waker, &mut env);
+        let s = conns[slot as usize].session();
+        s.poll_task(&waker, &mut env);
+        s.waker = Some(waker);
     }
 
     /// Handler futures whose wakers fired since the last turn, and those they woke in turn

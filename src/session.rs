@@ -88,6 +88,8 @@ pub struct Session {
     /// A sent output buffer larger than the pool keeps, held while a body streams: the stream
     /// fills it next instead of growing (and faulting in) a new one for every chunk.
     spare: Vec<u8>,
+    /// The waker its tasks are polled with, made at the first.
+    pub waker: Option<std::task::Waker>,
 }
 
 /// What a session needs from its shard for one call.
@@ -112,6 +114,7 @@ impl Session {
             served: false,
             counted: 0,
             spare: Vec::new(),
+            waker: None,
         }
     }
 

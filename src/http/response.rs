@@ -116,6 +116,17 @@ impl Response {
         self
     }
 
+    /// Adds field lines already checked (a proxied response's, as its upstream's parser read
+    /// them): `lines` is `Name: value` lines joined by CRLF, written as they are. One string for
+    /// all of them, where [`Response::header`] would take two per field.
+    pub(crate) fn field_lines(mut self, lines: String) -> Response {
+        if !lines.is_empty() {
+            self.headers
+                .push((HeaderValue::Borrowed(""), HeaderValue::Owned(lines)));
+        }
+        self
+    }
+
     /// Sets the body.
     #[inline]
     pub fn body(mut self, body: impl Into<Body>) -> Response {
@@ -400,8 +411,10 @@ pub(crate) fn put_head(
     }
     for (name, value) in headers {
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
+        if !name.is_empty() {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+        }
         out.extend_from_slice(value.as_bytes());
     }
     if let Some(c) = connection {

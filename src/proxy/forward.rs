@@ -141,10 +141,11 @@ pub fn request(req: &Request<'_>, opts: &ProxyOptions, peer: Option<SocketAddr>)
     match opts.forwarded {
         Forwarded::XForwarded => {
             if let Some(ip) = ip {
+                use std::io::Write;
                 if !xff.is_empty() {
                     xff.extend_from_slice(b", ");
                 }
-                xff.extend_from_slice(ip.to_string().as_bytes());
+                let _ = write!(xff, "{ip}");
             }
             if !xff.is_empty() {
                 put(&mut out, "X-Forwarded-For", &xff);
@@ -211,15 +212,25 @@ pub fn request(req: &Request<'_>, opts: &ProxyOptions, peer: Option<SocketAddr>)
 /// server writes framing, `Date` and `Server` itself).
 pub fn response(status: u16, headers: &[httparse::Header<'_>]) -> Response {
     let listed = connection_names(headers.iter().map(|h| (h.name, h.value)));
-    let mut resp = Response::new(status);
+    let mut lines = String::with_capacity(256);
     for h in headers {
-        if hop_by_hop(h.name) || listed.iter().any(|l| h.name.eq_ignore_ascii_case(l)) {
+        if hop_by_hop(h.name)
+            || h.name.eq_ignore_ascii_case("date")
+            || h.name.eq_ignore_ascii_case("server")
+            || listed.iter().any(|l| h.name.eq_ignore_ascii_case(l))
+        {
             continue;
         }
-        let value = String::from_utf8_lossy(h.value).into_owned();
-        resp = resp.header(h.name.to_string(), value);
+        if !lines.is_empty() {
+            lines.push_str("\r\n");
+        }
+        lines.push_str(h.name);
+        lines.push_str(": ");
+        // httparse let no CR, LF or NUL through; other bytes outside UTF-8 are rare enough
+        // to be replaced.
+        lines.push_str(&String::from_utf8_lossy(h.value));
     }
-    resp
+    Response::new(status).field_lines(lines)
 }
 
 #[cfg(test)]
@@ -311,8 +322,11 @@ mod tests {
             h("Set-Cookie", "b=2"),
         ];
         let resp = response(201, &headers);
-        let names: Vec<_> = resp.headers.iter().map(|(n, _)| n.to_string()).collect();
-        assert_eq!(names, ["Content-Type", "Set-Cookie", "Set-Cookie"]);
+        let lines: Vec<_> = resp.headers.iter().map(|(_, v)| v.to_string()).collect();
+        assert_eq!(
+            lines,
+            ["Content-Type: text/html\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2"]
+        );
         assert_eq!(resp.status, 201);
     }
 }

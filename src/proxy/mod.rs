@@ -316,7 +316,7 @@ async fn attempt(
         Some(r) => r.set_deadline(Some(first_byte)),
         None => conn.arm(Some(first_byte)),
     }
-    let (r, buf) = send_all(conn, bytes, opts).await;
+    let (r, buf) = send_all(conn, bytes, Instant::now() + opts.read_timeout).await;
     if let Err(f) = r {
         return (Err(f), buf);
     }
@@ -343,7 +343,8 @@ async fn attempt(
                     (f, true)
                 }
             };
-            if let (Err(mut f), _) = send_all(conn, framed, opts).await {
+            let deadline = Instant::now() + opts.read_timeout;
+            if let (Err(mut f), _) = send_all(conn, framed, deadline).await {
                 f.sent = true;
                 return (Err(f), buf);
             }
@@ -401,12 +402,11 @@ async fn attempt(
 async fn send_all(
     conn: &UpConn,
     bytes: Vec<u8>,
-    opts: &ProxyOptions,
+    deadline: Instant,
 ) -> (Result<(), Failed>, Vec<u8>) {
     let mut buf = bytes;
     let mut sent = 0;
     while sent < buf.len() {
-        let deadline = Instant::now() + opts.read_timeout;
         let (r, back) = crate::io::send(&conn.fd, buf, sent, deadline).await;
         buf = back;
         let failure = match r {

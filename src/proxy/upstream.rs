@@ -11,6 +11,9 @@ use crate::sys::socket::SockAddr;
 
 use super::options::{Balance, ProxyOptions};
 
+/// How long an idle connection beyond the pool's bound may wait for a request before it closes.
+pub const SURPLUS_GRACE: Duration = Duration::from_millis(100);
+
 /// Bytes one receive from an upstream takes at most.
 pub const RECV_SIZE: usize = 32 * 1024;
 
@@ -26,6 +29,8 @@ pub struct UpConn {
     pub buf: Option<Vec<u8>>,
     /// Requests it carried.
     pub requests: u64,
+    /// Since when it waits in the pool.
+    idle_since: Option<Instant>,
 }
 
 impl UpConn {
@@ -36,6 +41,7 @@ impl UpConn {
             parser: ResponseParser::new(false),
             buf: Some(vec![0; RECV_SIZE]),
             requests: 0,
+            idle_since: None,
         }
     }
 
@@ -75,15 +81,26 @@ impl Upstream {
     }
 
     /// Puts a connection whose response is complete back in the pool, with a receive armed to
-    /// notice its close and to end it after `idle_timeout`; beyond `max` idle ones, it closes.
+    /// notice its close and to end it after `idle_timeout`. Beyond `idle_connections` idle ones,
+    /// the longest idle are closed once they have waited [`SURPLUS_GRACE`]: a turn that
+    /// finishes many responses at once is followed by one that sends as many requests, and
+    /// closing the surplus at once would only open as many again.
     pub fn put_idle(&self, mut c: UpConn, opts: &ProxyOptions) {
+        let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
-        idle.retain(|c| c.recv.as_ref().is_some_and(|r| !r.finished()));
-        if idle.len() >= opts.idle_connections {
+        while idle.len() >= opts.idle_connections.max(1)
+            && idle[0]
+                .idle_since
+                .is_some_and(|t| now.duration_since(t) >= SURPLUS_GRACE)
+        {
+            idle.remove(0);
+        }
+        if opts.idle_connections == 0 {
             return;
         }
         c.parser.reset();
-        c.arm(Some(Instant::now() + opts.idle_timeout));
+        c.idle_since = Some(now);
+        c.arm(Some(now + opts.idle_timeout));
         idle.push(c);
     }
 
@@ -142,9 +159,12 @@ impl Upstreams {
         if n == 0 {
             return None;
         }
-        let now = Instant::now();
         let start = self.next.get();
         self.next.set((start + 1) % n);
+        if n == 1 && tried.is_empty() {
+            return Some(0); // down or not, it is the only one
+        }
+        let now = Instant::now();
         let ok = |i: usize| !tried.contains(&i) && !self.list[i].down(now);
         let order = (0..n).map(|k| (start + k) % n);
         let chosen = match self.balance {
