@@ -81,7 +81,7 @@ fn num(v: Option<u64>) -> String {
     }
 }
 
-/// The stable JSON shape (documented in README): `kernel`, `io_uring` {`usable`, `error`},
+/// The stable JSON shape: `kernel`, `io_uring` {`usable`, `error`},
 /// `features` {name: {`supported`, `note`}}, `limits` {`memlock_bytes`, `open_files`,
 /// `somaxconn`, `cpus_allowed`}.
 pub fn to_json(r: &Report) -> String {
