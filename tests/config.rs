@@ -78,7 +78,11 @@ fn the_example_configuration_checks_and_prints_what_it_sets() {
     assert!(out.contains("health: /healthz"), "{out}");
     assert!(out.contains("metrics: off"), "{out}");
     assert!(out.contains("route 0: /static/ -> files of "), "{out}");
-    assert!(out.contains("route 1: / -> the built-in routes"), "{out}");
+    assert!(
+        out.contains("route 1: /api/ -> proxy to 127.0.0.1:3000 (RoundRobin, 2 tries"),
+        "{out}"
+    );
+    assert!(out.contains("route 2: / -> the built-in routes"), "{out}");
 }
 
 fn a_configured_site_serves_its_routes_and_nothing_else(engine: &[&str]) {
