@@ -977,6 +977,41 @@ per_engine! {
     both_balance_policies_serve_from_every_upstream,
     unix_socket_upstream,
     ringshard_serve_as_upstream,
+    idle_upstream_connections_close_on_time_and_do_not_hold_shutdown,
+}
+
+/// Pooled connections close at their idle timeout (the upstream sees its connection end), and a
+/// shard that holds some still shuts down at once: their armed receives are cancelled, not
+/// waited out.
+fn idle_upstream_connections_close_on_time_and_do_not_hold_shutdown(engine: &[&str]) {
+    let dir = scratch_dir("proxy", "idle-close", engine);
+    let app = App::tcp(&dir, "up");
+    let srv = routed(engine, &dir, &[&app.url], "idle_timeout = \"300ms\"", &[]);
+    let mut c = srv.connect();
+    c.send(&get_id("/echo", "idle-1"));
+    let first = echoed(&c.resp()).get("conn").num();
+    // Past the idle timeout the pooled connection is gone: the next request opens another.
+    std::thread::sleep(Duration::from_millis(1200));
+    c.send(&get_id("/echo", "idle-2"));
+    let second = echoed(&c.resp()).get("conn").num();
+    assert_ne!(
+        first, second,
+        "a connection idle past idle_timeout was reused"
+    );
+    drop(srv);
+
+    let srv = routed(engine, &dir, &[&app.url], "idle_timeout = \"60s\"", &[]);
+    let mut c = srv.connect();
+    c.send(&get_id("/echo", "idle-3"));
+    assert_eq!(c.resp().status, 200);
+    drop(c);
+    let mut srv = srv;
+    srv.signal(libc::SIGTERM);
+    let status = srv.wait_exit(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "a shard with an idle pooled connection did not exit promptly: {status:?}"
+    );
 }
 
 // ---- the app's log: a little JSON ----

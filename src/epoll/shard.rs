@@ -200,6 +200,7 @@ impl<H: Handler> Shard<H> {
                 && self.core.shard.log_is_idle()
                 && io.in_flight() == 0
                 && io.tasks() == 0
+                && io.quiesce()
             {
                 break;
             }
@@ -519,6 +520,9 @@ impl<H: Handler> Shard<H> {
 /// Runs a route's operation now; one that would block waits for its socket's readiness, once
 /// (`EPOLLONESHOT`, reported with `tag`), and returns `None`.
 fn run_or_wait(ep: &sys::Epoll, op: &mut crate::io::IoOp, tag: u64, ctls: &mut u64) -> Option<i32> {
+    if let crate::io::IoOp::Sleep = op {
+        return None; // the driver's deadline ends it
+    }
     let r = op.run_now();
     if !op.would_block(r) {
         return Some(r);

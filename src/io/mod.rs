@@ -35,7 +35,7 @@ use std::time::Instant;
 use slab::Slab;
 
 pub use op::{IoOp, Readiness};
-pub use spawn::{spawn, TASK_GEN};
+pub use spawn::{spawn, spawn_background, TASK_GEN};
 
 use crate::sys::socket::SockAddr;
 
@@ -60,6 +60,8 @@ struct Slot {
     /// Its index in `Driver::timed` while it has a deadline.
     timed: Option<usize>,
     timed_out: bool,
+    /// Kept in flight by an idle pool, not by a request: a draining shard cancels it.
+    background: bool,
 }
 
 /// A shard's queue of operations, their results, and its spawned tasks.
@@ -106,6 +108,7 @@ impl Driver {
             deadline: None,
             timed: None,
             timed_out: false,
+            background: false,
         });
         self.queued.borrow_mut().push(id);
         if deadline.is_some() {
@@ -320,12 +323,18 @@ impl Driver {
     /// Asks for an operation to be cancelled at the end of the turn; one not yet started
     /// simply completes.
     fn cancel(&self, id: usize, gen: u32) {
-        let queued = self
-            .ops
-            .borrow()
-            .get(id)
-            .is_some_and(|s| matches!(s.stage, Stage::Queued));
-        if queued {
+        let (queued, sleep) = self.ops.borrow().get(id).map_or((false, false), |s| {
+            (
+                matches!(s.stage, Stage::Queued),
+                matches!(s.op, IoOp::Sleep),
+            )
+        });
+        if sleep {
+            // No kernel operation to cancel: its end is the deadline's.
+            self.queued.borrow_mut().retain(|&q| q != id);
+            self.ops.borrow_mut()[id].stage = Stage::InFlight;
+            self.complete(id as u32, -libc::ECANCELED);
+        } else if queued {
             self.queued.borrow_mut().retain(|&q| q != id);
             self.ops.borrow_mut()[id].stage = Stage::InFlight;
             self.complete(id as u32, -libc::ECANCELED);
@@ -334,14 +343,43 @@ impl Driver {
         }
     }
 
-    /// Operations started and not yet complete, and spawned tasks (a shard waits for them
-    /// before it exits).
+    /// Operations started for requests and not yet complete (a shard waits for them before it
+    /// exits).
     pub fn in_flight(&self) -> usize {
         self.ops
             .borrow()
             .iter()
-            .filter(|(_, s)| matches!(s.stage, Stage::InFlight | Stage::Abandoned))
+            .filter(|(_, s)| {
+                // A sleep holds nothing of the kernel's; a background task's is dropped with it.
+                !s.background
+                    && !matches!(s.op, IoOp::Sleep)
+                    && matches!(s.stage, Stage::InFlight | Stage::Abandoned)
+            })
             .count()
+    }
+
+    /// For a shard that has drained its connections: drops its background tasks, cancels the
+    /// operations idle pools keep in flight, and says whether all of them have completed (the
+    /// shard exits only then: their buffers are the kernel's until they do).
+    pub fn quiesce(&self) -> bool {
+        self.tasks.drop_background();
+        let live: Vec<(usize, u32)> = self
+            .ops
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.background && matches!(s.stage, Stage::InFlight | Stage::Abandoned))
+            .map(|(id, s)| (id, s.gen))
+            .collect();
+        if live.is_empty() {
+            return true;
+        }
+        let mut cancels = self.cancels.borrow_mut();
+        for op in live {
+            if !cancels.contains(&op) {
+                cancels.push(op);
+            }
+        }
+        false
     }
 
     /// Polls spawned task `id` (its waker fired).
@@ -428,6 +466,11 @@ impl Drop for OpFuture {
             }
             // The kernel may still use its buffers: keep them until the completion. A socket
             // operation may wait for ever (a peer that sends nothing): cancel it.
+            _ if matches!(slot.op, IoOp::Sleep) => {
+                drop(ops);
+                self.driver.queued.borrow_mut().retain(|&q| q != self.id);
+                self.driver.remove(self.id); // nothing in the kernel refers to it
+            }
             _ => {
                 let socket = slot.op.readiness().is_some();
                 let queued = matches!(slot.stage, Stage::Queued);
@@ -583,6 +626,11 @@ pub async fn send(
     }
 }
 
+/// Completes at `at` (on the shard's clock: the wait's timeout includes it).
+pub async fn sleep_until(at: Instant) {
+    let _ = submit_until(IoOp::Sleep, Some(at)).await;
+}
+
 /// A receive in flight: it can be kept (an idle pooled upstream connection keeps one armed,
 /// which is how a close by the peer is seen), asked whether it has completed, given a new
 /// deadline, and awaited for the bytes and the buffer.
@@ -597,6 +645,13 @@ impl Recv {
     /// Whether it has completed (data, end of stream, an error or its deadline).
     pub fn finished(&self) -> bool {
         self.0.finished()
+    }
+
+    /// Marks it as kept by an idle pool (a draining shard cancels it) or by a request.
+    pub fn set_background(&self, background: bool) {
+        if let Some(s) = self.0.driver.ops.borrow_mut().get_mut(self.0.id) {
+            s.background = background;
+        }
     }
 
     /// Moves its deadline.

@@ -45,6 +45,8 @@ pub enum IoOp {
     },
     /// `recv(fd, buf)`, into the whole of `buf`'s length.
     Recv { fd: RawFd, buf: Vec<u8> },
+    /// Nothing for the kernel: it completes when its deadline passes (`-ETIMEDOUT`).
+    Sleep,
 }
 
 /// What a socket operation waits for on the epoll engine.
@@ -76,6 +78,7 @@ impl IoOp {
             }
             IoOp::Send { fd, buf, from } => socket::send_now(*fd, &buf[*from..]),
             IoOp::Recv { fd, buf } => socket::recv_now(*fd, buf),
+            IoOp::Sleep => -libc::EAGAIN,
         }
     }
 

@@ -20,7 +20,9 @@ type Task = Pin<Box<dyn Future<Output = ()>>>;
 /// may spawn others.
 #[derive(Default)]
 pub(super) struct Tasks {
-    tasks: RefCell<Slab<Option<Task>>>,
+    /// Each task, and whether it is a background one.
+    tasks: RefCell<Slab<(Option<Task>, bool)>>,
+    background: std::cell::Cell<usize>,
     wakeup: RefCell<Option<Wakeup>>,
 }
 
@@ -29,8 +31,29 @@ impl Tasks {
         *self.wakeup.borrow_mut() = Some(wakeup);
     }
 
+    /// Drops the background tasks (a drained shard's).
+    pub(super) fn drop_background(&self) {
+        if self.background.get() == 0 {
+            return;
+        }
+        let dropped: Vec<Task> = {
+            let mut tasks = self.tasks.borrow_mut();
+            let ids: Vec<usize> = tasks
+                .iter()
+                .filter(|(_, t)| t.1)
+                .map(|(id, _)| id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| tasks.remove(id).0)
+                .collect()
+        };
+        self.background.set(0);
+        drop(dropped); // outside the borrow: their drops reach the driver
+    }
+
+    /// Tasks a draining shard waits for (not the background ones).
     pub(super) fn len(&self) -> usize {
-        self.tasks.borrow().len()
+        self.tasks.borrow().len() - self.background.get()
     }
 
     pub(super) fn poll(&self, id: u32, waker: &Waker) {
@@ -38,7 +61,7 @@ impl Tasks {
             .tasks
             .borrow_mut()
             .get_mut(id as usize)
-            .and_then(Option::take)
+            .and_then(|t| t.0.take())
         else {
             return;
         };
@@ -48,9 +71,11 @@ impl Tasks {
             .is_ready();
         let mut tasks = self.tasks.borrow_mut();
         if done {
-            tasks.remove(id as usize);
+            if tasks.remove(id as usize).1 {
+                self.background.set(self.background.get() - 1);
+            }
         } else {
-            tasks[id as usize] = Some(task);
+            tasks[id as usize].0 = Some(task);
         }
     }
 }
@@ -58,8 +83,29 @@ impl Tasks {
 /// Runs `task` on this shard: it is polled at the end of the current loop turn, then whenever
 /// its waker fires. It must end on its own (its operations carry deadlines).
 pub fn spawn(task: impl Future<Output = ()> + 'static) {
+    start(Box::pin(task), false);
+}
+
+/// Runs `task` on this shard as [`spawn`] does, but a draining shard does not wait for it: it is
+/// dropped when the shard exits (a pool's sweeper, which sleeps until its connections' time is
+/// up).
+pub fn spawn_background(task: impl Future<Output = ()> + 'static) {
+    start(Box::pin(task), true);
+}
+
+fn start(task: Task, background: bool) {
     let driver = super::driver();
-    let id = driver.tasks.tasks.borrow_mut().insert(Some(Box::pin(task)));
+    let id = driver
+        .tasks
+        .tasks
+        .borrow_mut()
+        .insert((Some(task), background));
+    if background {
+        driver
+            .tasks
+            .background
+            .set(driver.tasks.background.get() + 1);
+    }
     let wakeup = driver.tasks.wakeup.borrow().clone();
     match wakeup {
         Some(w) => w.waker(id as u32, TASK_GEN).wake(),

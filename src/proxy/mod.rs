@@ -525,6 +525,13 @@ async fn pump(
         if relay.borrow().abandoned() {
             return; // the client went away: this connection closes
         }
+        if conn
+            .buf
+            .as_ref()
+            .is_some_and(|b| b.len() < upstream::BODY_RECV_SIZE)
+        {
+            conn.buf = Some(vec![0; upstream::BODY_RECV_SIZE]);
+        }
         conn.arm(Some(Instant::now() + opts.read_timeout));
         let Some(recv) = conn.recv.take() else {
             return;

@@ -14,8 +14,11 @@ use super::options::{Balance, ProxyOptions};
 /// How long an idle connection beyond the pool's bound may wait for a request before it closes.
 pub const SURPLUS_GRACE: Duration = Duration::from_millis(100);
 
-/// Bytes one receive from an upstream takes at most.
-pub const RECV_SIZE: usize = 32 * 1024;
+/// Bytes one receive from an upstream takes at most while a head is awaited (a burst of
+/// requests can have hundreds of connections waiting at once; each holds this much).
+pub const RECV_SIZE: usize = 8 * 1024;
+/// The receive buffer of a connection whose body is read on after its head went out.
+pub const BODY_RECV_SIZE: usize = 64 * 1024;
 
 /// A connection to an upstream. While it waits in the pool it keeps a receive armed: an upstream
 /// that closes it (or sends what nobody asked for) completes that receive, and the connection
@@ -64,6 +67,8 @@ pub struct Upstream {
     pub outstanding: Cell<u32>,
     fails: Cell<u32>,
     down_until: Cell<Option<Instant>>,
+    /// A task closes the pool's connections when their time is up (see [`Upstream::sweep`]).
+    sweeping: Cell<bool>,
 }
 
 impl Upstream {
@@ -72,7 +77,8 @@ impl Upstream {
     pub fn take_idle(&self, dead: &mut u32) -> Option<UpConn> {
         let mut idle = self.idle.borrow_mut();
         while let Some(c) = idle.pop() {
-            if c.recv.as_ref().is_some_and(|r| !r.finished()) {
+            if let Some(r) = c.recv.as_ref().filter(|r| !r.finished()) {
+                r.set_background(false);
                 return Some(c);
             }
             *dead += 1;
@@ -85,23 +91,70 @@ impl Upstream {
     /// the longest idle are closed once they have waited [`SURPLUS_GRACE`]: a turn that
     /// finishes many responses at once is followed by one that sends as many requests, and
     /// closing the surplus at once would only open as many again.
-    pub fn put_idle(&self, mut c: UpConn, opts: &ProxyOptions) {
+    pub fn put_idle(self: &Rc<Self>, mut c: UpConn, opts: &ProxyOptions) {
         let now = Instant::now();
+        if opts.idle_connections == 0 {
+            return;
+        }
+        c.parser.reset();
+        c.idle_since = Some(now);
+        if c.buf.as_ref().is_some_and(|b| b.len() > RECV_SIZE) {
+            c.buf = None; // a body's large buffer: an idle connection keeps a small one
+        }
+        c.arm(Some(now + opts.idle_timeout));
+        if let Some(r) = &c.recv {
+            r.set_background(true);
+        }
         let mut idle = self.idle.borrow_mut();
-        while idle.len() >= opts.idle_connections.max(1)
+        Self::trim(&mut idle, now, opts.idle_connections, opts.idle_timeout);
+        idle.push(c);
+        if !self.sweeping.replace(true) {
+            let sweep = Self::sweep(self.clone(), opts.idle_connections, opts.idle_timeout);
+            crate::io::spawn_background(sweep);
+        }
+    }
+
+    /// Closes the connections whose time in the pool is up: those the upstream closed or that
+    /// reached `idle_timeout` (their armed receive has completed), and the longest idle beyond
+    /// `idle_connections` once they have waited [`SURPLUS_GRACE`].
+    fn trim(idle: &mut Vec<UpConn>, now: Instant, cap: usize, idle_timeout: Duration) {
+        idle.retain(|c| {
+            c.recv.as_ref().is_some_and(|r| !r.finished())
+                && c.idle_since.is_some_and(|t| now < t + idle_timeout)
+        });
+        while idle.len() > cap
             && idle[0]
                 .idle_since
                 .is_some_and(|t| now.duration_since(t) >= SURPLUS_GRACE)
         {
             idle.remove(0);
         }
-        if opts.idle_connections == 0 {
-            return;
+    }
+
+    /// Runs while the pool holds connections: wakes when the next one's time may be up, and
+    /// trims. Without it a burst's surplus, and connections past their idle timeout, would stay
+    /// open until the next request.
+    async fn sweep(up: Rc<Upstream>, cap: usize, idle_timeout: Duration) {
+        loop {
+            let next = {
+                let idle = up.idle.borrow();
+                let wait = if idle.len() > cap {
+                    SURPLUS_GRACE
+                } else {
+                    idle_timeout
+                };
+                idle.iter()
+                    .filter_map(|c| c.idle_since)
+                    .map(|t| t + wait)
+                    .min()
+            };
+            let Some(at) = next else {
+                up.sweeping.set(false);
+                return;
+            };
+            crate::io::sleep_until(at + Duration::from_millis(1)).await;
+            Self::trim(&mut up.idle.borrow_mut(), Instant::now(), cap, idle_timeout);
         }
-        c.parser.reset();
-        c.idle_since = Some(now);
-        c.arm(Some(now + opts.idle_timeout));
-        idle.push(c);
     }
 
     /// A try that failed on this upstream (connect, reset, timeout, malformed answer).
@@ -142,6 +195,7 @@ impl Upstreams {
                 outstanding: Cell::new(0),
                 fails: Cell::new(0),
                 down_until: Cell::new(None),
+                sweeping: Cell::new(false),
             }));
         }
         Ok(Upstreams {

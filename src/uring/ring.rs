@@ -408,6 +408,7 @@ impl Ring {
             IoOp::Recv { fd, buf } => {
                 opcode::Recv::new(types::Fd(*fd), buf.as_mut_ptr(), buf.len() as u32).build()
             }
+            IoOp::Sleep => return, // the driver's deadline ends it
         };
         // SAFETY: the entry points into `op`'s heap allocations (path, open_how, statx buffer,
         // read, write, send or receive buffer, socket address), which the driver keeps,

@@ -286,6 +286,7 @@ impl<H: Handler> Shard<H> {
                 && !self.listeners.iter().any(|l| l.armed)
                 && self.io.in_flight() == 0
                 && self.io.tasks() == 0
+                && self.io.quiesce()
                 && self.core.shard.log_is_idle()
             {
                 break;
