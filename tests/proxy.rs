@@ -978,6 +978,7 @@ per_engine! {
     unix_socket_upstream,
     ringshard_serve_as_upstream,
     idle_upstream_connections_close_on_time_and_do_not_hold_shutdown,
+    connect_timeout_answers_504,
 }
 
 /// Pooled connections close at their idle timeout (the upstream sees its connection end), and a
@@ -1011,6 +1012,80 @@ fn idle_upstream_connections_close_on_time_and_do_not_hold_shutdown(engine: &[&s
     assert!(
         status.is_some_and(|s| s.success()),
         "a shard with an idle pooled connection did not exit promptly: {status:?}"
+    );
+}
+
+/// A listening socket whose accept queue is full: the kernel drops new SYNs, so a connect to
+/// it neither succeeds nor fails until the connecting side gives up.
+struct FullBacklog {
+    fd: i32,
+    _filled: Vec<std::net::TcpStream>,
+    port: u16,
+}
+
+impl FullBacklog {
+    fn new() -> FullBacklog {
+        // SAFETY: plain socket calls on a descriptor this struct owns; the address structure
+        // is zeroed and filled before bind reads it.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let mut sin: libc::sockaddr_in = std::mem::zeroed();
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(
+                libc::bind(fd, (&sin as *const libc::sockaddr_in).cast(), len),
+                0
+            );
+            assert_eq!(libc::listen(fd, 0), 0);
+            let mut got: libc::sockaddr_in = std::mem::zeroed();
+            let mut glen = len;
+            libc::getsockname(fd, (&mut got as *mut libc::sockaddr_in).cast(), &mut glen);
+            let port = u16::from_be(got.sin_port);
+            // A backlog of 0 holds one finished handshake; a second makes sure it is full.
+            let mut filled = Vec::new();
+            for _ in 0..2 {
+                if let Ok(s) = std::net::TcpStream::connect_timeout(
+                    &format!("127.0.0.1:{port}").parse().unwrap(),
+                    Duration::from_millis(300),
+                ) {
+                    filled.push(s);
+                }
+            }
+            FullBacklog {
+                fd,
+                _filled: filled,
+                port,
+            }
+        }
+    }
+}
+
+impl Drop for FullBacklog {
+    fn drop(&mut self) {
+        // SAFETY: closes the descriptor this struct owns, once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// An upstream that never completes the handshake: 504 naming the connect timeout, in about
+/// the timeout per try, not the kernel's minutes of SYN retries.
+fn connect_timeout_answers_504(engine: &[&str]) {
+    let dir = scratch_dir("proxy", "connect-timeout", engine);
+    let full = FullBacklog::new();
+    let url = format!("http://127.0.0.1:{}", full.port);
+    let srv = routed(engine, &dir, &[&url], "connect_timeout = \"300ms\"", &[]);
+    let mut c = srv.connect();
+    let t0 = Instant::now();
+    c.send(&get_id("/x", "connect-timeout"));
+    let r = c.resp();
+    assert_eq!(r.status, 504, "{}", r.head);
+    assert!(r.text().contains("connect timeout"), "{}", r.text());
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
     );
 }
 

@@ -105,6 +105,8 @@ pub fn request(req: &Request<'_>, opts: &ProxyOptions, peer: Option<SocketAddr>)
     for (name, value) in req.headers() {
         if hop_by_hop(name)
             || name.eq_ignore_ascii_case("host")
+            // The client was told to send its body (or sent it); the upstream gets it at once.
+            || name.eq_ignore_ascii_case("expect")
             || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
         {
             continue;
