@@ -172,6 +172,15 @@ fn strings(v: &DeValue<'_>) -> Option<Vec<String>> {
     }
 }
 
+/// A string or an integer's text (a size or duration may be either).
+fn scalar_text(v: &DeValue<'_>) -> Option<String> {
+    match v {
+        DeValue::String(s) => Some(s.to_string()),
+        DeValue::Integer(n) => Some(n.as_str().to_string()),
+        _ => None,
+    }
+}
+
 /// Sets one proxy-route option from its TOML value.
 fn proxy_option(
     opts: &mut crate::proxy::ProxyOptions,
@@ -179,11 +188,7 @@ fn proxy_option(
     v: &DeValue<'_>,
 ) -> Result<(), String> {
     use crate::proxy::options::{Balance, Cidr, Forwarded};
-    let text = |v: &DeValue<'_>| match v {
-        DeValue::String(s) => Some(s.to_string()),
-        DeValue::Integer(n) => Some(n.as_str().to_string()),
-        _ => None,
-    };
+    let text = scalar_text;
     let duration = |v: &DeValue<'_>| {
         let t = text(v).ok_or("expected a duration, e.g. \"5s\"")?;
         crate::config::parse_duration(&t)
@@ -250,11 +255,7 @@ fn static_option(
     key: &str,
     v: &DeValue<'_>,
 ) -> Result<(), String> {
-    let text = |v: &DeValue<'_>| match v {
-        DeValue::String(s) => Some(s.to_string()),
-        DeValue::Integer(n) => Some(n.as_str().to_string()),
-        _ => None,
-    };
+    let text = scalar_text;
     match (key, v) {
         ("cache_control", DeValue::String(s))
             if !s.is_empty() && !s.bytes().any(|b| b.is_ascii_control()) =>
