@@ -163,6 +163,13 @@ pub struct ServeArgs {
     /// taken in turn): a configuration with that one proxy route at /.
     #[arg(long, value_name = "URL", conflicts_with_all = ["static_dir", "config"], value_parser = crate::proxy::options::parse_upstream)]
     pub proxy: Vec<crate::load::url::Endpoint>,
+    /// Run this command as the app (`/bin/sh -c`), in --processes processes, each listening on
+    /// the unix socket named by RINGSHARD_SOCKET, and send every request to them.
+    #[arg(long, value_name = "COMMAND", conflicts_with_all = ["static_dir", "config", "proxy"])]
+    pub app: Option<String>,
+    /// Processes of --app (default: one per shard).
+    #[arg(long, value_name = "N", requires = "app", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub processes: Option<u16>,
 }
 
 /// `serve`'s flags on their own, for reading them again with a configuration file's before

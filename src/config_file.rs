@@ -316,6 +316,7 @@ pub struct FileConfig {
     pub routes: Vec<RouteSpec>,
     pub health: EndpointPath,
     pub metrics: EndpointPath,
+    pub apps: Vec<crate::app::AppSpec>,
 }
 
 /// Every error found, each naming file, line and key.
@@ -366,6 +367,7 @@ pub fn parse(
         routes: Vec::new(),
         health: Some(Endpoint::at("/health")),
         metrics: Some(Endpoint::at("/metrics")),
+        apps: Vec::new(),
     };
     for (name, value) in doc.get_ref().iter() {
         let at = name.span().start;
@@ -377,6 +379,13 @@ pub fn parse(
                     }
                 }
             }
+            ("app", DeValue::Table(apps)) => {
+                for (app, table) in apps.iter() {
+                    if let Some(spec) = r.app(app.get_ref(), app.span().start, table) {
+                        cfg.apps.push(spec);
+                    }
+                }
+            }
             ("health", DeValue::Table(t)) => cfg.health = r.endpoint("health", "/health", t),
             ("metrics", DeValue::Table(t)) => cfg.metrics = r.endpoint("metrics", "/metrics", t),
             (section, DeValue::Table(t)) => match SECTIONS.iter().find(|(s, _)| *s == section) {
@@ -384,6 +393,19 @@ pub fn parse(
                 None => r.error(at, section, "unknown section"),
             },
             (key, _) => r.error(at, key, "not in a section (expected [server], [limits], [timeouts], [ring], [health], [metrics] or [[route]])"),
+        }
+    }
+    // A route naming an app sends to its processes.
+    for (i, route) in cfg.routes.iter_mut().enumerate() {
+        if let Target::Proxy(p) = &mut route.target {
+            let Some(name) = &p.app else { continue };
+            match cfg.apps.iter().find(|a| &a.name == name) {
+                Some(_) => {} // its processes' addresses are set once their number is known
+                None => r.errors.push(format!(
+                    "{}: route[{i}].app: no [app.{name}] section",
+                    path.display()
+                )),
+            }
         }
     }
     if r.errors.is_empty() {
@@ -487,6 +509,104 @@ impl Reader<'_> {
         enabled.then_some(endpoint)
     }
 
+    /// One `[app.NAME]` table.
+    fn app(
+        &mut self,
+        name: &str,
+        at: usize,
+        table: &Spanned<DeValue<'_>>,
+    ) -> Option<crate::app::AppSpec> {
+        use crate::app::{AppSpec, Listen};
+        let here = format!("app.{name}");
+        if !crate::app::valid_name(name) {
+            self.error(at, &here, "an app's name is letters, digits, '-' and '_'");
+            return None;
+        }
+        let DeValue::Table(t) = table.get_ref() else {
+            self.error(at, &here, "expected a table ([app.NAME])");
+            return None;
+        };
+        let mut spec = AppSpec::new(name, "", 1);
+        let mut processes = None;
+        let mut ok = true;
+        for (k, v) in t.iter() {
+            let key = format!("{here}.{}", k.get_ref());
+            let vat = v.span().start;
+            let duration = |v: &DeValue<'_>| {
+                scalar_text(v)
+                    .ok_or_else(|| "expected a duration, e.g. \"30s\"".to_string())
+                    .and_then(|t| crate::config::parse_duration(&t))
+            };
+            let result: Result<(), String> = match (k.get_ref().as_ref(), v.get_ref()) {
+                ("command", DeValue::String(c)) if !c.trim().is_empty() => {
+                    spec.command = c.to_string();
+                    Ok(())
+                }
+                ("command", _) => Err("expected the command that starts the app".into()),
+                ("processes", v) => match scalar_text(v).and_then(|t| t.parse::<usize>().ok()) {
+                    Some(n @ 1..=1024) => {
+                        processes = Some(n);
+                        Ok(())
+                    }
+                    _ => Err("expected 1 to 1024 processes".into()),
+                },
+                ("environment", DeValue::Table(env)) => {
+                    for (ek, ev) in env.iter() {
+                        match ev.get_ref() {
+                            DeValue::String(s) => {
+                                spec.environment.push((ek.get_ref().to_string(), s.to_string()))
+                            }
+                            _ => ok = false,
+                        }
+                    }
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err("expected a table of strings, e.g. { RACK_ENV = \"production\" }".into())
+                    }
+                }
+                ("environment", _) => Err("expected a table of strings".into()),
+                ("directory", DeValue::String(d)) => {
+                    let dir = self.path.parent().unwrap_or(Path::new(".")).join(d.as_ref());
+                    if dir.is_dir() {
+                        spec.directory = Some(dir);
+                        Ok(())
+                    } else {
+                        Err(format!("'{d}' is not a directory"))
+                    }
+                }
+                ("directory", _) => Err("expected a directory".into()),
+                ("listen", DeValue::String(l)) if l.as_ref() == "unix" => Ok(()),
+                ("listen", DeValue::String(l)) if l.as_ref() == "port" => {
+                    spec.listen = Listen::Port;
+                    Ok(())
+                }
+                ("listen", _) => Err("expected \"unix\" (RINGSHARD_SOCKET) or \"port\" (PORT)".into()),
+                ("ready_timeout", v) => duration(v).map(|d| spec.ready_timeout = d),
+                ("crash_window", v) => duration(v).map(|d| spec.crash_window = d),
+                ("grace", v) => duration(v).map(|d| spec.grace = d),
+                ("max_crashes", v) => match scalar_text(v).and_then(|t| t.parse::<u32>().ok()) {
+                    Some(n @ 1..) => {
+                        spec.max_crashes = n;
+                        Ok(())
+                    }
+                    _ => Err("expected a number of exits, at least 1".into()),
+                },
+                _ => Err("unknown key (command, processes, environment, directory, listen, ready_timeout, max_crashes, crash_window, grace)".into()),
+            };
+            if let Err(msg) = result {
+                self.error(vat, &key, &msg);
+                ok = false;
+            }
+        }
+        if spec.command.is_empty() {
+            self.error(at, &here, "no command");
+            return None;
+        }
+        spec.processes = processes.unwrap_or(0); // 0: one per shard, decided at start-up
+        ok.then_some(spec)
+    }
+
     /// One `[[route]]` table.
     fn route(&mut self, i: usize, route: &Spanned<DeValue<'_>>) -> Option<RouteSpec> {
         let here = route.span().start;
@@ -530,8 +650,10 @@ impl Reader<'_> {
         match (&mut target, proxy_at) {
             (Some(Target::Proxy(o)), _) => {
                 let upstreams = std::mem::take(&mut o.upstreams);
+                let app = o.app.take();
                 **o = proxy;
                 o.upstreams = upstreams;
+                o.app = app;
             }
             (_, Some((at, key))) if ok => {
                 self.error(at, &key, "applies to proxy routes only");
@@ -616,6 +738,12 @@ impl Reader<'_> {
                 serve(Target::Static { dir, opts })?
             }
             ("static", _) => return Err("expected a directory".into()),
+            ("app", DeValue::String(name)) if crate::app::valid_name(name) => {
+                let mut opts = crate::proxy::ProxyOptions::new(Vec::new());
+                opts.app = Some(name.to_string());
+                serve(Target::Proxy(Box::new(opts)))?
+            }
+            ("app", _) => return Err("expected the name of an [app.NAME] section".into()),
             ("proxy", v) => {
                 let list = strings(v).filter(|l| !l.is_empty()).ok_or(
                     "expected an upstream (http://HOST:PORT or unix:/path) or a list of them",
@@ -762,6 +890,8 @@ mod tests {
 #[derive(Clone, Debug)]
 pub struct SiteSpec {
     pub routes: Vec<RouteSpec>,
+    /// The app pools to start.
+    pub apps: Vec<crate::app::AppSpec>,
     pub health: EndpointPath,
     pub metrics: EndpointPath,
 }
@@ -793,23 +923,31 @@ pub fn resolve(
             }],
             health: Some(Endpoint::at("/health")),
             metrics: Some(Endpoint::at("/metrics")),
+            apps: Vec::new(),
         };
         return Ok((cfg, Some(site)));
     }
-    if !args.proxy.is_empty() {
+    if !args.proxy.is_empty() || args.app.is_some() {
         let mut cfg = args.validate().map_err(|e| Errors(vec![e]))?;
         cfg.peers = true;
-        let site = SiteSpec {
+        let mut opts = crate::proxy::ProxyOptions::new(args.proxy.clone());
+        let mut apps = Vec::new();
+        if let Some(command) = &args.app {
+            let processes = args.processes.map_or(0, usize::from);
+            apps.push(crate::app::AppSpec::new("app", command, processes));
+            opts.app = Some("app".into());
+        }
+        let mut site = SiteSpec {
             routes: vec![RouteSpec {
                 prefix: "/".into(),
                 host: None,
-                target: Target::Proxy(Box::new(crate::proxy::ProxyOptions::new(
-                    args.proxy.clone(),
-                ))),
+                target: Target::Proxy(Box::new(opts)),
             }],
+            apps,
             health: None,
             metrics: None,
         };
+        place_apps(&cfg, &mut site).map_err(|e| Errors(vec![e]))?;
         return Ok((cfg, Some(site)));
     }
     let Some(path) = &args.config else {
@@ -843,9 +981,11 @@ pub fn resolve(
         .map_err(|e| Errors(vec![place(&e, &file, argv)]))?;
     let mut site = SiteSpec {
         routes: file.routes,
+        apps: file.apps,
         health: file.health,
         metrics: file.metrics,
     };
+    place_apps(&cfg, &mut site).map_err(|e| Errors(vec![format!("{}: {e}", path.display())]))?;
     cfg.peers |= site
         .routes
         .iter()
@@ -854,6 +994,37 @@ pub fn resolve(
         own_listener(&mut cfg, e).map_err(|m| Errors(vec![format!("{}: {m}", path.display())]))?;
     }
     Ok((cfg, Some(site)))
+}
+
+/// Gives each app its number of processes (by default one per shard) and their addresses (ports
+/// chosen now for `listen = "port"`), and the routes that name an app those addresses.
+fn place_apps(cfg: &crate::config::ServeConfig, site: &mut SiteSpec) -> Result<(), String> {
+    let shards = if cfg.inherited.len() > 1 {
+        cfg.inherited.len()
+    } else {
+        cfg.shards
+    };
+    for app in &mut site.apps {
+        if app.processes == 0 {
+            app.processes = shards.max(1);
+        }
+        if app.listen == crate::app::Listen::Port {
+            app.choose_ports()
+                .map_err(|e| format!("app {}: cannot choose ports: {e}", app.name))?;
+        }
+    }
+    for r in &mut site.routes {
+        if let Target::Proxy(p) = &mut r.target {
+            if let Some(app) = p
+                .app
+                .as_ref()
+                .and_then(|n| site.apps.iter().find(|a| &a.name == n))
+            {
+                p.upstreams = (0..app.processes).map(|i| app.address(i)).collect();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Adds an endpoint's own listener to the server's and notes its index (the shards list an

@@ -5,6 +5,7 @@
 // syscalls); each such module opts in, and each block says why it is sound.
 #![deny(unsafe_code)]
 pub mod access_log;
+pub mod app;
 pub mod config;
 pub mod config_file;
 mod engine;

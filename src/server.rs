@@ -403,7 +403,13 @@ pub fn run_cli(
         cfg.shards
     };
     let board = Board::new(shards);
-    match site {
+    // The app pools start first: their processes take the time they need, and the proxy
+    // routes meanwhile send a request only to one that accepts it.
+    let mut pools = Vec::new();
+    for app in site.iter().flat_map(|s| s.apps.iter()) {
+        pools.push(crate::app::Supervisor::start(app.clone())?);
+    }
+    let served = match site {
         Some(site) => {
             // Checked here, where an error is one line, before any shard starts.
             crate::routes::Site::new(&site.routes, None, None)
@@ -422,7 +428,12 @@ pub fn run_cli(
                 router
             }
         }),
+    };
+    // Requests are finished: now the apps stop (SIGTERM, then SIGKILL after their grace).
+    for pool in pools {
+        pool.stop();
     }
+    served
 }
 
 /// `ringshard check-config FILE`: the effective configuration, or every error in the file.

@@ -73,6 +73,8 @@ pub struct ProxyRoute {
 struct Route {
     opts: ProxyOptions,
     ups: Upstreams,
+    /// The app pool behind the route, if any: 503 once it gave up restarting.
+    app: Option<std::sync::Arc<crate::app::AppStatus>>,
 }
 
 impl ProxyRoute {
@@ -81,6 +83,7 @@ impl ProxyRoute {
             route: Rc::new(Route {
                 ups: Upstreams::new(opts)?,
                 opts: opts.clone(),
+                app: opts.app.as_deref().map(crate::app::status),
             }),
         })
     }
@@ -88,6 +91,14 @@ impl ProxyRoute {
 
 impl crate::handler::Handler for ProxyRoute {
     fn call(&self, req: &Request<'_>) -> Reply {
+        use std::sync::atomic::Ordering;
+        if let Some(app) = &self.route.app {
+            if app.gave_up.load(Ordering::Relaxed) {
+                let name = self.route.opts.app.as_deref().unwrap_or_default();
+                let body = format!("app {name} is not running: it kept exiting (see the log)\n");
+                return Response::text(503, body).into();
+            }
+        }
         let bytes = forward::request(req, &self.route.opts, req.peer());
         let body = req.body_stream().cloned();
         let ask = Ask {

@@ -87,6 +87,8 @@ pub struct ProxyOptions {
     /// An upstream failing this many times in a row is skipped for `down_for`.
     pub max_fails: u32,
     pub down_for: Duration,
+    /// The app pool whose processes are the upstreams, if the route names one.
+    pub app: Option<String>,
 }
 
 impl ProxyOptions {
@@ -108,6 +110,7 @@ impl ProxyOptions {
             response_buffer: 256 << 10,
             max_fails: 3,
             down_for: Duration::from_secs(10),
+            app: None,
         }
     }
 }

@@ -1,0 +1,381 @@
+//! One thread per app: starts its processes, tells when each accepts connections, starts again
+//! those that exit (at once, then with a doubling delay while they keep failing), gives up
+//! after `max_crashes` exits within `crash_window`, and stops them all (SIGTERM, then SIGKILL
+//! after `grace`) when ringshard stops. Each process leads its own process group, so signals
+//! reach the children it started, and its output goes to ringshard's stderr a line at a time,
+//! each prefixed with the app's name and the process's pid.
+use std::collections::{HashMap, VecDeque};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::{AppSpec, Listen};
+
+/// What the proxy routes of an app read on each request.
+#[derive(Default)]
+pub struct AppStatus {
+    /// The pool stopped restarting its processes: the app's routes answer 503.
+    pub gave_up: AtomicBool,
+}
+
+/// Every app's status, by name (written once per app at start-up, read by each shard's routes
+/// when they are built).
+fn registry() -> &'static Mutex<HashMap<String, Arc<AppStatus>>> {
+    static APPS: OnceLock<Mutex<HashMap<String, Arc<AppStatus>>>> = OnceLock::new();
+    APPS.get_or_init(Default::default)
+}
+
+/// The status of app `name` (a fresh one if it was never started: a test, a check).
+pub fn status(name: &str) -> Arc<AppStatus> {
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(name.to_string())
+        .or_default()
+        .clone()
+}
+
+/// A running app pool's handle.
+pub struct Supervisor {
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Supervisor {
+    /// Creates the sockets' directory (mode 0700) and starts the processes.
+    pub fn start(spec: AppSpec) -> Result<Supervisor, String> {
+        if spec.listen == Listen::Unix {
+            let dir = spec.socket_dir();
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|e| format!("app {}: cannot create {}: {e}", spec.name, dir.display()))?;
+        }
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let status = status(&spec.name);
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("app-{}", spec.name))
+            .spawn(move || Pool::new(spec, status).run(&stop2))
+            .map_err(|e| format!("cannot start the app supervisor: {e}"))?;
+        Ok(Supervisor {
+            thread: Some(thread),
+            stop,
+        })
+    }
+
+    /// Stops the processes (SIGTERM, SIGKILL after the grace time) and waits for them.
+    pub fn stop(mut self) {
+        self.signal_stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    fn signal_stop(&self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.signal_stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One process slot.
+struct Slot {
+    child: Option<Child>,
+    /// When the process was started, until it accepts connections.
+    starting: Option<Instant>,
+    /// When to start a process again (after an exit).
+    restart_at: Option<Instant>,
+    /// Exits in a row without having become ready (for the back-off).
+    failures: u32,
+}
+
+struct Pool {
+    spec: AppSpec,
+    status: Arc<AppStatus>,
+    slots: Vec<Slot>,
+    /// When processes exited, within the crash window.
+    exits: VecDeque<Instant>,
+}
+
+/// How often the supervisor looks at its processes.
+const TICK: Duration = Duration::from_millis(25);
+/// The back-off after repeated failures: doubling from this, at most `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl Pool {
+    fn new(spec: AppSpec, status: Arc<AppStatus>) -> Pool {
+        let slots = (0..spec.processes)
+            .map(|_| Slot {
+                child: None,
+                starting: None,
+                restart_at: Some(Instant::now()),
+                failures: 0,
+            })
+            .collect();
+        Pool {
+            spec,
+            status,
+            slots,
+            exits: VecDeque::new(),
+        }
+    }
+
+    fn run(mut self, stop: &(Mutex<bool>, Condvar)) {
+        loop {
+            if *stop.0.lock().unwrap_or_else(|e| e.into_inner()) {
+                break;
+            }
+            self.tick();
+            let guard = stop.0.lock().unwrap_or_else(|e| e.into_inner());
+            if *guard {
+                break;
+            }
+            let _ = stop.1.wait_timeout(guard, TICK);
+        }
+        self.stop_all();
+        if self.spec.listen == Listen::Unix {
+            let _ = std::fs::remove_dir_all(self.spec.socket_dir());
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            self.watch(i, now);
+        }
+    }
+
+    /// Looks at slot `i`: an exit is logged and counted, a start is made when due, a starting
+    /// process is checked for readiness.
+    fn watch(&mut self, i: usize, now: Instant) {
+        let name = self.spec.name.clone();
+        let exited = match self.slots[i].child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => Some(status.to_string()),
+            Some(Err(e)) => Some(format!("lost ({e})")),
+            _ => None,
+        };
+        if let Some(how) = exited {
+            let child = self.slots[i].child.take();
+            let pid = child.as_ref().map_or(0, Child::id);
+            // Whatever the process started goes with it.
+            crate::sys::process::kill_group(pid, libc::SIGKILL);
+            eprintln!("ringshard: app {name}[{pid}] {how}");
+            self.crashed(i, now);
+        }
+        let slot = &mut self.slots[i];
+        if slot.child.is_none() {
+            if slot.restart_at.is_some_and(|t| now >= t)
+                && !self.status.gave_up.load(Ordering::Relaxed)
+            {
+                slot.restart_at = None;
+                self.spawn(i, now);
+            }
+            return;
+        }
+        if let Some(since) = slot.starting {
+            if accepts(&self.spec, i) {
+                slot.starting = None;
+                slot.failures = 0;
+                let pid = slot.child.as_ref().map_or(0, Child::id);
+                eprintln!(
+                    "ringshard: app {name}[{pid}] ready ({})",
+                    self.spec.address(i)
+                );
+            } else if now.duration_since(since) > self.spec.ready_timeout {
+                let pid = slot.child.as_ref().map_or(0, Child::id);
+                eprintln!(
+                    "ringshard: app {name}[{pid}] did not accept connections within {:?}; stopping it",
+                    self.spec.ready_timeout
+                );
+                crate::sys::process::kill_group(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// A process of slot `i` exited: counted toward giving up; started again at once the first
+    /// time, then after a doubling delay while it keeps failing before it is ready.
+    fn crashed(&mut self, i: usize, now: Instant) {
+        self.exits.push_back(now);
+        while self
+            .exits
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > self.spec.crash_window)
+        {
+            self.exits.pop_front();
+        }
+        if self.exits.len() as u32 >= self.spec.max_crashes {
+            if !self.status.gave_up.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "ringshard: app {}: {} exits within {:?}; not starting it again, its routes answer 503",
+                    self.spec.name,
+                    self.exits.len(),
+                    self.spec.crash_window
+                );
+            }
+            return;
+        }
+        let slot = &mut self.slots[i];
+        let delay = match slot.failures {
+            0 => Duration::ZERO,
+            n => (FIRST_BACKOFF * 2u32.saturating_pow(n - 1)).min(MAX_BACKOFF),
+        };
+        if slot.starting.is_some() {
+            slot.failures += 1; // it never became ready
+        } else {
+            slot.failures = 1;
+        }
+        slot.starting = None;
+        slot.restart_at = Some(now + delay);
+    }
+
+    /// Starts slot `i`'s process.
+    fn spawn(&mut self, i: usize, now: Instant) {
+        let spec = &self.spec;
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(&spec.command)
+            .env("RINGSHARD_APP", &spec.name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match spec.listen {
+            Listen::Unix => {
+                let path = spec.socket_dir().join(format!("{i}.sock"));
+                let _ = std::fs::remove_file(&path); // a dead process's socket
+                cmd.env("RINGSHARD_SOCKET", path);
+            }
+            Listen::Port => {
+                cmd.env("PORT", spec.ports.get(i).copied().unwrap_or(0).to_string());
+            }
+        }
+        for (k, v) in &spec.environment {
+            cmd.env(k, v);
+        }
+        if let Some(d) = &spec.directory {
+            cmd.current_dir(d);
+        }
+        crate::sys::process::own_group_dying_with_parent(&mut cmd);
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let pid = child.id();
+                for out in [
+                    child
+                        .stdout
+                        .take()
+                        .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+                    child
+                        .stderr
+                        .take()
+                        .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    relay_lines(out, format!("app {}[{pid}]", spec.name));
+                }
+                let slot = &mut self.slots[i];
+                slot.child = Some(child);
+                slot.starting = Some(now);
+            }
+            Err(e) => {
+                eprintln!(
+                    "ringshard: app {}: cannot start '{}': {e}",
+                    spec.name, spec.command
+                );
+                self.crashed(i, now);
+            }
+        }
+    }
+
+    /// Stops every process: SIGTERM to its group, SIGKILL to what is left after the grace.
+    fn stop_all(&mut self) {
+        let pids: Vec<u32> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.child.as_ref().map(Child::id))
+            .collect();
+        for &pid in &pids {
+            crate::sys::process::kill_group(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + self.spec.grace;
+        loop {
+            let mut left = 0;
+            for s in &mut self.slots {
+                if let Some(c) = s.child.as_mut() {
+                    match c.try_wait() {
+                        Ok(Some(_)) | Err(_) => {
+                            let pid = c.id();
+                            crate::sys::process::kill_group(pid, libc::SIGKILL);
+                            s.child = None;
+                        }
+                        Ok(None) => left += 1,
+                    }
+                }
+            }
+            if left == 0 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                for s in &mut self.slots {
+                    if let Some(mut c) = s.child.take() {
+                        eprintln!(
+                            "ringshard: app {}[{}] still running after {:?}; killing it",
+                            self.spec.name,
+                            c.id(),
+                            self.spec.grace
+                        );
+                        crate::sys::process::kill_group(c.id(), libc::SIGKILL);
+                        let _ = c.wait();
+                    }
+                }
+                return;
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+}
+
+/// Whether process `i` accepts connections at its address.
+fn accepts(spec: &AppSpec, i: usize) -> bool {
+    use crate::load::url::Endpoint;
+    match spec.address(i) {
+        Endpoint::Unix(p) => std::os::unix::net::UnixStream::connect(p).is_ok(),
+        Endpoint::Tcp(a) => std::net::TcpStream::connect_timeout(&a, TICK).is_ok(),
+    }
+}
+
+/// Copies a process's output to stderr a line at a time, each prefixed.
+fn relay_lines(out: Box<dyn std::io::Read + Send>, prefix: String) {
+    let _ = std::thread::Builder::new()
+        .name("app-output".into())
+        .spawn(move || {
+            let mut r = std::io::BufReader::new(out);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        eprintln!("{prefix}: {}", text.trim_end_matches(['\n', '\r']));
+                    }
+                }
+            }
+        });
+}

@@ -1,0 +1,30 @@
+//! Child processes of an app pool: their own process group, and signals to it.
+#![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// The child leads a process group of its own (so a signal to the group reaches what it starts),
+/// and is killed if the thread that started it (the pool's supervisor) goes away: a ringshard
+/// that is itself killed leaves no app behind.
+pub fn own_group_dying_with_parent(cmd: &mut Command) {
+    cmd.process_group(0);
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent; it is the only
+    // thing done between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `sig` to the process group `pid` leads (nothing if `pid` is 0).
+pub fn kill_group(pid: u32, sig: i32) {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return;
+    }
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+    unsafe { libc::kill(-(pid as i32), sig) };
+}
