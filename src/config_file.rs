@@ -585,6 +585,22 @@ impl Reader<'_> {
                 ("ready_timeout", v) => duration(v).map(|d| spec.ready_timeout = d),
                 ("crash_window", v) => duration(v).map(|d| spec.crash_window = d),
                 ("grace", v) => duration(v).map(|d| spec.grace = d),
+                ("queue_timeout", v) => duration(v).map(|d| spec.gate.queue_timeout = d),
+                ("request_timeout", v) => duration(v).map(|d| spec.request_timeout = d),
+                ("concurrency", v) => match scalar_text(v).and_then(|t| t.parse::<u32>().ok()) {
+                    Some(n @ 1..=10_000) => {
+                        spec.gate.concurrency = n;
+                        Ok(())
+                    }
+                    _ => Err("expected 1 to 10000 requests at a time per process".into()),
+                },
+                ("queue", v) => match scalar_text(v).and_then(|t| t.parse::<usize>().ok()) {
+                    Some(n) => {
+                        spec.gate.queue = n;
+                        Ok(())
+                    }
+                    None => Err("expected a number of requests that may wait (0: none)".into()),
+                },
                 ("max_crashes", v) => match scalar_text(v).and_then(|t| t.parse::<u32>().ok()) {
                     Some(n @ 1..) => {
                         spec.max_crashes = n;
@@ -592,7 +608,7 @@ impl Reader<'_> {
                     }
                     _ => Err("expected a number of exits, at least 1".into()),
                 },
-                _ => Err("unknown key (command, processes, environment, directory, listen, ready_timeout, max_crashes, crash_window, grace)".into()),
+                _ => Err("unknown key (command, processes, environment, directory, listen, ready_timeout, concurrency, queue, queue_timeout, request_timeout, max_crashes, crash_window, grace)".into()),
             };
             if let Err(msg) = result {
                 self.error(vat, &key, &msg);
@@ -1021,6 +1037,8 @@ fn place_apps(cfg: &crate::config::ServeConfig, site: &mut SiteSpec) -> Result<(
                 .and_then(|n| site.apps.iter().find(|a| &a.name == n))
             {
                 p.upstreams = (0..app.processes).map(|i| app.address(i)).collect();
+                p.gate = Some(app.gate);
+                p.first_byte_timeout = app.request_timeout;
             }
         }
     }

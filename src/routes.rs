@@ -127,6 +127,11 @@ impl crate::handler::Handler for Site {
         }
     }
 
+    fn abandons_on_close(&self, req: &Request<'_>) -> bool {
+        self.route(req)
+            .is_some_and(|r| r.handler.abandons_on_close(req))
+    }
+
     fn streams_body_over(&self, req: &Request<'_>) -> Option<usize> {
         if self.private.contains(&req.listener()) {
             return None;

@@ -168,6 +168,7 @@ impl Running {
                         wakeup,
                         outputs,
                     };
+                    crate::io::set_this_shard(id, n);
                     let stats = shard.run(fd, &cfg, factory(), &ready);
                     let _ = done.send((id, stats));
                 })

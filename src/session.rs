@@ -209,6 +209,9 @@ impl Session {
         match self.stage {
             Stage::Open => {
                 self.http.on_eof();
+                if self.http.abandoned_by_peer() && !sending && self.out.is_empty() {
+                    return Next::Close; // its answer is given up on: the task goes with it
+                }
                 if sending || !self.out.is_empty() || self.http.phase() == Phase::Handler {
                     self.stage = Stage::Finishing;
                     Next::Finish

@@ -176,8 +176,157 @@ fn a_port_app_is_reached_on_its_port(engine: &[&str]) {
     }
 }
 
+/// A one-process app on one shard, with `options` in its `[app.web]` section; the app's log
+/// path is returned with the server.
+fn one_process(
+    engine: &[&str],
+    name: &str,
+    prefix: &str,
+    options: &str,
+) -> (Server, std::path::PathBuf) {
+    let dir = scratch_dir("app", name, engine);
+    let log = dir.join("app.log");
+    let file = dir.join("site.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nshards = 1\n\n[app.web]\ncommand = '{prefix}exec python3 {} --unix \"$RINGSHARD_SOCKET\" --log {}'\nprocesses = 1\n{options}\n\n[[route]]\nprefix = \"/\"\napp = \"web\"\n",
+            app_script(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    (
+        Server::start(engine, &["--config", file.to_str().unwrap()]),
+        log,
+    )
+}
+
+/// How many requests with this `X-Test-Id` reached the app.
+fn arrivals(log: &Path, id: &str) -> usize {
+    let needle = format!("\"id\": \"{id}\"");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"event\": \"request\"") && l.contains(&needle))
+        .count()
+}
+
+fn send_id(c: &mut Client, path: &str, id: &str) {
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\nX-Test-Id: {id}\r\n\r\n").as_bytes());
+}
+
+/// A request that arrives while the app is still starting waits for it, and is answered once
+/// the process accepts connections; none reaches it before.
+fn a_request_waits_for_a_starting_process(engine: &[&str]) {
+    let (srv, log) = one_process(engine, "slow-start", "sleep 1; ", "");
+    let t0 = Instant::now();
+    let mut c = srv.connect();
+    send_id(&mut c, "/echo", "early");
+    let r = c.resp();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "answered before the app could listen"
+    );
+    assert_eq!(arrivals(&log, "early"), 1);
+    assert!(srv.stderr().contains("] ready ("));
+}
+
+/// One process taking one request at a time, a queue of one: the third request gets 503 with
+/// Retry-After at once; a request waiting past the queue timeout gets 504; a client that leaves
+/// the queue leaves its place (its request never reaches the app).
+fn the_queue_is_bounded_timed_and_left_by_clients_who_go(engine: &[&str]) {
+    let (srv, log) = one_process(engine, "queue", "", "queue = 1\nqueue_timeout = \"1500ms\"");
+    wait_for("the process ready", || ready_pids(&srv.stderr()).len() == 1);
+    let mut busy = srv.connect();
+    send_id(&mut busy, "/sleep?ms=1000", "busy");
+    wait_for("the first request at the app", || {
+        arrivals(&log, "busy") == 1
+    });
+    let mut queued = srv.connect();
+    send_id(&mut queued, "/echo", "queued");
+    std::thread::sleep(Duration::from_millis(100));
+    let mut third = srv.connect();
+    send_id(&mut third, "/echo", "third");
+    let r = third.resp();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(busy.resp().status, 200);
+    assert_eq!(queued.resp().status, 200);
+    assert_eq!(arrivals(&log, "third"), 0);
+
+    // Waiting past the queue timeout: 504.
+    send_id(&mut busy, "/sleep?ms=3000", "long");
+    wait_for("the long request at the app", || {
+        arrivals(&log, "long") == 1
+    });
+    send_id(&mut queued, "/echo", "late");
+    let r = queued.resp();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(r.text().contains("queue timeout"), "{}", r.text());
+    assert_eq!(busy.resp().status, 200);
+
+    // A client that goes away while queued: its place is taken by the next, and its request
+    // never reaches the app.
+    send_id(&mut busy, "/sleep?ms=800", "busy-2");
+    wait_for("busy-2 at the app", || arrivals(&log, "busy-2") == 1);
+    let mut leaver = srv.connect();
+    send_id(&mut leaver, "/echo", "leaver");
+    std::thread::sleep(Duration::from_millis(100));
+    drop(leaver);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut next = srv.connect();
+    send_id(&mut next, "/echo", "next");
+    assert_eq!(next.resp().status, 200);
+    assert_eq!(busy.resp().status, 200);
+    assert_eq!(
+        arrivals(&log, "leaver"),
+        0,
+        "a request whose client left reached the app"
+    );
+}
+
+/// A process that keeps a request past the request timeout: 504 for that request, the process
+/// replaced, and the next request answered by the new one.
+fn a_stuck_process_is_replaced(engine: &[&str]) {
+    let (srv, _log) = one_process(engine, "stuck", "", "request_timeout = \"500ms\"");
+    wait_for("the process ready", || ready_pids(&srv.stderr()).len() == 1);
+    let first = ready_pids(&srv.stderr())[0];
+    let mut c = srv.connect();
+    send_id(&mut c, "/sleep?ms=30000", "stuck");
+    let r = c.resp();
+    assert_eq!(r.status, 504, "{}", r.text());
+    wait_for("a new process", || ready_pids(&srv.stderr()).len() == 2);
+    assert!(srv
+        .stderr()
+        .contains(&format!("app web[{first}] kept a request past its timeout")));
+    let mut c = srv.connect();
+    send_id(&mut c, "/echo", "after");
+    assert_eq!(c.resp().status, 200);
+}
+
+/// SIGTERM while the app is answering: the request is finished, then the app is stopped.
+fn shutdown_finishes_the_request_at_the_app_then_stops_it(engine: &[&str]) {
+    let (mut srv, log) = one_process(engine, "shutdown", "", "");
+    wait_for("the process ready", || ready_pids(&srv.stderr()).len() == 1);
+    let pid = ready_pids(&srv.stderr())[0];
+    let mut c = srv.connect();
+    send_id(&mut c, "/sleep?ms=800", "inflight");
+    wait_for("the request at the app", || arrivals(&log, "inflight") == 1);
+    srv.signal(libc::SIGTERM);
+    let r = c.resp();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(srv.wait_exit(LIMIT).is_some_and(|s| s.success()));
+    assert!(!alive(pid), "the app outlived ringshard");
+}
+
 per_engine! {
     a_killed_process_is_replaced_with_its_children,
     a_crash_loop_is_given_up_with_503,
     a_port_app_is_reached_on_its_port,
+    a_request_waits_for_a_starting_process,
+    the_queue_is_bounded_timed_and_left_by_clients_who_go,
+    a_stuck_process_is_replaced,
+    shutdown_finishes_the_request_at_the_app_then_stops_it,
 }

@@ -7,11 +7,13 @@
 //! restarting, refuses connections, and the proxy sends the request to another (a request that
 //! never reached a process may go anywhere, a POST included). This module supervises; routing,
 //! the per-process limit and the queue are the proxy's.
+mod gate;
 mod supervisor;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use gate::{Gate, GateSpec, Refused, Slot};
 pub use supervisor::{status, AppStatus, Supervisor};
 
 /// How each process is told where to listen.
@@ -42,6 +44,10 @@ pub struct AppSpec {
     pub grace: Duration,
     /// With `listen = "port"`: each process's port, chosen when the configuration is read.
     pub ports: Vec<u16>,
+    /// Admission: requests per process at a time, the queue and how long one may wait.
+    pub gate: GateSpec,
+    /// A process with no answer for this long is stuck: its request gets 504, it is replaced.
+    pub request_timeout: Duration,
 }
 
 impl AppSpec {
@@ -58,6 +64,12 @@ impl AppSpec {
             crash_window: Duration::from_secs(60),
             grace: Duration::from_secs(30),
             ports: Vec::new(),
+            gate: GateSpec {
+                concurrency: 1,
+                queue: 100,
+                queue_timeout: Duration::from_secs(30),
+            },
+            request_timeout: Duration::from_secs(60),
         }
     }
 

@@ -13,11 +13,35 @@ use std::time::{Duration, Instant};
 
 use super::{AppSpec, Listen};
 
-/// What the proxy routes of an app read on each request.
+/// What the proxy routes of an app read on each request (written by the supervisor, which is
+/// seldom: a process became ready or went away).
 #[derive(Default)]
 pub struct AppStatus {
     /// The pool stopped restarting its processes: the app's routes answer 503.
     pub gave_up: AtomicBool,
+    /// Per process: it accepts connections.
+    pub(super) ready: Vec<AtomicBool>,
+    /// Processes a shard found stuck (no answer within the request timeout): the supervisor
+    /// replaces them. Touched only on that failure.
+    replace: Mutex<Vec<usize>>,
+}
+
+impl AppStatus {
+    /// A shard found process `p` refusing connections (it went away): no request goes to it
+    /// until the supervisor sees it accept again.
+    pub fn not_ready(&self, p: usize) {
+        if let Some(r) = self.ready.get(p) {
+            r.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks the supervisor to replace process `p` (it kept a request past the request timeout).
+    pub fn replace(&self, p: usize) {
+        let mut r = self.replace.lock().unwrap_or_else(|e| e.into_inner());
+        if !r.contains(&p) {
+            r.push(p);
+        }
+    }
 }
 
 /// Every app's status, by name (written once per app at start-up, read by each shard's routes
@@ -27,7 +51,7 @@ fn registry() -> &'static Mutex<HashMap<String, Arc<AppStatus>>> {
     APPS.get_or_init(Default::default)
 }
 
-/// The status of app `name` (a fresh one if it was never started: a test, a check).
+/// The status of app `name` (a fresh one, with no process, if it was never started).
 pub fn status(name: &str) -> Arc<AppStatus> {
     registry()
         .lock()
@@ -35,6 +59,19 @@ pub fn status(name: &str) -> Arc<AppStatus> {
         .entry(name.to_string())
         .or_default()
         .clone()
+}
+
+/// Registers app `name` with `processes` processes, none ready yet.
+fn register(name: &str, processes: usize) -> Arc<AppStatus> {
+    let status = Arc::new(AppStatus {
+        ready: (0..processes).map(|_| AtomicBool::new(false)).collect(),
+        ..Default::default()
+    });
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_string(), status.clone());
+    status
 }
 
 /// A running app pool's handle.
@@ -57,7 +94,7 @@ impl Supervisor {
                 .map_err(|e| format!("app {}: cannot create {}: {e}", spec.name, dir.display()))?;
         }
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let status = status(&spec.name);
+        let status = register(&spec.name, spec.processes);
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("app-{}", spec.name))
@@ -156,6 +193,24 @@ impl Pool {
 
     fn tick(&mut self) {
         let now = Instant::now();
+        let stuck = std::mem::take(
+            &mut *self
+                .status
+                .replace
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for i in stuck {
+            if let Some(c) = self.slots.get(i).and_then(|s| s.child.as_ref()) {
+                eprintln!(
+                    "ringshard: app {}[{}] kept a request past its timeout; replacing it",
+                    self.spec.name,
+                    c.id()
+                );
+                self.status.ready[i].store(false, Ordering::Relaxed);
+                crate::sys::process::kill_group(c.id(), libc::SIGKILL);
+            }
+        }
         for i in 0..self.slots.len() {
             self.watch(i, now);
         }
@@ -171,6 +226,7 @@ impl Pool {
             _ => None,
         };
         if let Some(how) = exited {
+            self.status.ready[i].store(false, Ordering::Relaxed);
             let child = self.slots[i].child.take();
             let pid = child.as_ref().map_or(0, Child::id);
             // Whatever the process started goes with it.
@@ -188,10 +244,15 @@ impl Pool {
             }
             return;
         }
+        if slot.starting.is_none() && !self.status.is_ready(i) && accepts(&self.spec, i) {
+            // A shard saw it refuse a connection, but it accepts again.
+            self.status.ready[i].store(true, Ordering::Relaxed);
+        }
         if let Some(since) = slot.starting {
             if accepts(&self.spec, i) {
                 slot.starting = None;
                 slot.failures = 0;
+                self.status.ready[i].store(true, Ordering::Relaxed);
                 let pid = slot.child.as_ref().map_or(0, Child::id);
                 eprintln!(
                     "ringshard: app {name}[{pid}] ready ({})",

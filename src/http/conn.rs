@@ -151,6 +151,8 @@ pub struct Conn {
     written: (u16, u64),
     /// The request whose answer a handler's future will give, for the access log.
     pending_log: Option<Box<crate::http::log::Pending>>,
+    /// The running handler future is dropped if the peer closes (`Handler::abandons_on_close`).
+    abandon_on_eof: bool,
 }
 
 /// A connection's requests nearly always name the same host: remembering the last valid value
@@ -217,6 +219,7 @@ impl Conn {
             listener: 0,
             written: (0, 0),
             pending_log: None,
+            abandon_on_eof: false,
         }
     }
 
@@ -498,7 +501,14 @@ impl Conn {
         TaskPoll::Done
     }
 
+    /// The peer closed while a handler that gives up on such requests was still working on the
+    /// answer: the connection can end now.
+    pub fn abandoned_by_peer(&self) -> bool {
+        self.peer_done && self.abandon_on_eof && matches!(self.task, Some(Task::Later(..)))
+    }
+
     fn finish_task(&mut self) {
+        self.abandon_on_eof = false;
         self.state = if self.close_after {
             ReadState::Closed
         } else {
@@ -801,6 +811,9 @@ impl Conn {
             self.task = None;
             self.refuse(500, cx, out) // logged below, with its request
         });
+        if let Some(Task::Later(..)) = self.task {
+            self.abandon_on_eof = handler.abandons_on_close(req);
+        }
         if cx.log.is_some() {
             if let Some(Task::Later(..)) = self.task {
                 self.pending_log = Some(Box::new(crate::http::log::Pending {

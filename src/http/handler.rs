@@ -22,6 +22,14 @@ pub trait Handler: 'static {
     fn streams_body_over(&self, _req: &Request<'_>) -> Option<usize> {
         None
     }
+
+    /// Whether the answer this handler is working on for `req` is dropped when its client
+    /// closes before it is written (nginx's default for proxied requests: a request waiting for
+    /// an app process leaves the queue). `false`, the default: a client may half-close after
+    /// its last request and still read the answers.
+    fn abandons_on_close(&self, _req: &Request<'_>) -> bool {
+        false
+    }
 }
 
 /// A handler's answer as the connection sees it.

@@ -78,6 +78,8 @@ pub struct Driver {
     /// On the epoll engine: socket operations wait for readiness instead of the ring.
     readiness: Cell<bool>,
     tasks: spawn::Tasks,
+    /// This shard's index and the number of shards.
+    shard: Cell<(usize, usize)>,
 }
 
 thread_local! {
@@ -88,6 +90,19 @@ thread_local! {
 /// This thread's driver (the shard's, on a shard thread).
 pub fn driver() -> Rc<Driver> {
     DRIVER.with(Rc::clone)
+}
+
+/// This thread's shard: its index and how many shards there are ((0, 1) off a shard).
+pub fn this_shard() -> (usize, usize) {
+    DRIVER.with(|d| {
+        let (id, n) = d.shard.get();
+        (id, n.max(1))
+    })
+}
+
+/// Says which shard this thread runs (before its handler is built).
+pub fn set_this_shard(id: usize, count: usize) {
+    DRIVER.with(|d| d.shard.set((id, count)));
 }
 
 /// Whether sockets made for this shard should be non-blocking (the epoll engine's).

@@ -75,6 +75,8 @@ struct Route {
     ups: Upstreams,
     /// The app pool behind the route, if any: 503 once it gave up restarting.
     app: Option<std::sync::Arc<crate::app::AppStatus>>,
+    /// Admission to the app's processes on this shard.
+    gate: Option<Rc<crate::app::Gate>>,
 }
 
 impl ProxyRoute {
@@ -84,6 +86,14 @@ impl ProxyRoute {
                 ups: Upstreams::new(opts)?,
                 opts: opts.clone(),
                 app: opts.app.as_deref().map(crate::app::status),
+                gate: match (&opts.app, opts.gate) {
+                    (Some(name), Some(spec)) => {
+                        let (shard, shards) = crate::io::this_shard();
+                        let status = crate::app::status(name);
+                        Some(Rc::new(crate::app::Gate::new(status, spec, shard, shards)))
+                    }
+                    _ => None,
+                },
             }),
         })
     }
@@ -112,6 +122,12 @@ impl crate::handler::Handler for ProxyRoute {
 
     fn streams_body_over(&self, _req: &Request<'_>) -> Option<usize> {
         Some(self.route.opts.request_buffer)
+    }
+
+    /// As nginx: a client that closes while its request is proxied is not answered, and a
+    /// request waiting for an app process leaves the queue.
+    fn abandons_on_close(&self, _req: &Request<'_>) -> bool {
+        true
     }
 }
 
@@ -214,19 +230,26 @@ impl Sink for Collect {
     }
 }
 
-/// Counts a request in flight to an upstream for as long as it lives.
-struct InFlight(Rc<Upstream>);
+/// Counts a request in flight to an upstream for as long as it lives (and holds its app
+/// process's slot, if the route is an app's).
+struct InFlight {
+    up: Rc<Upstream>,
+    _slot: Option<crate::app::Slot>,
+}
 
 impl InFlight {
-    fn new(up: &Rc<Upstream>) -> InFlight {
+    fn new(up: &Rc<Upstream>, slot: Option<crate::app::Slot>) -> InFlight {
         up.outstanding.set(up.outstanding.get() + 1);
-        InFlight(up.clone())
+        InFlight {
+            up: up.clone(),
+            _slot: slot,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.outstanding.set(self.0.outstanding.get() - 1);
+        self.up.outstanding.set(self.up.outstanding.get() - 1);
     }
 }
 
@@ -242,9 +265,18 @@ async fn exchange(
     // Pooled connections found closed when written to: no try spent (bounded all the same).
     let mut stale = 0;
     let mut last = (Failure::NoUpstream, String::new());
-    while (tried.len() as u32) < opts.tries.max(1) {
-        let Some(i) = route.ups.pick(&tried) else {
-            break;
+    let mut tries = 0u32;
+    while (tried.len() as u32 + tries) < opts.tries.max(1) {
+        // An app's request waits for a free process; another upstream's goes to the next.
+        let (i, slot) = match &route.gate {
+            Some(gate) => match gate.slot(&tried).await {
+                Ok(slot) => (slot.p, Some(slot)),
+                Err(refused) => return queue_refusal(refused, opts),
+            },
+            None => match route.ups.pick(&tried) {
+                Some(i) => (i, None),
+                None => break,
+            },
         };
         let up = route.ups.list[i].clone();
         if !tried.is_empty() {
@@ -258,14 +290,20 @@ async fn exchange(
             None => match connect(&up, opts).await {
                 Ok(c) => c,
                 Err(f) => {
+                    last = (f, up.name.clone());
+                    if let Some(gate) = &route.gate {
+                        // A process that went away: the request waits for one that accepts
+                        // (this one, once restarted, or another), without spending a try.
+                        gate.status().not_ready(i);
+                        continue;
+                    }
                     up.failed(opts);
                     tried.push(i);
-                    last = (f, up.name.clone());
                     continue; // never reached the upstream: any method may go elsewhere
                 }
             },
         };
-        let flight = InFlight::new(&up);
+        let flight = InFlight::new(&up, slot);
         count(|c| c.requests.set(c.requests.get() + 1));
         let (outcome, back) = attempt(&mut conn, bytes, body.as_ref(), ask, opts).await;
         bytes = back;
@@ -276,12 +314,23 @@ async fn exchange(
             }
             Err(failed) => {
                 drop(conn);
+                if let (Failure::FirstByteTimeout, Some(gate)) = (&failed.failure, &route.gate) {
+                    // Stuck: it does not hold the queue. Its request gets the 504.
+                    gate.status().replace(i);
+                    count(|c| c.failures.set(c.failures.get() + 1));
+                    return failed.failure.response(&up.name);
+                }
                 if reused && !failed.sent && !failed.answered && stale <= opts.idle_connections {
                     stale += 1; // written to a connection the upstream had closed: nothing went
                     continue;
                 }
                 up.failed(opts);
-                tried.push(i);
+                if route.gate.is_none() {
+                    tried.push(i); // another upstream next; an app's request takes any process
+                } else {
+                    tried.clear();
+                    tries += 1;
+                }
                 let again = !failed.answered && (!failed.sent || ask.idempotent);
                 last = (failed.failure, up.name.clone());
                 if !again {
@@ -292,6 +341,23 @@ async fn exchange(
     }
     count(|c| c.failures.set(c.failures.get() + 1));
     last.0.response(&last.1)
+}
+
+/// The answer to a request an app's queue did not admit.
+fn queue_refusal(refused: crate::app::Refused, opts: &ProxyOptions) -> Response {
+    count(|c| c.failures.set(c.failures.get() + 1));
+    let app = opts.app.as_deref().unwrap_or_default();
+    match refused {
+        crate::app::Refused::Full => Response::text(
+            503,
+            format!("app {app}: every process is busy and the queue is full\n"),
+        )
+        .header("Retry-After", "1"),
+        crate::app::Refused::Timeout => Response::text(
+            504,
+            format!("app {app}: no process was free within the queue timeout\n"),
+        ),
+    }
 }
 
 /// Opens a connection to `up`.

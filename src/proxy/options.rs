@@ -87,8 +87,10 @@ pub struct ProxyOptions {
     /// An upstream failing this many times in a row is skipped for `down_for`.
     pub max_fails: u32,
     pub down_for: Duration,
-    /// The app pool whose processes are the upstreams, if the route names one.
+    /// The app pool whose processes are the upstreams, if the route names one, and how its
+    /// requests are admitted.
     pub app: Option<String>,
+    pub gate: Option<crate::app::GateSpec>,
 }
 
 impl ProxyOptions {
@@ -111,6 +113,7 @@ impl ProxyOptions {
             max_fails: 3,
             down_for: Duration::from_secs(10),
             app: None,
+            gate: None,
         }
     }
 }
