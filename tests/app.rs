@@ -136,7 +136,7 @@ fn a_crash_loop_is_given_up_with_503(engine: &[&str]) {
     let srv = Server::start(engine, &["--config", file.to_str().unwrap()]);
     wait_for("the pool to give up", || {
         srv.stderr()
-            .contains("app flaky: 4 exits within 60s; not starting it again")
+            .contains("app flaky: 4 crashes within 60s; not starting it again")
     });
     let (status, body) = get_status(&srv, "/anything");
     assert_eq!(status, 503, "{body}");

@@ -37,7 +37,8 @@ pub struct AppSpec {
     pub listen: Listen,
     /// How long a new process has to accept connections before it is counted as failed.
     pub ready_timeout: Duration,
-    /// This many exits within `crash_window` and the pool stops restarting.
+    /// This many crashes (exits before accepting connections, or within a second of it) within
+    /// `crash_window` and the pool stops restarting.
     pub max_crashes: u32,
     pub crash_window: Duration,
     /// Between SIGTERM and SIGKILL when the pool stops.

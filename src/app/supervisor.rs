@@ -1,6 +1,6 @@
 //! One thread per app: starts its processes, tells when each accepts connections, starts again
 //! those that exit (at once, then with a doubling delay while they keep failing), gives up
-//! after `max_crashes` exits within `crash_window`, and stops them all (SIGTERM, then SIGKILL
+//! after `max_crashes` crashes within `crash_window`, and stops them all (SIGTERM, then SIGKILL
 //! after `grace`) when ringshard stops. Each process leads its own process group, so signals
 //! reach the children it started, and its output goes to ringshard's stderr a line at a time,
 //! each prefixed with the app's name and the process's pid.
@@ -139,6 +139,8 @@ struct Slot {
     restart_at: Option<Instant>,
     /// Exits in a row without having become ready (for the back-off).
     failures: u32,
+    /// Since when the process accepts connections.
+    ready_at: Option<Instant>,
 }
 
 struct Pool {
@@ -148,6 +150,9 @@ struct Pool {
     /// When processes exited, within the crash window.
     exits: VecDeque<Instant>,
 }
+
+/// A process that exits within this long of accepting connections counts as a crash.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// How often the supervisor looks at its processes.
 const TICK: Duration = Duration::from_millis(25);
@@ -163,6 +168,7 @@ impl Pool {
                 starting: None,
                 restart_at: Some(Instant::now()),
                 failures: 0,
+                ready_at: None,
             })
             .collect();
         Pool {
@@ -252,6 +258,7 @@ impl Pool {
             if accepts(&self.spec, i) {
                 slot.starting = None;
                 slot.failures = 0;
+                slot.ready_at = Some(now);
                 self.status.ready[i].store(true, Ordering::Relaxed);
                 let pid = slot.child.as_ref().map_or(0, Child::id);
                 eprintln!(
@@ -269,10 +276,19 @@ impl Pool {
         }
     }
 
-    /// A process of slot `i` exited: counted toward giving up; started again at once the first
-    /// time, then after a doubling delay while it keeps failing before it is ready.
+    /// A process of slot `i` exited: started again at once the first time, then after a
+    /// doubling delay while it keeps failing before it is ready. An exit counts toward giving up
+    /// when the process never accepted connections, or did for less than [`SETTLE`]: an app
+    /// that cannot start or dies at once. One that served and was then killed (by an operator,
+    /// the OOM killer) is replaced whatever the count.
     fn crashed(&mut self, i: usize, now: Instant) {
-        self.exits.push_back(now);
+        let settled = self.slots[i]
+            .ready_at
+            .take()
+            .is_some_and(|t| now.duration_since(t) >= SETTLE);
+        if !settled {
+            self.exits.push_back(now);
+        }
         while self
             .exits
             .front()
@@ -283,7 +299,7 @@ impl Pool {
         if self.exits.len() as u32 >= self.spec.max_crashes {
             if !self.status.gave_up.swap(true, Ordering::Relaxed) {
                 eprintln!(
-                    "ringshard: app {}: {} exits within {:?}; not starting it again, its routes answer 503",
+                    "ringshard: app {}: {} crashes within {:?}; not starting it again, its routes answer 503",
                     self.spec.name,
                     self.exits.len(),
                     self.spec.crash_window
