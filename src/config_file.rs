@@ -586,6 +586,18 @@ impl Reader<'_> {
                 ("crash_window", v) => duration(v).map(|d| spec.crash_window = d),
                 ("grace", v) => duration(v).map(|d| spec.grace = d),
                 ("queue_timeout", v) => duration(v).map(|d| spec.gate.queue_timeout = d),
+                ("max_requests", v) => match scalar_text(v).and_then(|t| t.parse::<u64>().ok()) {
+                    Some(n) => {
+                        spec.max_requests = n;
+                        spec.gate.max_requests = n;
+                        Ok(())
+                    }
+                    None => Err("expected a number of requests (0: never)".into()),
+                },
+                ("max_memory", v) => scalar_text(v)
+                    .ok_or_else(|| "expected a size, e.g. \"512m\" (0: no limit)".to_string())
+                    .and_then(|t| crate::config::parse_size(&t))
+                    .map(|n| spec.max_memory = n as u64),
                 ("request_timeout", v) => duration(v).map(|d| spec.request_timeout = d),
                 ("concurrency", v) => match scalar_text(v).and_then(|t| t.parse::<u32>().ok()) {
                     Some(n @ 1..=10_000) => {
@@ -608,7 +620,7 @@ impl Reader<'_> {
                     }
                     _ => Err("expected a number of exits, at least 1".into()),
                 },
-                _ => Err("unknown key (command, processes, environment, directory, listen, ready_timeout, concurrency, queue, queue_timeout, request_timeout, max_crashes, crash_window, grace)".into()),
+                _ => Err("unknown key (command, processes, environment, directory, listen, ready_timeout, concurrency, queue, queue_timeout, request_timeout, max_requests, max_memory, max_crashes, crash_window, grace)".into()),
             };
             if let Err(msg) = result {
                 self.error(vat, &key, &msg);
@@ -1036,7 +1048,7 @@ fn place_apps(cfg: &crate::config::ServeConfig, site: &mut SiteSpec) -> Result<(
                 .as_ref()
                 .and_then(|n| site.apps.iter().find(|a| &a.name == n))
             {
-                p.upstreams = (0..app.processes).map(|i| app.address(i)).collect();
+                p.upstreams = app.upstreams();
                 p.gate = Some(app.gate);
                 p.first_byte_timeout = app.request_timeout;
             }

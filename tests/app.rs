@@ -321,7 +321,48 @@ fn shutdown_finishes_the_request_at_the_app_then_stops_it(engine: &[&str]) {
     assert!(!alive(pid), "the app outlived ringshard");
 }
 
+/// `max_requests`: after 3 requests a process is recycled, its replacement ready before it
+/// leaves, and no request of a steady stream fails.
+fn a_process_is_recycled_by_request_count(engine: &[&str]) {
+    let (srv, _log) = one_process(engine, "recycle-count", "", "max_requests = 3");
+    wait_for("the process ready", || ready_pids(&srv.stderr()).len() == 1);
+    let first = ready_pids(&srv.stderr())[0];
+    let mut c = srv.connect();
+    for i in 0..12 {
+        send_id(&mut c, "/echo", &format!("n{i}"));
+        let r = c.resp();
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+    wait_for("the first process recycled", || {
+        srv.stderr().contains(&format!("app web[{first}] recycled"))
+    });
+    let log = srv.stderr();
+    assert!(
+        log.contains(&format!("app web[{first}] is recycled after 3 requests")),
+        "{log}"
+    );
+    assert!(ready_pids(&log).len() >= 3, "{log}");
+    assert!(!alive(first));
+}
+
+/// `max_memory`: a process that grows past it is recycled the same way.
+fn a_process_is_recycled_by_memory(engine: &[&str]) {
+    let (srv, _log) = one_process(engine, "recycle-memory", "", "max_memory = \"80m\"");
+    wait_for("the process ready", || ready_pids(&srv.stderr()).len() == 1);
+    let first = ready_pids(&srv.stderr())[0];
+    assert_eq!(get_status(&srv, "/grow?mb=120").0, 200);
+    wait_for("the grown process recycled", || {
+        srv.stderr().contains(&format!("app web[{first}] recycled"))
+    });
+    assert!(srv
+        .stderr()
+        .contains(&format!("app web[{first}] is recycled at ")));
+    assert_eq!(get_status(&srv, "/echo").0, 200);
+}
+
 per_engine! {
+    a_process_is_recycled_by_request_count,
+    a_process_is_recycled_by_memory,
     a_killed_process_is_replaced_with_its_children,
     a_crash_loop_is_given_up_with_503,
     a_port_app_is_reached_on_its_port,

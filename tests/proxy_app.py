@@ -18,6 +18,7 @@ Endpoints, by path prefix (query parameters in brackets):
     /chunked         chunked "hello world" with the trailer field X-Checksum: abc
     /until-close[?n=N]  N bytes (as /big) delimited by closing the connection
     /sleep[?ms=N]    200 after N ms
+    /grow[?mb=N]     keeps N more MiB allocated (memory recycling), 200
     /stall-body[?ms=N]  Content-Length 1000, 10 bytes, then silence for N ms (5000), close
     /malformed       a garbage status line and Content-Length, then close
     /truncated       Content-Length 100000, 10 bytes, close
@@ -42,6 +43,7 @@ LOG_LOCK = threading.Lock()
 CONN_IDS = itertools.count(1)
 CONN_LOCK = threading.Lock()
 PATTERN = bytes(range(251))
+HELD = []  # what /grow keeps
 
 
 def log(record):
@@ -172,6 +174,9 @@ class Handler(socketserver.BaseRequestHandler):
                       + pattern(int(query.get("n", "1000"))))
             log({"event": "sent", "conn": self.conn, "id": test_id})
             return False
+        if path.startswith("/grow"):
+            HELD.append(bytearray(int(query.get("mb", "1")) << 20))
+            return respond("200 OK", [], b"grown")
         if path.startswith("/sleep"):
             time.sleep(int(query.get("ms", "1000")) / 1000)
             return respond("200 OK", [], b"slept")

@@ -23,6 +23,9 @@ pub struct GateSpec {
     /// Requests that may wait for a process, per app (split between the shards).
     pub queue: usize,
     pub queue_timeout: Duration,
+    /// A process that has taken this many requests takes no more (it is being recycled; its
+    /// replacement takes them once it is ready); 0: no limit.
+    pub max_requests: u64,
 }
 
 /// Why a request was not admitted.
@@ -85,7 +88,14 @@ impl Gate {
         let mut busy = self.busy.borrow_mut();
         for k in 0..n {
             let p = self.owned[(start + k) % n];
-            if busy[p] < self.spec.concurrency && self.status.is_ready(p) && !exclude.contains(&p) {
+            let spent = self.spec.max_requests > 0
+                && self.status.served[p].load(Ordering::Relaxed) + u64::from(busy[p])
+                    >= self.spec.max_requests;
+            if busy[p] < self.spec.concurrency
+                && self.status.is_ready(p)
+                && !spent
+                && !exclude.contains(&p)
+            {
                 busy[p] += 1;
                 self.next.set((start + k + 1) % n);
                 return Some(p);
@@ -139,19 +149,31 @@ impl Gate {
     }
 }
 
-/// A slot of process `p`, given back when dropped.
+/// A slot of process `p` (serving at address `alt` when it was taken), given back when
+/// dropped.
 pub struct Slot {
     gate: Rc<Gate>,
     pub p: usize,
+    pub alt: usize,
+}
+
+impl Slot {
+    /// The entry of the route's upstream list to send to.
+    pub fn upstream(&self) -> usize {
+        2 * self.p + self.alt
+    }
 }
 
 impl Gate {
     /// [`Gate::acquire`], as a slot that gives itself back.
     pub async fn slot(self: &Rc<Self>, exclude: &[usize]) -> Result<Slot, Refused> {
         let p = self.acquire(exclude).await?;
+        let alt = self.status.active(p);
+        self.status.in_flight[p][alt].fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             gate: self.clone(),
             p,
+            alt,
         })
     }
 
@@ -163,6 +185,9 @@ impl Gate {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        let st = &self.gate.status;
+        st.in_flight[self.p][self.alt].fetch_sub(1, Ordering::Relaxed);
+        st.served[self.p].fetch_add(1, Ordering::Relaxed);
         self.gate.release(self.p);
     }
 }
@@ -252,5 +277,10 @@ impl AppStatus {
     /// How many processes the app runs.
     pub fn processes(&self) -> usize {
         self.ready.len()
+    }
+
+    /// Which of process `p`'s two addresses takes its requests now.
+    pub fn active(&self, p: usize) -> usize {
+        usize::from(self.active[p].load(Ordering::Relaxed))
     }
 }

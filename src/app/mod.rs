@@ -49,6 +49,10 @@ pub struct AppSpec {
     pub gate: GateSpec,
     /// A process with no answer for this long is stuck: its request gets 504, it is replaced.
     pub request_timeout: Duration,
+    /// Recycle a process after this many requests (0: never).
+    pub max_requests: u64,
+    /// Recycle a process whose resident memory passes this many bytes (0: never).
+    pub max_memory: u64,
 }
 
 impl AppSpec {
@@ -69,16 +73,20 @@ impl AppSpec {
                 concurrency: 1,
                 queue: 100,
                 queue_timeout: Duration::from_secs(30),
+                max_requests: 0,
             },
             request_timeout: Duration::from_secs(60),
+            max_requests: 0,
+            max_memory: 0,
         }
     }
 
-    /// Chooses the processes' ports (`listen = "port"`): free ones, asked of the kernel.
+    /// Chooses the processes' ports (`listen = "port"`): free ones, asked of the kernel, two per
+    /// process (its replacement starts on the other while it still serves).
     pub fn choose_ports(&mut self) -> std::io::Result<()> {
         self.ports.clear();
         let mut held = Vec::new();
-        for _ in 0..self.processes {
+        for _ in 0..2 * self.processes {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             self.ports.push(l.local_addr()?.port());
             held.push(l); // held until all are chosen, so no two are the same
@@ -86,16 +94,32 @@ impl AppSpec {
         Ok(())
     }
 
-    /// Where process `i` listens, as a proxy upstream.
-    pub fn address(&self, i: usize) -> crate::load::url::Endpoint {
+    /// Where slot `i`'s process listens, as a proxy upstream: each slot has two addresses
+    /// (`alt` 0 and 1), so that a process being recycled serves on one while its replacement
+    /// starts on the other.
+    pub fn address(&self, i: usize, alt: usize) -> crate::load::url::Endpoint {
         use crate::load::url::Endpoint;
         match self.listen {
-            Listen::Unix => Endpoint::Unix(self.socket_dir().join(format!("{i}.sock"))),
+            Listen::Unix => {
+                let name = if alt == 0 {
+                    format!("{i}.sock")
+                } else {
+                    format!("{i}b.sock")
+                };
+                Endpoint::Unix(self.socket_dir().join(name))
+            }
             Listen::Port => Endpoint::Tcp(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
-                self.ports.get(i).copied().unwrap_or(0),
+                self.ports.get(2 * i + alt).copied().unwrap_or(0),
             ))),
         }
+    }
+
+    /// The proxy's upstream list: slot `i`'s addresses are entries `2i` and `2i + 1`.
+    pub fn upstreams(&self) -> Vec<crate::load::url::Endpoint> {
+        (0..self.processes)
+            .flat_map(|i| [self.address(i, 0), self.address(i, 1)])
+            .collect()
     }
 
     /// Where the sockets of this process's pool live (under `$XDG_RUNTIME_DIR`, else the

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,13 @@ pub struct AppStatus {
     pub gave_up: AtomicBool,
     /// Per process: it accepts connections.
     pub(super) ready: Vec<AtomicBool>,
+    /// Per process: which of its two addresses takes requests (0 or 1).
+    pub(super) active: Vec<AtomicU8>,
+    /// Per process and address: requests in flight (written by the shard that owns the
+    /// process), so that one being recycled is stopped only once they are done.
+    pub(super) in_flight: Vec<[AtomicU32; 2]>,
+    /// Per process: requests answered since it started (for `max_requests`).
+    pub(super) served: Vec<AtomicU64>,
     /// Processes a shard found stuck (no answer within the request timeout): the supervisor
     /// replaces them. Touched only on that failure.
     replace: Mutex<Vec<usize>>,
@@ -65,6 +72,9 @@ pub fn status(name: &str) -> Arc<AppStatus> {
 fn register(name: &str, processes: usize) -> Arc<AppStatus> {
     let status = Arc::new(AppStatus {
         ready: (0..processes).map(|_| AtomicBool::new(false)).collect(),
+        active: (0..processes).map(|_| AtomicU8::new(0)).collect(),
+        in_flight: (0..processes).map(|_| Default::default()).collect(),
+        served: (0..processes).map(|_| AtomicU64::new(0)).collect(),
         ..Default::default()
     });
     registry()
@@ -141,6 +151,15 @@ struct Slot {
     failures: u32,
     /// Since when the process accepts connections.
     ready_at: Option<Instant>,
+    /// Which of the slot's two addresses `child` listens on.
+    alt: usize,
+    /// A replacement starting on the other address (recycling), and since when.
+    next: Option<(Child, Instant)>,
+    /// Recycled processes finishing their requests: the address they serve, and when they
+    /// were sent SIGTERM.
+    retiring: Vec<(Child, usize, Option<Instant>)>,
+    /// When its resident memory was last read.
+    memory_read: Option<Instant>,
 }
 
 struct Pool {
@@ -169,6 +188,10 @@ impl Pool {
                 restart_at: Some(Instant::now()),
                 failures: 0,
                 ready_at: None,
+                alt: 0,
+                next: None,
+                retiring: Vec::new(),
+                memory_read: None,
             })
             .collect();
         Pool {
@@ -225,6 +248,7 @@ impl Pool {
     /// Looks at slot `i`: an exit is logged and counted, a start is made when due, a starting
     /// process is checked for readiness.
     fn watch(&mut self, i: usize, now: Instant) {
+        self.recycle(i, now);
         let name = self.spec.name.clone();
         let exited = match self.slots[i].child.as_mut().map(Child::try_wait) {
             Some(Ok(Some(status))) => Some(status.to_string()),
@@ -246,16 +270,24 @@ impl Pool {
                 && !self.status.gave_up.load(Ordering::Relaxed)
             {
                 slot.restart_at = None;
-                self.spawn(i, now);
+                let alt = slot.alt;
+                match self.spawn(i, alt) {
+                    Some(child) => {
+                        let slot = &mut self.slots[i];
+                        slot.child = Some(child);
+                        slot.starting = Some(now);
+                    }
+                    None => self.crashed(i, now),
+                }
             }
             return;
         }
-        if slot.starting.is_none() && !self.status.is_ready(i) && accepts(&self.spec, i) {
+        if slot.starting.is_none() && !self.status.is_ready(i) && accepts(&self.spec, i, slot.alt) {
             // A shard saw it refuse a connection, but it accepts again.
             self.status.ready[i].store(true, Ordering::Relaxed);
         }
         if let Some(since) = slot.starting {
-            if accepts(&self.spec, i) {
+            if accepts(&self.spec, i, slot.alt) {
                 slot.starting = None;
                 slot.failures = 0;
                 slot.ready_at = Some(now);
@@ -263,7 +295,7 @@ impl Pool {
                 let pid = slot.child.as_ref().map_or(0, Child::id);
                 eprintln!(
                     "ringshard: app {name}[{pid}] ready ({})",
-                    self.spec.address(i)
+                    self.spec.address(i, slot.alt)
                 );
             } else if now.duration_since(since) > self.spec.ready_timeout {
                 let pid = slot.child.as_ref().map_or(0, Child::id);
@@ -321,8 +353,8 @@ impl Pool {
         slot.restart_at = Some(now + delay);
     }
 
-    /// Starts slot `i`'s process.
-    fn spawn(&mut self, i: usize, now: Instant) {
+    /// Starts a process for slot `i` listening at address `alt`.
+    fn spawn(&self, i: usize, alt: usize) -> Option<Child> {
         let spec = &self.spec;
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
@@ -331,14 +363,13 @@ impl Pool {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        match spec.listen {
-            Listen::Unix => {
-                let path = spec.socket_dir().join(format!("{i}.sock"));
+        match spec.address(i, alt) {
+            crate::load::url::Endpoint::Unix(path) => {
                 let _ = std::fs::remove_file(&path); // a dead process's socket
                 cmd.env("RINGSHARD_SOCKET", path);
             }
-            Listen::Port => {
-                cmd.env("PORT", spec.ports.get(i).copied().unwrap_or(0).to_string());
+            crate::load::url::Endpoint::Tcp(a) => {
+                cmd.env("PORT", a.port().to_string());
             }
         }
         for (k, v) in &spec.environment {
@@ -366,22 +397,131 @@ impl Pool {
                 {
                     relay_lines(out, format!("app {}[{pid}]", spec.name));
                 }
-                let slot = &mut self.slots[i];
-                slot.child = Some(child);
-                slot.starting = Some(now);
+                Some(child)
             }
             Err(e) => {
                 eprintln!(
                     "ringshard: app {}: cannot start '{}': {e}",
                     spec.name, spec.command
                 );
-                self.crashed(i, now);
+                None
             }
+        }
+    }
+
+    /// Recycling of slot `i`: a process past `max_requests` or `max_memory` gets a replacement
+    /// on its other address; once that accepts connections, requests go to it, and the old one
+    /// is sent SIGTERM when its requests in flight are done (SIGKILL after `grace`).
+    fn recycle(&mut self, i: usize, now: Instant) {
+        let name = self.spec.name.clone();
+        // Processes retiring: stopped once their requests are done.
+        let grace = self.spec.grace;
+        let status = self.status.clone();
+        self.slots[i].retiring.retain_mut(|(child, alt, term_at)| {
+            let pid = child.id();
+            if let Ok(Some(_)) | Err(_) = child.try_wait() {
+                crate::sys::process::kill_group(pid, libc::SIGKILL);
+                eprintln!("ringshard: app {name}[{pid}] recycled");
+                return false;
+            }
+            match term_at {
+                None if status.in_flight[i][*alt].load(Ordering::Relaxed) == 0 => {
+                    crate::sys::process::kill_group(pid, libc::SIGTERM);
+                    *term_at = Some(now);
+                }
+                Some(t) if now.duration_since(*t) > grace => {
+                    crate::sys::process::kill_group(pid, libc::SIGKILL);
+                }
+                _ => {}
+            }
+            true
+        });
+        // A replacement starting: when it accepts, it takes the slot's requests.
+        let other = 1 - self.slots[i].alt;
+        if let Some((next, since)) = &mut self.slots[i].next {
+            let pid = next.id();
+            if let Ok(Some(_)) | Err(_) = next.try_wait() {
+                eprintln!(
+                    "ringshard: app {name}[{pid}] (a replacement) exited before it was ready"
+                );
+                crate::sys::process::kill_group(pid, libc::SIGKILL);
+                self.slots[i].next = None;
+            } else if accepts(&self.spec, i, other) {
+                let slot = &mut self.slots[i];
+                let Some((next, _)) = slot.next.take() else {
+                    return;
+                };
+                self.status.active[i].store(other as u8, Ordering::Relaxed);
+                self.status.served[i].store(0, Ordering::Relaxed);
+                if let Some(old) = slot.child.replace(next) {
+                    eprintln!(
+                        "ringshard: app {name}[{}] ready ({}), taking over from {}",
+                        pid,
+                        self.spec.address(i, other),
+                        old.id()
+                    );
+                    slot.retiring.push((old, 1 - other, None));
+                }
+                slot.alt = other;
+                slot.ready_at = Some(now);
+                slot.memory_read = None;
+            } else if now.duration_since(*since) > self.spec.ready_timeout {
+                crate::sys::process::kill_group(pid, libc::SIGKILL);
+            }
+            return;
+        }
+        // A ready process past its limits: start its replacement.
+        let slot = &self.slots[i];
+        let Some(child) = slot.child.as_ref().filter(|_| slot.starting.is_none()) else {
+            return;
+        };
+        if !self.status.is_ready(i) || !slot.retiring.is_empty() {
+            return;
+        }
+        let served = self.status.served[i].load(Ordering::Relaxed);
+        let mut why = None;
+        if self.spec.max_requests > 0 && served >= self.spec.max_requests {
+            why = Some(format!("after {served} requests"));
+        } else if self.spec.max_memory > 0
+            && slot
+                .memory_read
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            let rss = resident_bytes(child.id());
+            self.slots[i].memory_read = Some(now);
+            if rss > self.spec.max_memory {
+                why = Some(format!("at {} MiB resident", rss >> 20));
+            }
+        }
+        let Some(why) = why else { return };
+        let pid = self.slots[i].child.as_ref().map_or(0, Child::id);
+        eprintln!("ringshard: app {name}[{pid}] is recycled {why}: starting its replacement");
+        if let Some(next) = self.spawn(i, other) {
+            self.slots[i].next = Some((next, now));
         }
     }
 
     /// Stops every process: SIGTERM to its group, SIGKILL to what is left after the grace.
     fn stop_all(&mut self) {
+        // Replacements and retiring processes go into the same wait as the others.
+        let mut extra = Vec::new();
+        for s in &mut self.slots {
+            extra.extend(s.next.take().map(|(c, _)| c));
+            extra.extend(s.retiring.drain(..).map(|(c, _, _)| c));
+        }
+        for c in extra {
+            self.slots.push(Slot {
+                child: Some(c),
+                starting: None,
+                restart_at: None,
+                failures: 0,
+                ready_at: None,
+                alt: 0,
+                next: None,
+                retiring: Vec::new(),
+                memory_read: None,
+            });
+        }
         let pids: Vec<u32> = self
             .slots
             .iter()
@@ -428,10 +568,21 @@ impl Pool {
     }
 }
 
-/// Whether process `i` accepts connections at its address.
-fn accepts(spec: &AppSpec, i: usize) -> bool {
+/// The resident memory of process `pid` (and nothing for one that is gone).
+fn resident_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Whether slot `i`'s process accepts connections at its address `alt`.
+fn accepts(spec: &AppSpec, i: usize, alt: usize) -> bool {
     use crate::load::url::Endpoint;
-    match spec.address(i) {
+    match spec.address(i, alt) {
         Endpoint::Unix(p) => std::os::unix::net::UnixStream::connect(p).is_ok(),
         Endpoint::Tcp(a) => std::net::TcpStream::connect_timeout(&a, TICK).is_ok(),
     }

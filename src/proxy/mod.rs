@@ -270,7 +270,7 @@ async fn exchange(
         // An app's request waits for a free process; another upstream's goes to the next.
         let (i, slot) = match &route.gate {
             Some(gate) => match gate.slot(&tried).await {
-                Ok(slot) => (slot.p, Some(slot)),
+                Ok(slot) => (slot.upstream(), Some(slot)),
                 Err(refused) => return queue_refusal(refused, opts),
             },
             None => match route.ups.pick(&tried) {
@@ -294,7 +294,7 @@ async fn exchange(
                     if let Some(gate) = &route.gate {
                         // A process that went away: the request waits for one that accepts
                         // (this one, once restarted, or another), without spending a try.
-                        gate.status().not_ready(i);
+                        gate.status().not_ready(i / 2);
                         continue;
                     }
                     up.failed(opts);
@@ -316,7 +316,7 @@ async fn exchange(
                 drop(conn);
                 if let (Failure::FirstByteTimeout, Some(gate)) = (&failed.failure, &route.gate) {
                     // Stuck: it does not hold the queue. Its request gets the 504.
-                    gate.status().replace(i);
+                    gate.status().replace(i / 2);
                     count(|c| c.failures.set(c.failures.get() + 1));
                     return failed.failure.response(&up.name);
                 }
