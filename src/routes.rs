@@ -15,7 +15,7 @@ pub fn builtin(router: Router) -> Router {
         .get("/", Fixed::new(Response::text(200, HELLO)))
         .get("/plaintext", Fixed::new(Response::text(200, HELLO)))
         .get("/json", Fixed::new(Response::json(200, HELLO_JSON)))
-        .get("/health", Fixed::new(Response::text(200, "ok\n")))
+        .get("/health", Health::new())
         .post("/echo", |req: &Request<'_>| {
             let ct = match req.header("content-type") {
                 Some(v) => String::from_utf8_lossy(v).into_owned(),
@@ -25,6 +25,39 @@ pub fn builtin(router: Router) -> Router {
                 .header("Content-Type", ct)
                 .body(req.body().to_vec())
         })
+}
+
+/// `/health`: 200 `ok`, and 503 `draining` once the server has begun to shut down (a load
+/// balancer then stops sending).
+pub struct Health(Fixed);
+
+impl Health {
+    pub fn new() -> Health {
+        Health(Fixed::new(Response::text(200, "ok\n")))
+    }
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health::new()
+    }
+}
+
+impl crate::handler::Handler for Health {
+    fn call(&self, req: &Request<'_>) -> crate::http::response::Reply {
+        match self.answer(req) {
+            crate::handler::Answer::Fixed(f) => f.to_response().into(),
+            crate::handler::Answer::Shared(f) => f.to_response().into(),
+            crate::handler::Answer::Reply(r) => r,
+        }
+    }
+
+    fn answer(&self, _req: &Request<'_>) -> crate::handler::Answer<'_> {
+        if crate::server::DRAINING.load(std::sync::atomic::Ordering::Relaxed) {
+            return crate::handler::Answer::Reply(Response::text(503, "draining\n").into());
+        }
+        crate::handler::Answer::Fixed(&self.0)
+    }
 }
 
 /// Adds `GET /metrics`: every shard's counters in the Prometheus text format.
@@ -37,7 +70,7 @@ pub fn metrics(router: Router, board: Arc<Board>) -> Router {
 /// when none does. An endpoint given a listener of its own answers only there, and such a
 /// listener answers nothing else.
 pub struct Site {
-    health: Option<(Box<str>, Option<usize>, Fixed)>,
+    health: Option<(Box<str>, Option<usize>, Health)>,
     metrics: Option<(Box<str>, Option<usize>, MetricsHandler)>,
     /// The listeners that belong to endpoints.
     private: Vec<usize>,
@@ -79,10 +112,7 @@ impl Site {
             metrics.as_ref().and_then(|(e, _)| e.listener),
         ];
         Ok(Site {
-            health: health.map(|e| {
-                let ok = Fixed::new(Response::text(200, "ok\n"));
-                (e.path.as_str().into(), e.listener, ok)
-            }),
+            health: health.map(|e| (e.path.as_str().into(), e.listener, Health::new())),
             metrics: metrics.map(|(e, b)| (e.path.as_str().into(), e.listener, MetricsHandler(b))),
             private: private.into_iter().flatten().collect(),
             routes: built,
@@ -108,9 +138,9 @@ impl crate::handler::Handler for Site {
             Some(l) => *l == on,
             None => !self.private.contains(&on),
         };
-        if let Some((p, own, fixed)) = &self.health {
+        if let Some((p, own, health)) = &self.health {
             if path == &**p && here(own) {
-                return Answer::Fixed(fixed);
+                return crate::handler::Handler::answer(health, req);
             }
         }
         if let Some((p, own, m)) = &self.metrics {

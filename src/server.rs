@@ -221,6 +221,13 @@ impl Running {
     }
 
     /// Asks every shard to drain and stop.
+    /// Wakes every shard for one loop turn (see [`Running::poke`]'s use by the watchdog).
+    pub fn poke(&self) {
+        for w in &self.wakeups {
+            w.poke();
+        }
+    }
+
     pub fn shutdown(&self) {
         for w in &self.wakeups {
             w.request_shutdown();
@@ -471,7 +478,9 @@ where
     crate::sys::limits::raise_open_files();
     let shutdown_timeout = cfg.shutdown_timeout;
     let print_stats = cfg.stats;
-    let running = Running::start_publishing(cfg, board, factory)?;
+    let running = Running::start_publishing(cfg, board.clone(), factory)?;
+    let notifier = crate::sys::notify::Notifier::from_env();
+    let mut watchdog = Watchdog::new(board.clone());
     for (i, l) in running.listening().iter().enumerate() {
         match i {
             0 => eprintln!(
@@ -481,8 +490,28 @@ where
             _ => eprintln!("ringshard: also listening on {l}"),
         }
     }
+    if let Some(n) = &notifier {
+        let first = running
+            .listening()
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        n.send(&format!(
+            "READY=1\nMAINPID={}\nSTATUS=listening on {first}, {} shards",
+            std::process::id(),
+            running.threads.len()
+        ));
+    }
+    let tick = watchdog.interval.map_or(Duration::from_millis(500), |w| {
+        (w / 2).min(Duration::from_millis(500))
+    });
     let sig = loop {
-        match signals::wait(Duration::from_millis(500)) {
+        if let Some(n) = &notifier {
+            for msg in watchdog.turn(&running) {
+                n.send(&msg);
+            }
+        }
+        match signals::wait(tick) {
             Some(libc::SIGUSR1) => {
                 running.reopen_log();
                 continue;
@@ -502,7 +531,80 @@ where
         "SIGTERM"
     };
     eprintln!("ringshard: {name}: shutting down, finishing requests in flight (a second signal exits now)");
+    DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(n) = &notifier {
+        n.send("STOPPING=1\nSTATUS=draining");
+    }
     Ok(drain(running, shutdown_timeout, print_stats))
+}
+
+/// Set when shutdown begins: `/health` answers 503 `draining` from then on, so a load balancer
+/// stops sending.
+pub static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// systemd's watchdog (`WATCHDOG_USEC`) and status line: each turn of the main thread wakes
+/// every shard and pings only if every shard's loop has turned since the last look (its
+/// `enter_calls_total` moved), so a stuck shard stops the pings and systemd restarts the
+/// process; about once a second, `STATUS=` with connections open and requests/s.
+struct Watchdog {
+    board: Option<Arc<Board>>,
+    interval: Option<Duration>,
+    last_turns: Vec<u64>,
+    last_status: Instant,
+    last_requests: u64,
+}
+
+impl Watchdog {
+    fn new(board: Option<Arc<Board>>) -> Watchdog {
+        Watchdog {
+            board,
+            interval: crate::sys::notify::watchdog_interval(),
+            last_turns: Vec::new(),
+            last_status: Instant::now(),
+            last_requests: 0,
+        }
+    }
+
+    /// The messages due now.
+    fn turn(&mut self, running: &Running) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(board) = &self.board else {
+            return out;
+        };
+        let names: Vec<&str> = ShardStats::default().fields().iter().map(|f| f.0).collect();
+        let at = |name: &str| names.iter().position(|n| *n == name);
+        let (Some(turns_i), Some(open_i), Some(req_i)) = (
+            at("enter_calls_total"),
+            at("connections_open"),
+            at("requests_total"),
+        ) else {
+            return out;
+        };
+        let shards: Vec<Vec<u64>> = (0..running.threads.len()).map(|i| board.read(i)).collect();
+        if self.interval.is_some() {
+            let turns: Vec<u64> = shards.iter().map(|c| c[turns_i]).collect();
+            if self.last_turns.len() == turns.len()
+                && turns
+                    .iter()
+                    .zip(&self.last_turns)
+                    .all(|(now, before)| now > before)
+            {
+                out.push("WATCHDOG=1".to_string());
+            }
+            self.last_turns = turns;
+            running.poke();
+        }
+        let elapsed = self.last_status.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let requests: u64 = shards.iter().map(|c| c[req_i]).sum();
+            let open: u64 = shards.iter().map(|c| c[open_i]).sum();
+            let rate = (requests - self.last_requests.min(requests)) as f64 / elapsed.as_secs_f64();
+            out.push(format!("STATUS={open} connections, {rate:.0} requests/s"));
+            self.last_status = Instant::now();
+            self.last_requests = requests;
+        }
+        out
+    }
 }
 
 /// Stops the shards and waits for them to finish what is in flight: exit 0 when they did within

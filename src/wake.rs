@@ -97,6 +97,12 @@ impl Wakeup {
         }
     }
 
+    /// Ends the shard's wait without asking anything of it (the watchdog's way to see that its
+    /// loop turns).
+    pub fn poke(&self) {
+        self.0.efd.notify();
+    }
+
     /// Asks the shard to shut down gracefully.
     pub fn request_shutdown(&self) {
         self.0.shutdown.store(true, Ordering::Release);

@@ -162,6 +162,22 @@ struct Slot {
     memory_read: Option<Instant>,
 }
 
+impl Slot {
+    fn new(child: Option<Child>, restart_at: Option<Instant>) -> Slot {
+        Slot {
+            child,
+            starting: None,
+            restart_at,
+            failures: 0,
+            ready_at: None,
+            alt: 0,
+            next: None,
+            retiring: Vec::new(),
+            memory_read: None,
+        }
+    }
+}
+
 struct Pool {
     spec: AppSpec,
     status: Arc<AppStatus>,
@@ -182,17 +198,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 impl Pool {
     fn new(spec: AppSpec, status: Arc<AppStatus>) -> Pool {
         let slots = (0..spec.processes)
-            .map(|_| Slot {
-                child: None,
-                starting: None,
-                restart_at: Some(Instant::now()),
-                failures: 0,
-                ready_at: None,
-                alt: 0,
-                next: None,
-                retiring: Vec::new(),
-                memory_read: None,
-            })
+            .map(|_| Slot::new(None, Some(Instant::now())))
             .collect();
         Pool {
             spec,
@@ -510,17 +516,7 @@ impl Pool {
             extra.extend(s.retiring.drain(..).map(|(c, _, _)| c));
         }
         for c in extra {
-            self.slots.push(Slot {
-                child: Some(c),
-                starting: None,
-                restart_at: None,
-                failures: 0,
-                ready_at: None,
-                alt: 0,
-                next: None,
-                retiring: Vec::new(),
-                memory_read: None,
-            });
+            self.slots.push(Slot::new(Some(c), None));
         }
         let pids: Vec<u32> = self
             .slots

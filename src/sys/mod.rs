@@ -5,6 +5,7 @@ pub mod cpus;
 pub mod eventfd;
 pub mod fd;
 pub mod limits;
+pub mod notify;
 pub mod process;
 pub mod sched;
 pub mod signals;

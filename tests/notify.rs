@@ -1,0 +1,80 @@
+//! systemd's notify protocol over a NOTIFY_SOCKET the test listens on (systemd is not PID 1
+//! here): READY=1 with MAINPID once every shard listens, WATCHDOG=1 pings while every shard's
+//! loop turns, STATUS= lines, STOPPING=1 when shutdown begins; and /health answering 503
+//! `draining` from then on. Both engines.
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn next_message(sock: &UnixDatagram) -> Option<String> {
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn notify_messages_arrive_in_order(engine: &[&str]) {
+    let dir = scratch_dir("notify", "order", engine);
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringshard"));
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--shards", "2"])
+        .args(engine)
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "200000");
+    let mut srv = Server::spawn(cmd);
+    let first = next_message(&sock).expect("no notification");
+    assert!(first.contains("READY=1"), "{first}");
+    assert!(first.contains(&format!("MAINPID={}", srv.pid())), "{first}");
+    assert!(first.contains("STATUS=listening on "), "{first}");
+    let (mut pings, mut status) = (0, false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (pings < 3 || !status) && Instant::now() < deadline {
+        let m = next_message(&sock).expect("notifications stopped");
+        assert!(!m.contains("READY=1") && !m.contains("STOPPING=1"), "{m}");
+        pings += usize::from(m.contains("WATCHDOG=1"));
+        status |= m.contains("STATUS=") && m.contains("requests/s");
+    }
+    assert!(pings >= 3 && status, "pings {pings}, status {status}");
+    srv.signal(libc::SIGTERM);
+    let mut stopping = false;
+    while let Some(m) = next_message(&sock) {
+        if m.contains("STOPPING=1") {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "no STOPPING=1 after SIGTERM");
+    assert!(srv
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+}
+
+/// A connection in the middle of a request when shutdown begins gets 503 `draining` from
+/// /health, where it got 200 before.
+fn health_answers_503_while_draining(engine: &[&str]) {
+    let srv = Server::start(engine, &["--shards", "1"]);
+    let mut c = srv.connect();
+    c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.resp().status, 200);
+    let mut c = srv.connect();
+    c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    srv.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(b"\r\n");
+    let r = c.resp();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.text(), "draining\n");
+}
+
+per_engine! {
+    notify_messages_arrive_in_order,
+    health_answers_503_while_draining,
+}
