@@ -143,6 +143,9 @@ pub struct ServeArgs {
     /// Print every shard's counters as a table at exit.
     #[arg(long)]
     pub stats: bool,
+    /// Write the process's pid to this file once every shard listens; removed at exit.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
     /// Write an access log line per request to this file ("off": none). SIGUSR1 reopens it.
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<PathBuf>,
@@ -235,6 +238,8 @@ pub struct ServeConfig {
     pub builtin: bool,
     /// Print the counters table at exit.
     pub stats: bool,
+    /// Where the pid is written (and removed at exit).
+    pub pid_file: Option<PathBuf>,
     /// Inherited listening descriptors, used instead of binding (one per shard, or one shared).
     pub inherited: Vec<i32>,
     /// The access log's file, if any, and its format.
@@ -276,6 +281,7 @@ impl Default for ServeConfig {
             buf_size: 4096,
             builtin: true,
             stats: false,
+            pid_file: None,
             inherited: Vec::new(),
             access_log: None,
             access_log_format: crate::access_log::LogFormat::Combined,
@@ -356,6 +362,7 @@ impl ServeArgs {
             buf_size: self.buf_size,
             builtin: !self.no_builtin,
             stats: self.stats,
+            pid_file: self.pid_file.clone(),
             inherited: self.listen_fd.clone(),
             access_log: self.access_log.clone().filter(|p| p.as_os_str() != "off"),
             access_log_format: self.access_log_format,

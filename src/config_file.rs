@@ -45,6 +45,7 @@ const SECTIONS: &[(&str, &[Key])] = &[
             ("backlog", "--backlog", Count),
             ("pin", "--no-pin", NotSwitch),
             ("stats", "--stats", Switch),
+            ("pid_file", "--pid-file", Text),
             ("access_log", "--access-log", Text),
             ("access_log_format", "--access-log-format", Text),
         ],

@@ -478,9 +478,15 @@ where
     crate::sys::limits::raise_open_files();
     let shutdown_timeout = cfg.shutdown_timeout;
     let print_stats = cfg.stats;
+    let pid_file = cfg.pid_file.clone();
     let running = Running::start_publishing(cfg, board.clone(), factory)?;
     let notifier = crate::sys::notify::Notifier::from_env();
     let mut watchdog = Watchdog::new(board.clone());
+    // Written once every shard listens, so a pid in the file means a server that answers.
+    let _pid_file = match pid_file {
+        Some(path) => Some(PidFile::write(path)?),
+        None => None,
+    };
     for (i, l) in running.listening().iter().enumerate() {
         match i {
             0 => eprintln!(
@@ -536,6 +542,30 @@ where
         n.send("STOPPING=1\nSTATUS=draining");
     }
     Ok(drain(running, shutdown_timeout, print_stats))
+}
+
+/// `--pid-file`: the pid, written whole (a new file renamed over the old, so a reader never
+/// sees half of it), and removed when the server exits if it still names this process.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: std::path::PathBuf) -> Result<PidFile, String> {
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        std::fs::write(&tmp, format!("{}\n", std::process::id()))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("--pid-file {}: {e}", path.display()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let mine = std::fs::read_to_string(&self.0)
+            .is_ok_and(|s| s.trim() == std::process::id().to_string());
+        if mine {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
 }
 
 /// Set when shutdown begins: `/health` answers 503 `draining` from then on, so a load balancer

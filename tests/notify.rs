@@ -74,7 +74,39 @@ fn health_answers_503_while_draining(engine: &[&str]) {
     assert_eq!(r.text(), "draining\n");
 }
 
+/// `--pid-file`: the pid once the server listens, removed at exit; a file that cannot be
+/// written stops the start with a line naming it.
+fn the_pid_file_is_kept_current(engine: &[&str]) {
+    let dir = scratch_dir("notify", "pid-file", engine);
+    let path = dir.join("ringshard.pid");
+    let mut srv = Server::start(
+        engine,
+        &["--shards", "1", "--pid-file", path.to_str().unwrap()],
+    );
+    let text = std::fs::read_to_string(&path).expect("no pid file");
+    assert_eq!(text.trim(), srv.pid().to_string());
+    srv.signal(libc::SIGTERM);
+    assert!(srv
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    assert!(!path.exists(), "the pid file outlived the server");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ringshard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"])
+        .args(engine)
+        .args(["--pid-file", "/nonexistent/dir/ringshard.pid"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--pid-file /nonexistent/dir/ringshard.pid"),
+        "{err}"
+    );
+}
+
 per_engine! {
     notify_messages_arrive_in_order,
     health_answers_503_while_draining,
+    the_pid_file_is_kept_current,
 }
