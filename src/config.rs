@@ -101,6 +101,11 @@ pub struct ServeArgs {
     /// Listen backlog of each shard's socket.
     #[arg(long, default_value_t = 4096)]
     pub backlog: i32,
+    /// Connections one shard holds at most: at the limit it stops accepting (new connections
+    /// wait in the backlog) and starts again once it is down to nine tenths. Default: the
+    /// open-files limit shared out between the shards, less a reserve for files and upstreams.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Do not pin shards to CPUs.
     #[arg(long)]
     pub no_pin: bool,
@@ -219,6 +224,8 @@ pub struct ServeConfig {
     pub write_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub backlog: i32,
+    /// Per shard; 0: no limit.
+    pub max_connections: usize,
     pub ring_entries: u32,
     pub taskrun: TaskRunFlag,
     pub wait_batch: u32,
@@ -266,6 +273,7 @@ impl Default for ServeConfig {
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             backlog: 4096,
+            max_connections: 0,
             ring_entries: 1024,
             taskrun: TaskRunFlag::Auto,
             wait_batch: DEFAULT_WAIT_BATCH,
@@ -343,6 +351,7 @@ impl ServeArgs {
             write_timeout: self.write_timeout,
             shutdown_timeout: self.shutdown_timeout,
             backlog: self.backlog,
+            max_connections: self.max_connections.unwrap_or(0),
             ring_entries: self.ring_entries,
             taskrun: self.taskrun,
             wait_batch,

@@ -476,6 +476,14 @@ where
     signals::block_shutdown_signals()?;
     // Every connection is a descriptor (or a registered file slot, sized from this limit).
     crate::sys::limits::raise_open_files();
+    let mut cfg = cfg;
+    if cfg.max_connections == 0 {
+        // The open-files limit shared between the shards, less a reserve for the files and
+        // upstream connections routes open: past it an accept would fail with EMFILE.
+        let shards = cfg.inherited.len().max(cfg.shards).max(1) as u64;
+        let per_shard = crate::sys::limits::open_files().saturating_sub(1024) / shards;
+        cfg.max_connections = per_shard.max(64) as usize;
+    }
     let shutdown_timeout = cfg.shutdown_timeout;
     let print_stats = cfg.stats;
     let pid_file = cfg.pid_file.clone();

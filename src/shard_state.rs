@@ -46,6 +46,8 @@ pub struct ShardState<H: Handler> {
     pub now: Millis,
     /// Accepting paused until then after EMFILE and the like (0: not paused).
     pub accept_retry_at: Millis,
+    /// Accepting paused at `--max-connections`, until the shard is down to nine tenths of it.
+    pub at_capacity: bool,
     pub draining: bool,
     pub pool: Pool,
     /// Sampled server-side latency (head parsed to response queued).
@@ -74,6 +76,7 @@ impl<H: Handler> ShardState<H> {
             start: Instant::now(),
             now: 1,
             accept_retry_at: 0,
+            at_capacity: false,
             draining: false,
             pool: Pool::default(),
             latency: Latency::default(),
@@ -92,6 +95,31 @@ impl<H: Handler> ShardState<H> {
             Expiry::Write => s.write_timeouts += 1,
             Expiry::Idle => s.idle_closes += 1,
             Expiry::Linger => {}
+        }
+    }
+
+    /// Whether the shard may accept another connection with `open` connections: no at
+    /// `--max-connections`, and yes again only at nine tenths of it or below (one less, for a
+    /// limit under ten), so that a shard at its limit does not switch accepting on and off
+    /// with every close.
+    pub fn may_accept(&mut self, open: usize) -> bool {
+        let max = self.cfg.max_connections;
+        if max == 0 {
+            return true;
+        }
+        if self.at_capacity && open <= max - (max / 10).max(1) {
+            self.at_capacity = false;
+        } else if open >= max {
+            self.at_capacity = true;
+        }
+        !self.at_capacity
+    }
+
+    /// Room for more connections before `--max-connections` (unbounded: `usize::MAX`).
+    pub fn room(&self, open: usize) -> usize {
+        match self.cfg.max_connections {
+            0 => usize::MAX,
+            max => max.saturating_sub(open),
         }
     }
 

@@ -98,6 +98,8 @@ pub struct Shard<H: Handler> {
     dirty: Vec<(u32, u32)>,
     /// Connections to read again at the end of the turn (reading resumed, or lingering began).
     rearm: Vec<(u32, u32)>,
+    /// The shard fell below `--max-connections`' low-water mark: accept at the end of the turn.
+    resume_accepts: bool,
 }
 
 impl<H: Handler> Shard<H> {
@@ -136,6 +138,7 @@ impl<H: Handler> Shard<H> {
             rbuf: vec![0; READ_BUF].into_boxed_slice(),
             dirty: Vec::with_capacity(1024),
             rearm: Vec::new(),
+            resume_accepts: false,
         })
     }
 
@@ -271,6 +274,9 @@ impl<H: Handler> Shard<H> {
         };
         let mut taken = 0;
         loop {
+            if !self.core.shard.may_accept(self.core.conns.len()) {
+                return; // at --max-connections: the rest wait in the backlog
+            }
             if shared && taken == SHARED_ACCEPTS {
                 return; // the socket is still ready: the next turn (or another shard) takes more
             }
@@ -465,6 +471,11 @@ impl<H: Handler> Shard<H> {
     /// End of turn: reads that resumed, then one write per connection with output; accepts
     /// after a back-off.
     fn flush(&mut self) {
+        if std::mem::take(&mut self.resume_accepts) {
+            for i in 0..self.listeners.len() {
+                self.accept(i);
+            }
+        }
         let mut rearm = std::mem::take(&mut self.rearm);
         for (slot, gen) in rearm.drain(..) {
             if self
@@ -559,6 +570,10 @@ impl<H: Handler> Engine for Shard<H> {
         self.core.shard.stats.requests += c.session.answered();
         self.core.shard.pool.give(c.session.into_output());
         self.core.shard.stats.closed += 1;
+        if self.core.shard.at_capacity && self.core.shard.may_accept(self.core.conns.len()) {
+            // Below the low-water mark: what waited in the backlog brings no new edge.
+            self.resume_accepts = true;
+        }
     }
 
     /// After a session produced output or changed state: queue the write, apply backpressure,

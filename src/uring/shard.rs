@@ -372,6 +372,11 @@ impl<H: Handler> Shard<H> {
         if self.core.shard.draining {
             return;
         }
+        let open = self.core.conns.len();
+        if !self.core.shard.may_accept(open) {
+            return; // at --max-connections: new connections wait in the backlog
+        }
+        let room = self.core.shard.room(open);
         let direct = self.features.direct;
         for (i, l) in self.listeners.iter_mut().enumerate() {
             if l.armed || l.fd.is_none() {
@@ -386,7 +391,8 @@ impl<H: Handler> Shard<H> {
             // never takes one that is not there (the kernel would close that connection).
             let multishot = self.features.multishot_accept
                 && !l.shared
-                && (!direct || free > self.multishot_floor);
+                && (!direct || free > self.multishot_floor)
+                && room > self.multishot_floor as usize;
             if multishot {
                 self.ring.accept_multi(l.raw, direct, ud);
             } else {
@@ -444,6 +450,14 @@ impl<H: Handler> Shard<H> {
         if self.core.shard.draining {
             self.ring.close(sock, token::encode(Op::Close, 0, 0));
             return;
+        }
+        // Near --max-connections, one at a time, as near a full file table.
+        let room = self.core.shard.room(self.core.conns.len() + 1);
+        if l.multishot && cqe.more() && room <= self.multishot_floor as usize {
+            let cancel = token::encode(Op::Cancel, 0, 0);
+            self.ring
+                .cancel(token::encode(Op::Accept, which, 0), cancel);
+            l.multishot = false;
         }
         let mut session = Session::new(self.core.shard.now);
         session.http.set_listener(which as usize);

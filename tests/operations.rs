@@ -1,7 +1,8 @@
-//! systemd's notify protocol over a NOTIFY_SOCKET the test listens on (systemd is not PID 1
-//! here): READY=1 with MAINPID once every shard listens, WATCHDOG=1 pings while every shard's
-//! loop turns, STATUS= lines, STOPPING=1 when shutdown begins; and /health answering 503
-//! `draining` from then on. Both engines.
+//! Running a server for months: systemd's notify protocol over a NOTIFY_SOCKET the test listens
+//! on (systemd is not PID 1 here: READY=1 with MAINPID once every shard listens, WATCHDOG=1
+//! pings while every shard's loop turns, STATUS= lines, STOPPING=1 when shutdown begins), /health
+//! answering 503 `draining` from then on, the pid file, and connections past --max-connections
+//! waiting until others close. Both engines.
 mod common;
 
 use std::os::unix::net::UnixDatagram;
@@ -105,7 +106,32 @@ fn the_pid_file_is_kept_current(engine: &[&str]) {
     );
 }
 
+/// `--max-connections 4`: a fifth connection is not served while four are open; once two of
+/// them close (below the low-water mark) it is, and nothing was refused.
+fn connections_past_the_limit_are_served_when_others_close(engine: &[&str]) {
+    let srv = Server::start(engine, &["--shards", "1", "--max-connections", "4"]);
+    let mut open: Vec<Client> = (0..4)
+        .map(|_| {
+            let mut c = srv.connect();
+            c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(c.resp().status, 200);
+            c
+        })
+        .collect();
+    let mut fifth = srv.connect(); // the handshake completes: it waits in the backlog
+    fifth.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+    fifth.expect_silence(Duration::from_millis(500));
+    open.truncate(2);
+    let r = fifth.resp();
+    assert_eq!(r.status, 200);
+    for c in &mut open {
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(c.resp().status, 200);
+    }
+}
+
 per_engine! {
+    connections_past_the_limit_are_served_when_others_close,
     notify_messages_arrive_in_order,
     health_answers_503_while_draining,
     the_pid_file_is_kept_current,
