@@ -14,6 +14,7 @@ pub mod files;
 pub mod handler;
 pub mod http;
 pub mod io;
+pub mod lifecycle;
 pub mod load;
 pub mod metrics;
 pub mod probe;

@@ -53,7 +53,7 @@ impl crate::handler::Handler for Health {
     }
 
     fn answer(&self, _req: &Request<'_>) -> crate::handler::Answer<'_> {
-        if crate::server::DRAINING.load(std::sync::atomic::Ordering::Relaxed) {
+        if crate::lifecycle::DRAINING.load(std::sync::atomic::Ordering::Relaxed) {
             return crate::handler::Answer::Reply(Response::text(503, "draining\n").into());
         }
         crate::handler::Answer::Fixed(&self.0)

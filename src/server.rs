@@ -545,7 +545,7 @@ where
         "SIGTERM"
     };
     eprintln!("ringshard: {name}: shutting down, finishing requests in flight (a second signal exits now)");
-    DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::lifecycle::DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(n) = &notifier {
         n.send("STOPPING=1\nSTATUS=draining");
     }
@@ -575,10 +575,6 @@ impl Drop for PidFile {
         }
     }
 }
-
-/// Set when shutdown begins: `/health` answers 503 `draining` from then on, so a load balancer
-/// stops sending.
-pub static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// systemd's watchdog (`WATCHDOG_USEC`) and status line: each turn of the main thread wakes
 /// every shard and pings only if every shard's loop has turned since the last look (its
