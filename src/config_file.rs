@@ -397,15 +397,16 @@ pub fn parse(
         }
     }
     // A route naming an app sends to its processes.
-    for (i, route) in cfg.routes.iter_mut().enumerate() {
-        if let Target::Proxy(p) = &mut route.target {
+    for route in &cfg.routes {
+        if let Target::Proxy(p) = &route.target {
             let Some(name) = &p.app else { continue };
-            match cfg.apps.iter().find(|a| &a.name == name) {
-                Some(_) => {} // its processes' addresses are set once their number is known
-                None => r.errors.push(format!(
-                    "{}: route[{i}].app: no [app.{name}] section",
-                    path.display()
-                )),
+            // Its processes' addresses are set once their number is known.
+            if !cfg.apps.iter().any(|a| &a.name == name) {
+                r.errors.push(format!(
+                    "{}: route {}: app = \"{name}\", but there is no [app.{name}] section",
+                    path.display(),
+                    route.prefix
+                ));
             }
         }
     }
@@ -875,7 +876,7 @@ mod tests {
 
     #[test]
     fn every_error_names_its_line_and_key() {
-        let text = "[server]\nshards = \"two\"\nport = 8\n[limits]\nmax_headers = 10\n[bogus]\nx = 1\n[[route]]\nprefix = \"files\"\nstatic = \"/nonexistent/dir\"\n[[route]]\nprefix = \"/\"\n[[route]]\nprefix = \"/app/\"\nproxy = \"http://127.0.0.1:9/app\"\n[[route]]\nprefix = \"/api/\"\nproxy = [\"unix:/run/app.sock\"]\ntries = 0\ntrusted_proxies = [\"10.0.0.0/33\"]\nbalance = \"random\"\n[[route]]\nprefix = \"/s/\"\nbuiltin = true\nread_timeout = \"1s\"\n";
+        let text = "[server]\nshards = \"two\"\nport = 8\n[limits]\nmax_headers = 10\n[bogus]\nx = 1\n[[route]]\nprefix = \"files\"\nstatic = \"/nonexistent/dir\"\n[[route]]\nprefix = \"/\"\n[[route]]\nprefix = \"/app/\"\nproxy = \"http://127.0.0.1:9/app\"\n[[route]]\nprefix = \"/api/\"\nproxy = [\"unix:/run/app.sock\"]\ntries = 0\ntrusted_proxies = [\"10.0.0.0/33\"]\nbalance = \"random\"\n[[route]]\nprefix = \"/s/\"\nbuiltin = true\nread_timeout = \"1s\"\n[[route]]\nprefix = \"/z/\"\napp = \"nope\"\n[app.bad]\nprocesses = 0\n";
         let check = |flag: &str, v: Option<&str>| {
             if flag == "--max-headers" && v == Some("10") {
                 Err("must be at least 11".to_string())
@@ -897,6 +898,9 @@ mod tests {
             "bad.toml:20: route[3].trusted_proxies: '10.0.0.0/33' is not an IP address or network like 10.0.0.0/8",
             "bad.toml:21: route[3].balance: expected \"round-robin\" or \"least-outstanding\"",
             "bad.toml:25: route[4].read_timeout: applies to proxy routes only",
+            "bad.toml: route /z/: app = \"nope\", but there is no [app.nope] section",
+            "bad.toml:30: app.bad.processes: expected 1 to 1024 processes",
+            "bad.toml:29: app.bad: no command",
         ];
         for w in want {
             assert!(errs.iter().any(|e| e == w), "missing {w:?} in {errs:#?}");
@@ -1162,6 +1166,26 @@ pub fn describe(cfg: &crate::config::ServeConfig, site: &Option<SiteSpec>) -> St
                     }
                 };
                 out.push_str(&format!("route {i}: {}{host} -> {target}\n", r.prefix));
+            }
+            for a in &site.apps {
+                let listen = match a.listen {
+                    crate::app::Listen::Unix => "RINGSHARD_SOCKET",
+                    crate::app::Listen::Port => "PORT",
+                };
+                out.push_str(&format!(
+                    "app {}: `{}`, {} processes told {listen}, {} request(s) each at a time, queue {} for {:?}, request timeout {:?}, recycled after {} requests / {} bytes (0: never), {} crashes in {:?} give up\n",
+                    a.name,
+                    a.command,
+                    a.processes,
+                    a.gate.concurrency,
+                    a.gate.queue,
+                    a.gate.queue_timeout,
+                    a.request_timeout,
+                    a.max_requests,
+                    a.max_memory,
+                    a.max_crashes,
+                    a.crash_window
+                ));
             }
         }
     }

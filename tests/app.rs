@@ -133,6 +133,16 @@ fn a_crash_loop_is_given_up_with_503(engine: &[&str]) {
         "[server]\nshards = 1\n\n[app.flaky]\ncommand = \"exit 3\"\nprocesses = 1\nmax_crashes = 4\ncrash_window = \"60s\"\n\n[[route]]\nprefix = \"/\"\napp = \"flaky\"\n",
     )
     .unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_ringshard"))
+        .args(["check-config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        printed.contains("app flaky: `exit 3`, 1 processes told RINGSHARD_SOCKET")
+            && printed.contains("4 crashes in 60s give up"),
+        "{printed}"
+    );
     let srv = Server::start(engine, &["--config", file.to_str().unwrap()]);
     wait_for("the pool to give up", || {
         srv.stderr()
