@@ -241,30 +241,22 @@ impl Future for Queued {
 }
 
 impl Queued {
-    /// Leaves the queue; the next request at its head is woken.
+    /// Leaves the queue, if still in it; the next request at its head is woken.
     fn leave(&mut self) {
-        let mut q = self.gate.queue.borrow_mut();
-        if let Some(i) = q.iter().position(|w| Rc::ptr_eq(w, &self.me)) {
-            q.remove(i);
-        }
-        drop(q);
         self.recheck = None;
+        let mut q = self.gate.queue.borrow_mut();
+        let Some(i) = q.iter().position(|w| Rc::ptr_eq(w, &self.me)) else {
+            return;
+        };
+        q.remove(i);
+        drop(q);
         self.gate.wake_head();
     }
 }
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        // A client that went away leaves its place.
-        let present = self
-            .gate
-            .queue
-            .borrow()
-            .iter()
-            .any(|w| Rc::ptr_eq(w, &self.me));
-        if present {
-            self.leave();
-        }
+        self.leave(); // a client that went away leaves its place
     }
 }
 

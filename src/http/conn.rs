@@ -18,7 +18,7 @@ use crate::http::request::{Request, Version};
 use crate::http::response::{
     has_body, put_chunk, put_head, BodyStream, End, Fixed, Framing, LaterResponse, Reply, Response,
 };
-use crate::http::words::{has_byte, is_name, same_bytes};
+use crate::http::words::{has_byte, is_name, same_bytes, trim_ows as trim};
 
 /// Most header fields httparse is given room for; `--max-headers` is capped here.
 pub const MAX_HEADERS_CAP: usize = 1024;
@@ -1225,16 +1225,6 @@ fn head_too_large(input: &[u8], max_head: usize) -> u16 {
     } else {
         414
     }
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 fn parse_length(s: &[u8]) -> Option<u64> {

@@ -90,6 +90,17 @@ pub(crate) fn has_byte(s: &[u8], b: u8) -> bool {
     }
 }
 
+/// A field value without the optional whitespace (spaces and tabs) around it.
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use crate::http::request::{after_authority, Request};
 use crate::http::response::Response;
+use crate::http::words::trim_ows;
 
 use super::options::{Forwarded, ProxyOptions};
 
@@ -44,18 +45,6 @@ fn put(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &v[start..end]
 }
 
 /// The idempotent methods (RFC 9110 §9.2.2): a request with one of them may be sent again.
@@ -192,7 +181,7 @@ pub fn request(req: &Request<'_>, opts: &ProxyOptions, peer: Option<SocketAddr>)
     if req.body_stream().is_some() {
         // The body follows as it arrives: with its declared length, else chunked.
         match req.header("content-length") {
-            Some(len) => put(&mut out, "Content-Length", trim(len)),
+            Some(len) => put(&mut out, "Content-Length", trim_ows(len)),
             None => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         }
         out.extend_from_slice(b"\r\n");

@@ -231,7 +231,7 @@ impl Upstreams {
         chosen.or_else(|| {
             order
                 .filter(|i| !tried.contains(i))
-                .min_by_key(|&i| self.list[i].down_until.get().map(|t| t + Duration::ZERO))
+                .min_by_key(|&i| self.list[i].down_until.get())
         })
     }
 }

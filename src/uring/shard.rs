@@ -742,7 +742,7 @@ impl<H: Handler> Shard<H> {
     /// A route operation's result as its future should see it: a completion whose generation
     /// is not its operation's (24 bits in the tag) is dropped.
     fn io_result(&self, id: u32, gen: u32, result: i32) -> Option<i32> {
-        self.io.generation(id).filter(|g| g & 0xff_ffff == gen)?;
+        self.io.generation(id).filter(|&g| g == gen)?;
         Some(result)
     }
 
