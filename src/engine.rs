@@ -77,6 +77,14 @@ impl<H: Handler, C: Link> Core<H, C> {
         if self.shard.accept_retry_at != 0 {
             ms = Some(ms.map_or(100, |t| t.min(100)));
         }
+        if self.shard.gentle_until != 0 {
+            let t = self
+                .shard
+                .gentle_until
+                .saturating_sub(self.shard.now)
+                .max(1);
+            ms = Some(ms.map_or(t, |m| m.min(t)));
+        }
         if let Some(at) = self.shard.log.as_ref().and_then(|l| l.deadline()) {
             let t = at.saturating_sub(self.shard.now).max(1);
             ms = Some(ms.map_or(t, |m| m.min(t)));
@@ -209,13 +217,40 @@ pub(crate) trait Engine {
         }
         expired.clear();
         self.core().expired = expired;
+        self.end_gentle_drain_if_due();
     }
 
     /// Graceful shutdown: stop accepting, close idle connections, let requests in flight
-    /// finish (their responses say `Connection: close`).
+    /// finish (their responses say `Connection: close`). A gentle drain (an upgrade's old
+    /// process, whose listeners the new one accepts from) closes no idle connection under its
+    /// client: each is closed after its next response, or at its idle timeout, or once the
+    /// shutdown timeout is a second away.
     fn begin_drain(&mut self) {
-        self.core().shard.draining = true;
+        let st = &mut self.core().shard;
+        st.draining = true;
+        if st.wakeup.gentle() {
+            let left = st
+                .cfg
+                .shutdown_timeout
+                .saturating_sub(Duration::from_secs(1));
+            st.gentle_until = st.now + (left.as_millis() as u64).max(1);
+        }
         self.stop_accepting();
+        if self.core().shard.gentle_until == 0 {
+            self.close_idle();
+        }
+    }
+
+    /// A gentle drain's time is up: the idle connections left close now.
+    fn end_gentle_drain_if_due(&mut self) {
+        let st = &mut self.core().shard;
+        if st.gentle_until != 0 && st.now >= st.gentle_until {
+            st.gentle_until = 0;
+            self.close_idle();
+        }
+    }
+
+    fn close_idle(&mut self) {
         let idle: Vec<u32> = self
             .core()
             .conns

@@ -17,6 +17,7 @@ pub mod io;
 pub mod lifecycle;
 pub mod load;
 pub mod metrics;
+mod panics;
 pub mod probe;
 pub mod proxy;
 pub mod routes;

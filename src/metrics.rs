@@ -20,6 +20,8 @@ struct Slot {
 /// The board every shard publishes to.
 pub struct Board {
     slots: Box<[Slot]>,
+    /// Shards that died and were replaced (the process's, not a shard's).
+    shard_restarts: AtomicU64,
 }
 
 impl std::fmt::Debug for Board {
@@ -36,7 +38,15 @@ impl Board {
                 latency: Mutex::new(new_histogram()),
             })
             .collect();
-        Arc::new(Board { slots })
+        Arc::new(Board {
+            slots,
+            shard_restarts: AtomicU64::new(0),
+        })
+    }
+
+    /// A shard died and is being replaced.
+    pub fn count_shard_restart(&self) {
+        self.shard_restarts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A shard publishes its counters (only shard `id` writes slot `id`).
@@ -84,6 +94,11 @@ impl Board {
                 let _ = writeln!(out, "ringshard_{name}{{shard=\"{shard}\"}} {v}");
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP ringshard_shard_restarts_total Shards that died (a panic in their loop) and were replaced.\n# TYPE ringshard_shard_restarts_total counter\nringshard_shard_restarts_total {}",
+            self.shard_restarts.load(Ordering::Relaxed)
+        );
         let name = "ringshard_request_latency_seconds";
         let _ = writeln!(
             out,

@@ -20,10 +20,56 @@ pub struct Running {
     addr: Option<SocketAddr>,
     /// Every listener, as started.
     listening: Vec<Listen>,
+    /// Each shard's listening sockets. They belong to the process, not to the shards (which
+    /// accept from copies), so that a shard that dies leaves its backlog to its replacement;
+    /// let go when the shards stop accepting.
+    sockets: std::sync::Mutex<Vec<Vec<ListenFd>>>,
     wakeups: Vec<Wakeup>,
-    done: mpsc::Receiver<(usize, ShardStats)>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    done: mpsc::Receiver<(usize, Ended)>,
+    threads: Vec<Option<std::thread::JoinHandle<()>>>,
     log: Option<Arc<crate::access_log::LogFile>>,
+    board: Option<Arc<Board>>,
+    start_shard: Arc<StartShard>,
+    /// When shards died lately (see [`Running::replace_dead`]).
+    deaths: std::collections::VecDeque<Instant>,
+}
+
+/// Starts shard `id` on its own thread, accepting from the given sockets.
+type StartShard = dyn Fn(
+        usize,
+        Vec<ListenFd>,
+        Wakeup,
+        mpsc::Sender<Result<String, String>>,
+    ) -> Result<std::thread::JoinHandle<()>, String>
+    + Send
+    + Sync;
+
+/// How a shard's thread ended.
+enum Ended {
+    Stopped(Box<ShardStats>),
+    /// Its loop panicked (the message and backtrace) or its ring stopped answering.
+    Died(String),
+}
+
+/// This many shard deaths within [`DEATH_WINDOW`] end the process (non-zero exit), so that a
+/// supervisor restarts it rather than a fault repeating forever.
+const MAX_DEATHS: usize = 3;
+const DEATH_WINDOW: Duration = Duration::from_secs(60);
+
+/// Copies of a shard's listening sockets for it to accept from.
+fn copies(sockets: &[ListenFd]) -> Result<Vec<ListenFd>, String> {
+    sockets
+        .iter()
+        .map(|l| {
+            Ok(ListenFd {
+                fd: l
+                    .fd
+                    .try_clone()
+                    .map_err(|e| format!("cannot copy a listening socket: {e}"))?,
+                shared: l.shared,
+            })
+        })
+        .collect()
 }
 
 /// Each shard's listening sockets, and what each listener is (with its real port): every TCP
@@ -125,10 +171,12 @@ impl Running {
     {
         let engine = choose_engine(cfg.engine)?;
         let log = open_log(&cfg)?;
+        let outputs_board = board.clone();
         let outputs = crate::shard_state::Outputs {
             board,
             log: log.clone(),
         };
+        crate::panics::keep_backtraces();
         let shards = if cfg.inherited.len() > 1 {
             cfg.inherited.len()
         } else {
@@ -142,46 +190,61 @@ impl Running {
         let cpus = cpus::allowed();
         warn_if_crowded(&cfg, &cpus);
         let factory = Arc::new(factory);
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
+        let n = fds.len();
         let (done_tx, done) = mpsc::channel();
+        let start_shard: Arc<StartShard> = Arc::new(
+            move |id: usize,
+                  fd: Vec<ListenFd>,
+                  wakeup: Wakeup,
+                  ready: mpsc::Sender<Result<String, String>>| {
+                let cpu = (cfg.pin && !cpus.is_empty()).then(|| cpus[id % cpus.len()]);
+                let (cfg, factory, done, outputs) = (
+                    cfg.clone(),
+                    factory.clone(),
+                    done_tx.clone(),
+                    outputs.clone(),
+                );
+                std::thread::Builder::new()
+                    .name(format!("ringshard-{id}"))
+                    .spawn(move || {
+                        let shard = ShardStart {
+                            id,
+                            cpu,
+                            engine,
+                            wakeup,
+                            outputs,
+                        };
+                        crate::io::set_this_shard(id, n);
+                        let ended = shard.run(fd, &cfg, &*factory, &ready);
+                        let _ = done.send((id, ended));
+                    })
+                    .map_err(|e| format!("cannot start shard thread: {e}"))
+            },
+        );
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
         let mut wakeups = Vec::new();
         let mut threads = Vec::new();
-        let n = fds.len();
-        for (id, fd) in fds.into_iter().enumerate() {
+        for (id, sockets) in fds.iter().enumerate() {
             let wakeup = Wakeup::new().map_err(|e| format!("eventfd: {e}"))?;
             wakeups.push(wakeup.clone());
-            let cpu = (cfg.pin && !cpus.is_empty()).then(|| cpus[id % cpus.len()]);
-            let (cfg, factory, ready, done, outputs) = (
-                cfg.clone(),
-                factory.clone(),
+            threads.push(Some(start_shard(
+                id,
+                copies(sockets)?,
+                wakeup,
                 ready_tx.clone(),
-                done_tx.clone(),
-                outputs.clone(),
-            );
-            let t = std::thread::Builder::new()
-                .name(format!("ringshard-{id}"))
-                .spawn(move || {
-                    let shard = ShardStart {
-                        id,
-                        cpu,
-                        engine,
-                        wakeup,
-                        outputs,
-                    };
-                    crate::io::set_this_shard(id, n);
-                    let stats = shard.run(fd, &cfg, factory(), &ready);
-                    let _ = done.send((id, stats));
-                })
-                .map_err(|e| format!("cannot start shard thread: {e}"))?;
-            threads.push(t);
+            )?));
         }
         let running = Running {
             addr,
             listening,
+            sockets: std::sync::Mutex::new(fds),
             wakeups,
             done,
             threads,
             log,
+            board: outputs_board,
+            start_shard,
+            deaths: std::collections::VecDeque::new(),
         };
         for _ in 0..n {
             match ready_rx.recv() {
@@ -194,6 +257,70 @@ impl Running {
             }
         }
         Ok(running)
+    }
+
+    /// Shards that ended while the server runs (a panic in a shard's loop, a ring that stopped
+    /// answering): each is logged, counted in `/metrics` and replaced on its CPU by a new shard
+    /// with a new ring, accepting from the same listening sockets. `Err` when
+    /// [`MAX_DEATHS`] died within [`DEATH_WINDOW`]: the process should end.
+    fn replace_dead(&mut self) -> Result<(), String> {
+        while let Ok((id, ended)) = self.done.try_recv() {
+            let why = match ended {
+                Ended::Died(why) => why,
+                Ended::Stopped(_) => "its loop ended".to_string(),
+            };
+            eprintln!("ringshard: shard {id} died: {why}");
+            if let Some(board) = &self.board {
+                board.count_shard_restart();
+            }
+            let now = Instant::now();
+            self.deaths
+                .retain(|t| now.duration_since(*t) < DEATH_WINDOW);
+            self.deaths.push_back(now);
+            if self.deaths.len() >= MAX_DEATHS {
+                return Err(format!(
+                    "{} shards died within {} s; exiting so that a supervisor restarts the server",
+                    self.deaths.len(),
+                    DEATH_WINDOW.as_secs()
+                ));
+            }
+            if let Some(t) = self.threads[id].take() {
+                let _ = t.join();
+            }
+            let sockets = copies(&self.sockets.lock().unwrap_or_else(|e| e.into_inner())[id])?;
+            let wakeup = Wakeup::new().map_err(|e| format!("eventfd: {e}"))?;
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let thread = (self.start_shard)(id, sockets, wakeup.clone(), ready_tx)?;
+            match ready_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(Ok(line)) => eprintln!("ringshard: replaced: {line}"),
+                Ok(Err(e)) => return Err(format!("cannot replace shard {id}: {e}")),
+                Err(_) => return Err(format!("cannot replace shard {id}: it did not start")),
+            }
+            self.wakeups[id] = wakeup;
+            self.threads[id] = Some(thread);
+        }
+        Ok(())
+    }
+
+    /// Debug builds only: `RINGSHARD_DEBUG_PANIC_FILE` names a file; when it appears, the shard
+    /// whose number it holds is made to panic in its loop, and the file is removed.
+    #[cfg(debug_assertions)]
+    fn debug_panic_hook(&self) {
+        let Some(path) = std::env::var_os("RINGSHARD_DEBUG_PANIC_FILE") else {
+            return;
+        };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let _ = std::fs::remove_file(&path);
+        if let Some(w) = text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| self.wakeups.get(i))
+        {
+            w.request_panic();
+        }
     }
 
     /// The first TCP address the shards listen on (the real port when port 0 was asked for);
@@ -232,6 +359,16 @@ impl Running {
         for w in &self.wakeups {
             w.request_shutdown();
         }
+        self.let_go_of_sockets();
+    }
+
+    /// The listening sockets close once the shards' copies do (a backlog no shard accepts
+    /// from would hold connections until the process exits, instead of refusing them).
+    fn let_go_of_sockets(&self) {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Waits for every shard to stop, up to `timeout`; returns each shard's counters, or how
@@ -249,8 +386,10 @@ impl Running {
                 None => self.done.recv().ok(),
             };
             match got {
-                Some((id, s)) => {
-                    each[id] = s;
+                Some((id, ended)) => {
+                    if let Ended::Stopped(s) = ended {
+                        each[id] = *s;
+                    }
                     left -= 1;
                 }
                 None => {
@@ -260,7 +399,7 @@ impl Running {
             }
         }
         self.remove_unix_sockets();
-        for t in self.threads {
+        for t in self.threads.into_iter().flatten() {
             let _ = t.join();
         }
         Ok(each)
@@ -273,11 +412,6 @@ impl Running {
                 let _ = std::fs::remove_file(path);
             }
         }
-    }
-
-    /// Whether any shard has stopped (a running server's shards stop only on shutdown).
-    fn any_stopped(&self) -> bool {
-        self.threads.iter().any(|t| t.is_finished())
     }
 }
 
@@ -337,9 +471,9 @@ impl ShardStart {
         self,
         fd: Vec<ListenFd>,
         cfg: &ServeConfig,
-        handler: H,
+        factory: &(dyn Fn() -> H + Send + Sync),
         ready: &mpsc::Sender<Result<String, String>>,
-    ) -> ShardStats {
+    ) -> Ended {
         let ShardStart {
             id,
             cpu,
@@ -353,16 +487,36 @@ impl ShardStart {
             (Some(c), _) => format!("not pinned (cpu {c} refused)"),
             _ => "not pinned".to_string(),
         };
+        // The shard lives in a box that a panic or a dead ring leaks rather than drops: the
+        // kernel may still write into its buffers.
         macro_rules! run_shard {
             ($shard:ty) => {
-                match <$shard>::new(id, fd, cfg, handler, wakeup, outputs) {
+                match <$shard>::new(id, fd, cfg, factory(), wakeup, outputs) {
                     Ok(shard) => {
                         let _ = ready.send(Ok(format!("shard {id} {place}: {}", shard.describe())));
-                        shard.run()
+                        let mut shard = Box::new(shard);
+                        let ran =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.run()));
+                        match ran {
+                            Ok(stats) if !shard.abandoned() => Ended::Stopped(Box::new(stats)),
+                            Ok(_) => {
+                                std::mem::forget(shard);
+                                Ended::Died("its ring stopped answering".into())
+                            }
+                            Err(payload) => {
+                                let why = crate::panics::describe(&*payload);
+                                let _ =
+                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                        shard.stop_after_panic()
+                                    }));
+                                std::mem::forget(shard);
+                                Ended::Died(why)
+                            }
+                        }
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
-                        ShardStats::default()
+                        Ended::Stopped(Box::default())
                     }
                 }
             };
@@ -487,7 +641,7 @@ where
     let shutdown_timeout = cfg.shutdown_timeout;
     let print_stats = cfg.stats;
     let pid_file = cfg.pid_file.clone();
-    let running = Running::start_publishing(cfg, board.clone(), factory)?;
+    let mut running = Running::start_publishing(cfg, board.clone(), factory)?;
     let notifier = crate::sys::notify::Notifier::from_env();
     let mut watchdog = Watchdog::new(board.clone());
     // Written once every shard listens, so a pid in the file means a server that answers.
@@ -533,10 +687,13 @@ where
             Some(sig) => break sig,
             None => {}
         }
-        if running.any_stopped() {
+        #[cfg(debug_assertions)]
+        running.debug_panic_hook();
+        if let Err(why) = running.replace_dead() {
+            crate::lifecycle::DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
             running.shutdown();
             let _ = running.wait(Some(Duration::from_secs(1)));
-            return Err("a shard stopped unexpectedly".into());
+            return Err(why.into());
         }
     };
     let name = if sig == libc::SIGINT {

@@ -49,6 +49,9 @@ pub struct ShardState<H: Handler> {
     /// Accepting paused at `--max-connections`, until the shard is down to nine tenths of it.
     pub at_capacity: bool,
     pub draining: bool,
+    /// A gentle drain (an upgrade's old process) leaves idle connections open until then
+    /// (0: not draining gently).
+    pub gentle_until: Millis,
     pub pool: Pool,
     /// Sampled server-side latency (head parsed to response queued).
     pub latency: Latency,
@@ -78,6 +81,7 @@ impl<H: Handler> ShardState<H> {
             accept_retry_at: 0,
             at_capacity: false,
             draining: false,
+            gentle_until: 0,
             pool: Pool::default(),
             latency: Latency::default(),
             latency_published: 0,
@@ -85,6 +89,12 @@ impl<H: Handler> ShardState<H> {
             board: outputs.board,
             log,
         }
+    }
+
+    /// Whether a connection gone idle while draining is closed now (not while a gentle drain
+    /// leaves idle connections to their next request).
+    pub fn closes_idle(&self) -> bool {
+        self.draining && self.gentle_until == 0
     }
 
     /// Counts a timeout by its kind.

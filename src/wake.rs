@@ -16,6 +16,10 @@ struct Shared {
     woken: Mutex<Vec<u64>>,
     pending: AtomicBool,
     shutdown: AtomicBool,
+    /// The drain leaves idle keep-alive connections open (an upgrade's old process).
+    gentle: AtomicBool,
+    #[cfg(debug_assertions)]
+    panic: AtomicBool,
     efd: EventFd,
 }
 
@@ -57,6 +61,9 @@ impl Wakeup {
             woken: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            gentle: AtomicBool::new(false),
+            #[cfg(debug_assertions)]
+            panic: AtomicBool::new(false),
             efd: EventFd::new()?,
         })))
     }
@@ -109,7 +116,35 @@ impl Wakeup {
         self.0.efd.notify();
     }
 
+    /// Asks the shard to drain as an upgrade's old process does: idle keep-alive connections
+    /// stay open until their next request (answered with `Connection: close`) or their idle
+    /// timeout, instead of being closed under a client that may be sending.
+    pub fn request_gentle_shutdown(&self) {
+        self.0.gentle.store(true, Ordering::Release);
+        self.request_shutdown();
+    }
+
     pub fn shutdown_requested(&self) -> bool {
         self.0.shutdown.load(Ordering::Acquire)
+    }
+
+    pub fn gentle(&self) -> bool {
+        self.0.gentle.load(Ordering::Acquire)
+    }
+
+    /// Debug builds only: makes the shard's loop panic at its next wake (the tests of shard
+    /// replacement).
+    #[cfg(debug_assertions)]
+    pub fn request_panic(&self) {
+        self.0.panic.store(true, Ordering::Release);
+        self.0.efd.notify();
+    }
+
+    /// Debug builds only: panics if [`Wakeup::request_panic`] was called.
+    #[cfg(debug_assertions)]
+    pub fn panic_if_asked(&self) {
+        if self.0.panic.swap(false, Ordering::AcqRel) {
+            panic!("a panic asked for by the debug hook (RINGSHARD_DEBUG_PANIC_FILE)");
+        }
     }
 }

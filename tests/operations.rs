@@ -130,7 +130,97 @@ fn connections_past_the_limit_are_served_when_others_close(engine: &[&str]) {
     }
 }
 
+/// Debug builds: a shard made to panic in its loop (through `RINGSHARD_DEBUG_PANIC_FILE`) is
+/// logged with its backtrace, counted in /metrics and replaced on the same listening socket; its
+/// connection sees the end instead of waiting, the other shard's connection goes on, and every
+/// shard answers new connections. Three deaths within a minute end the process, non-zero.
+fn a_shard_that_panics_is_replaced(engine: &[&str]) {
+    let dir = scratch_dir("operations", "shard-death", engine);
+    let trigger = dir.join("panic");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringshard"));
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--shards", "2"])
+        .args(engine)
+        .env("RINGSHARD_DEBUG_PANIC_FILE", &trigger);
+    let mut srv = Server::spawn(cmd);
+    // Keep-alive connections on both shards (the kernel hashes them; 20 all on one shard is
+    // a chance of one in half a million).
+    let mut conns: Vec<Client> = (0..20)
+        .map(|_| {
+            let mut c = srv.connect();
+            c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(c.resp().status, 200);
+            c
+        })
+        .collect();
+    std::fs::write(&trigger, "0").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !srv.stderr().contains("replaced: shard 0") {
+        assert!(Instant::now() < deadline, "shard 0 not replaced");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = srv.stderr();
+    assert!(
+        log.contains("shard 0 died: panicked: a panic asked for by the debug hook"),
+        "{log}"
+    );
+    assert!(log.contains("backtrace:"), "{log}");
+    // The dead shard's connections were closed; the other shard's go on.
+    let (mut ended, mut served) = (0, 0);
+    for c in &mut conns {
+        let _ = c.try_send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+        match c.try_resp(false) {
+            Ok(r) => {
+                assert_eq!(r.status, 200);
+                served += 1;
+            }
+            Err(e) => {
+                assert_ne!(e, "timed out", "a dead shard's connection was left open");
+                ended += 1;
+            }
+        }
+    }
+    assert!(ended > 0 && served > 0, "ended {ended}, served {served}");
+    let before = srv.metrics();
+    assert!(
+        before.contains("\nringshard_shard_restarts_total 1\n"),
+        "{before}"
+    );
+    for _ in 0..100 {
+        let mut c = srv.connect();
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(c.resp().status, 200);
+    }
+    let after = srv.metrics();
+    for shard in 0..2 {
+        assert!(
+            shard_metric(&after, "requests_total", shard)
+                > shard_metric(&before, "requests_total", shard),
+            "shard {shard} answered none of 100 new connections"
+        );
+    }
+    // Two more deaths within the minute: the process ends, non-zero.
+    for shard in ["1", "0"] {
+        std::fs::write(&trigger, shard).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while trigger.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = srv
+        .wait_exit(Duration::from_secs(10))
+        .expect("still running after 3 deaths");
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        srv.stderr().contains("3 shards died within 60 s"),
+        "{}",
+        srv.stderr()
+    );
+}
+
 per_engine! {
+    a_shard_that_panics_is_replaced,
     connections_past_the_limit_are_served_when_others_close,
     notify_messages_arrive_in_order,
     health_answers_503_while_draining,

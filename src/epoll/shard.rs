@@ -154,7 +154,7 @@ impl<H: Handler> Shard<H> {
     ///
     /// `stats.enters` counts every system call the loop makes (epoll_wait, epoll_ctl, accept4,
     /// recv, send, shutdown, eventfd reads; not the closes), `stats.cqes` the events returned.
-    pub fn run(mut self) -> ShardStats {
+    pub fn run(&mut self) -> ShardStats {
         let io = crate::io::driver();
         self.core.shard.wakeup.enter();
         io.set_wakeup(self.core.shard.wakeup.clone());
@@ -256,6 +256,18 @@ impl<H: Handler> Shard<H> {
             Op::Io => self.on_io_ready(slot, gen),
             _ => {}
         }
+    }
+
+    /// An epoll shard leaves nothing in the kernel's hands: never abandoned.
+    pub fn abandoned(&self) -> bool {
+        false
+    }
+
+    /// After a panic in this shard's loop: its connections are closed (their clients see the
+    /// end instead of waiting) and its listeners let go; the rest is leaked by the caller.
+    pub fn stop_after_panic(&mut self) {
+        self.core.conns.clear();
+        self.listeners.clear();
     }
 
     // ---- accept ----
@@ -522,6 +534,8 @@ impl<H: Handler> Shard<H> {
     fn on_wake(&mut self) {
         self.core.shard.stats.enters += 1;
         let _ = sys::read_eventfd(self.core.shard.wakeup.eventfd().raw());
+        #[cfg(debug_assertions)]
+        self.core.shard.wakeup.panic_if_asked();
         if self.core.shard.wakeup.shutdown_requested() && !self.core.shard.draining {
             self.begin_drain();
         }
@@ -605,7 +619,7 @@ impl<H: Handler> Engine for Shard<H> {
         if c.session.stage == Stage::Closing {
             return self.abort(slot);
         }
-        if self.core.shard.draining && c.session.is_idle(c.sending()) {
+        if self.core.shard.closes_idle() && c.session.is_idle(c.sending()) {
             // Its last response (begun before shutdown) is written: nothing is left to finish.
             return self.abort(slot);
         }

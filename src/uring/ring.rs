@@ -515,6 +515,35 @@ impl Ring {
         self.timeout_armed = false;
     }
 
+    /// Cancels every operation in flight (`IORING_ASYNC_CANCEL_ANY`, 5.19+) and waits up to
+    /// `limit` for the kernel to confirm. The buffers those operations used stay allocated:
+    /// the caller keeps them for the life of the process.
+    pub fn cancel_everything(&mut self, ud: u64, limit: Duration) -> io::Result<()> {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(ud);
+        self.push(e);
+        let deadline = std::time::Instant::now() + limit;
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline {
+            self.submit_and_wait(Some(Duration::from_millis(10)), ud.wrapping_add(1), 1)?;
+            seen.clear();
+            self.reap(&mut seen, usize::MAX);
+            if let Some(c) = seen.iter().find(|c| c.user_data == ud) {
+                return match c.result {
+                    r if r >= 0 || r == -libc::ENOENT => Ok(()),
+                    r => Err(io::Error::from_raw_os_error(-r)),
+                };
+            }
+        }
+        Err(io::Error::from(io::ErrorKind::TimedOut))
+    }
+
+    /// Closes every socket in the registered file table (the kernel drops its references).
+    pub fn close_registered_files(&mut self) {
+        let _ = self.ring.submitter().unregister_files();
+    }
+
     /// Copies up to `max` completions into `into`.
     pub fn reap(&mut self, into: &mut Vec<Cqe>, max: usize) {
         let mut cq = self.ring.completion();

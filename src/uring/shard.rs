@@ -119,6 +119,8 @@ pub struct Shard<H: Handler> {
     /// load, which says so.
     busy: BusyGate,
     load: ThreadLoad,
+    /// The ring stopped answering: the shard must be leaked, not dropped (see `abandon`).
+    abandoned: bool,
 }
 
 /// Longest a wait lasts while waits batch: an idle shard then closes a load window and stops.
@@ -178,6 +180,7 @@ impl<H: Handler> Shard<H> {
             io: crate::io::driver(),
             busy,
             load,
+            abandoned: false,
             reap_max: if cfg.reap == 0 {
                 usize::MAX
             } else {
@@ -222,8 +225,9 @@ impl<H: Handler> Shard<H> {
         line
     }
 
-    /// Runs until shutdown has drained every connection.
-    pub fn run(mut self) -> ShardStats {
+    /// Runs until shutdown has drained every connection, or the ring stops answering (then
+    /// [`Shard::abandoned`] says so).
+    pub fn run(&mut self) -> ShardStats {
         self.core.shard.wakeup.enter();
         self.io.set_wakeup(self.core.shard.wakeup.clone());
         self.arm_wake();
@@ -317,12 +321,40 @@ impl<H: Handler> Shard<H> {
 
     /// Stops a shard whose ring no longer answers. The kernel may still hold receive and send
     /// buffers, and no completion will say when it lets go of them: they, the ring and
-    /// everything else of the shard are kept for the life of the process (which a stopped
-    /// shard ends: see `server::serve`) rather than freed under a write the kernel may yet make.
-    fn abandon(mut self) -> ShardStats {
-        let stats = self.counters();
-        std::mem::forget(self);
-        stats
+    /// everything else of the shard must be kept for the life of the process rather than freed
+    /// under a write the kernel may yet make; the caller leaks the shard (see `server`).
+    fn abandon(&mut self) -> ShardStats {
+        self.abandoned = true;
+        self.counters()
+    }
+
+    /// Whether the shard must be leaked rather than dropped.
+    pub fn abandoned(&self) -> bool {
+        self.abandoned
+    }
+
+    /// After a panic in this shard's loop, on its own thread (the ring's only submitter): every
+    /// operation in flight is cancelled, so that no accept of the dead ring takes connections
+    /// its replacement should get, and its connections are closed, so that their clients see
+    /// the end instead of waiting. The caller then leaks the shard: buffers the kernel may
+    /// still write stay allocated.
+    pub fn stop_after_panic(&mut self) {
+        self.abandoned = true;
+        for (_, c) in self.core.conns.iter() {
+            if let Sock::Fd(fd) = c.sock {
+                crate::sys::socket::shutdown(fd);
+            }
+        }
+        let cancel = token::encode(Op::Cancel, 0, 0);
+        if let Err(e) = self.ring.cancel_everything(cancel, Duration::from_secs(1)) {
+            eprintln!(
+                "ringshard: shard {}: cannot cancel the dead ring's operations: {e}",
+                self.core.shard.id
+            );
+        }
+        if self.features.direct {
+            self.ring.close_registered_files();
+        }
     }
 
     /// This shard's counters, with the ring's own brought up to date.
@@ -447,7 +479,7 @@ impl<H: Handler> Shard<H> {
         } else {
             Sock::Fd(cqe.result)
         };
-        if self.core.shard.draining {
+        if self.core.shard.closes_idle() {
             self.ring.close(sock, token::encode(Op::Close, 0, 0));
             return;
         }
@@ -792,6 +824,8 @@ impl<H: Handler> Shard<H> {
         if let Some(key) = self.wake_read.take() {
             self.ring.read_done(key);
         }
+        #[cfg(debug_assertions)]
+        self.core.shard.wakeup.panic_if_asked();
         if self.core.shard.wakeup.shutdown_requested() && !self.core.shard.draining {
             self.begin_drain();
         }
@@ -898,7 +932,7 @@ impl<H: Handler> Engine for Shard<H> {
             return;
         };
         self.core.shard.stats.requests += c.session.answered();
-        if self.core.shard.draining && c.session.is_idle(c.send.is_some()) {
+        if self.core.shard.closes_idle() && c.session.is_idle(c.send.is_some()) {
             return self.abort(slot); // went idle while draining: nothing more will come
         }
         if c.session.ready_to_linger(c.send.is_some()) {
