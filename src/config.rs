@@ -151,6 +151,10 @@ pub struct ServeArgs {
     /// Write the process's pid to this file once every shard listens; removed at exit.
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
+    /// The binary an upgrade (SIGUSR2, `ringshard upgrade`) starts [default: the path this
+    /// process was started from, read again at the upgrade, so a new file installed there runs].
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
     /// Write an access log line per request to this file ("off": none). SIGUSR1 reopens it.
     #[arg(long, value_name = "PATH")]
     pub access_log: Option<PathBuf>,
@@ -247,6 +251,8 @@ pub struct ServeConfig {
     pub stats: bool,
     /// Where the pid is written (and removed at exit).
     pub pid_file: Option<PathBuf>,
+    /// The binary an upgrade starts (`None`: the one this process runs, by its path).
+    pub binary: Option<PathBuf>,
     /// Inherited listening descriptors, used instead of binding (one per shard, or one shared).
     pub inherited: Vec<i32>,
     /// The access log's file, if any, and its format.
@@ -290,6 +296,7 @@ impl Default for ServeConfig {
             builtin: true,
             stats: false,
             pid_file: None,
+            binary: None,
             inherited: Vec::new(),
             access_log: None,
             access_log_format: crate::access_log::LogFormat::Combined,
@@ -306,7 +313,8 @@ impl ServeArgs {
             .iter()
             .map(|l| parse_listen(l))
             .collect::<Result<Vec<_>, _>>()?;
-        let activated = crate::sys::activation::listen_fds()?;
+        let activated =
+            crate::sys::activation::listen_fds(crate::upgrade::activation_meant_for_parent())?;
         listen.extend(activated.into_iter().map(|(fd, name)| Listen::Fd(fd, name)));
         if listen.is_empty() && self.listen_fd.is_empty() {
             listen.push(Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080))));
@@ -372,6 +380,7 @@ impl ServeArgs {
             builtin: !self.no_builtin,
             stats: self.stats,
             pid_file: self.pid_file.clone(),
+            binary: self.binary.clone(),
             inherited: self.listen_fd.clone(),
             access_log: self.access_log.clone().filter(|p| p.as_os_str() != "off"),
             access_log_format: self.access_log_format,

@@ -46,6 +46,7 @@ const SECTIONS: &[(&str, &[Key])] = &[
             ("pin", "--no-pin", NotSwitch),
             ("stats", "--stats", Switch),
             ("pid_file", "--pid-file", Text),
+            ("binary", "--binary", Text),
             ("access_log", "--access-log", Text),
             ("access_log_format", "--access-log-format", Text),
         ],

@@ -20,10 +20,12 @@ pub struct Running {
     addr: Option<SocketAddr>,
     /// Every listener, as started.
     listening: Vec<Listen>,
-    /// Each shard's listening sockets. They belong to the process, not to the shards (which
-    /// accept from copies), so that a shard that dies leaves its backlog to its replacement;
-    /// let go when the shards stop accepting.
-    sockets: std::sync::Mutex<Vec<Vec<ListenFd>>>,
+    /// Every listener's sockets. They belong to the process, not to the shards (which accept
+    /// from copies), so that a shard that dies leaves its backlog to its replacement; let go
+    /// when the shards stop accepting.
+    sockets: std::sync::Mutex<Vec<Group>>,
+    /// The sockets went to a new process (an upgrade): the unix socket files stay.
+    handed_over: std::sync::atomic::AtomicBool,
     wakeups: Vec<Wakeup>,
     done: mpsc::Receiver<(usize, Ended)>,
     threads: Vec<Option<std::thread::JoinHandle<()>>>,
@@ -56,44 +58,59 @@ enum Ended {
 const MAX_DEATHS: usize = 3;
 const DEATH_WINDOW: Duration = Duration::from_secs(60);
 
-/// Copies of a shard's listening sockets for it to accept from.
-fn copies(sockets: &[ListenFd]) -> Result<Vec<ListenFd>, String> {
-    sockets
-        .iter()
-        .map(|l| {
-            Ok(ListenFd {
-                fd: l
-                    .fd
-                    .try_clone()
-                    .map_err(|e| format!("cannot copy a listening socket: {e}"))?,
-                shared: l.shared,
-            })
-        })
-        .collect()
+/// A listener's sockets: one per shard (a TCP address: a `SO_REUSEPORT` group; `--listen-fd`
+/// given once per shard), or one that every shard accepts from (a unix socket, one systemd
+/// passed). After an upgrade that runs fewer shards, a shard may accept from several sockets of
+/// one group; with more, the extra shards' sockets are new members of the group.
+struct Group {
+    /// Names the listener across an upgrade (`tcp:ADDR` as configured, `unix:PATH`); `None` for
+    /// descriptors passed by number, which keep their number.
+    key: Option<String>,
+    fds: Vec<OwnedFd>,
+    shared: bool,
 }
 
-/// Each shard's listening sockets, and what each listener is (with its real port): every TCP
-/// address is a socket per shard with `SO_REUSEPORT` (all on the same port, even when asked for
-/// port 0); a unix socket and a socket systemd passed are one socket every shard accepts from;
-/// `--listen-fd` descriptors are one per shard, or one shared.
-fn listeners(
-    cfg: &ServeConfig,
-    shards: usize,
-) -> Result<(Vec<Vec<ListenFd>>, Vec<Listen>), String> {
-    let mut per: Vec<Vec<ListenFd>> = (0..shards).map(|_| Vec::new()).collect();
-    let own = |fd| ListenFd { fd, shared: false };
-    let mut what = Vec::new();
-    let share = |per: &mut Vec<Vec<ListenFd>>, fd: OwnedFd, name: &str| -> Result<(), String> {
-        let shared = per.len() > 1;
-        for p in per.iter_mut().skip(1) {
-            let fd = fd
-                .try_clone()
-                .map_err(|e| format!("{name}: dup failed: {e}"))?;
-            p.push(ListenFd { fd, shared });
+impl Group {
+    /// Copies of the sockets shard `i` of `n` accepts from.
+    fn copies_for(&self, i: usize, n: usize) -> Result<Vec<ListenFd>, String> {
+        let copy = |fd: &OwnedFd, shared| {
+            Ok(ListenFd {
+                fd: fd
+                    .try_clone()
+                    .map_err(|e| format!("cannot copy a listening socket: {e}"))?,
+                shared,
+            })
+        };
+        if self.shared {
+            return Ok(vec![copy(&self.fds[0], n > 1)?]);
         }
-        per[0].push(ListenFd { fd, shared });
-        Ok(())
-    };
+        self.fds
+            .iter()
+            .skip(i)
+            .step_by(n)
+            .map(|fd| copy(fd, false))
+            .collect()
+    }
+}
+
+/// Copies of every listening socket shard `i` of `n` accepts from.
+fn copies(groups: &[Group], i: usize, n: usize) -> Result<Vec<ListenFd>, String> {
+    let mut out = Vec::new();
+    for g in groups {
+        out.extend(g.copies_for(i, n)?);
+    }
+    Ok(out)
+}
+
+/// Every listener's sockets, and what each listener is (with its real port): a TCP address is
+/// a socket per shard with `SO_REUSEPORT` (all on the same port, even when asked for port 0); a
+/// unix socket and a socket systemd passed are one socket every shard accepts from;
+/// `--listen-fd` descriptors are one per shard, or one shared. In a process an upgrade
+/// started, a listener whose sockets were handed over uses them rather than new ones, and a
+/// handed-over listener no longer configured is still served.
+fn listeners(cfg: &ServeConfig, shards: usize) -> Result<(Vec<Group>, Vec<Listen>), String> {
+    let mut groups = Vec::new();
+    let mut what = Vec::new();
     if !cfg.inherited.is_empty() {
         let fds = cfg
             .inherited
@@ -105,46 +122,82 @@ fn listeners(
             Listen::Fd(fds[0].as_raw_fd(), "--listen-fd".into()),
             Listen::Tcp,
         ));
-        if fds.len() == 1 {
-            share(&mut per, fds.into_iter().next().unwrap(), "--listen-fd")?;
-        } else {
-            for (p, fd) in per.iter_mut().zip(fds) {
-                p.push(own(fd));
-            }
-        }
+        groups.push(Group {
+            key: None,
+            shared: fds.len() == 1,
+            fds,
+        });
     }
     let bind = |addr| bind_tcp(addr, cfg.backlog);
     for l in &cfg.listen {
         match l {
             Listen::Tcp(addr) => {
-                let first = bind(*addr)?;
-                let addr = socket::local_addr(&first).map_err(|e| e.to_string())?;
-                per[0].push(own(first));
-                for p in per.iter_mut().skip(1) {
-                    p.push(own(bind(addr)?));
+                let key = format!("tcp:{addr}");
+                let mut fds = crate::upgrade::take(&key)?;
+                if fds.is_empty() {
+                    fds.push(bind(*addr)?);
+                }
+                let addr = socket::local_addr(&fds[0]).map_err(|e| e.to_string())?;
+                while fds.len() < shards {
+                    fds.push(bind(addr)?);
                 }
                 what.push(Listen::Tcp(addr));
+                groups.push(Group {
+                    key: Some(key),
+                    fds,
+                    shared: false,
+                });
             }
             Listen::Unix(path) => {
-                let fd = socket::bind_unix(path, cfg.unix_mode, cfg.backlog).map_err(|e| {
-                    let why = match e.raw_os_error() {
-                        Some(libc::EADDRINUSE) => "another program listens there".to_string(),
-                        _ => e.to_string(),
-                    };
-                    format!("cannot listen on unix:{}: {why}", path.display())
-                })?;
-                share(&mut per, fd, &format!("unix:{}", path.display()))?;
+                let key = format!("unix:{}", path.display());
+                let mut fds = crate::upgrade::take(&key)?;
+                if fds.is_empty() {
+                    let fd = socket::bind_unix(path, cfg.unix_mode, cfg.backlog).map_err(|e| {
+                        let why = match e.raw_os_error() {
+                            Some(libc::EADDRINUSE) => "another program listens there".to_string(),
+                            _ => e.to_string(),
+                        };
+                        format!("cannot listen on unix:{}: {why}", path.display())
+                    })?;
+                    fds.push(fd);
+                }
+                groups.push(Group {
+                    key: Some(key),
+                    fds,
+                    shared: true,
+                });
                 what.push(l.clone());
             }
             Listen::Fd(fd, name) => {
                 let owned = socket::from_inherited(*fd)
                     .map_err(|e| format!("LISTEN_FDS: descriptor {fd} ({name}): {e}"))?;
                 what.push(socket::local_addr(&owned).map_or(l.clone(), Listen::Tcp));
-                share(&mut per, owned, name)?;
+                groups.push(Group {
+                    key: None,
+                    fds: vec![owned],
+                    shared: true,
+                });
             }
         }
     }
-    Ok((per, what))
+    for (key, fds) in crate::upgrade::take_rest()? {
+        eprintln!(
+            "ringshard: {key}: handed over by the previous process and no longer configured; \
+             still served (a restart closes it)"
+        );
+        let unix = key.strip_prefix("unix:").map(std::path::PathBuf::from);
+        what.push(match (unix, socket::local_addr(&fds[0])) {
+            (Some(path), _) => Listen::Unix(path),
+            (None, Ok(addr)) => Listen::Tcp(addr),
+            (None, Err(_)) => Listen::Fd(fds[0].as_raw_fd(), key.clone()),
+        });
+        groups.push(Group {
+            shared: key.starts_with("unix:"),
+            key: Some(key),
+            fds,
+        });
+    }
+    Ok((groups, what))
 }
 
 impl Running {
@@ -190,7 +243,7 @@ impl Running {
         let cpus = cpus::allowed();
         warn_if_crowded(&cfg, &cpus);
         let factory = Arc::new(factory);
-        let n = fds.len();
+        let n = shards;
         let (done_tx, done) = mpsc::channel();
         let start_shard: Arc<StartShard> = Arc::new(
             move |id: usize,
@@ -224,12 +277,12 @@ impl Running {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
         let mut wakeups = Vec::new();
         let mut threads = Vec::new();
-        for (id, sockets) in fds.iter().enumerate() {
+        for id in 0..n {
             let wakeup = Wakeup::new().map_err(|e| format!("eventfd: {e}"))?;
             wakeups.push(wakeup.clone());
             threads.push(Some(start_shard(
                 id,
-                copies(sockets)?,
+                copies(&fds, id, n)?,
                 wakeup,
                 ready_tx.clone(),
             )?));
@@ -238,6 +291,7 @@ impl Running {
             addr,
             listening,
             sockets: std::sync::Mutex::new(fds),
+            handed_over: Default::default(),
             wakeups,
             done,
             threads,
@@ -287,7 +341,12 @@ impl Running {
             if let Some(t) = self.threads[id].take() {
                 let _ = t.join();
             }
-            let sockets = copies(&self.sockets.lock().unwrap_or_else(|e| e.into_inner())[id])?;
+            let n = self.wakeups.len();
+            let sockets = copies(
+                &self.sockets.lock().unwrap_or_else(|e| e.into_inner()),
+                id,
+                n,
+            )?;
             let wakeup = Wakeup::new().map_err(|e| format!("eventfd: {e}"))?;
             let (ready_tx, ready_rx) = mpsc::channel();
             let thread = (self.start_shard)(id, sockets, wakeup.clone(), ready_tx)?;
@@ -362,6 +421,33 @@ impl Running {
         self.let_go_of_sockets();
     }
 
+    /// Starts an upgrade: `binary` with `args`, handed every listening socket.
+    fn start_upgrade(
+        &self,
+        binary: &std::path::PathBuf,
+        args: &[std::ffi::OsString],
+    ) -> Result<crate::upgrade::Upgrade, String> {
+        let groups = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        let raw = |g: &Group| g.fds.iter().map(|f| f.as_raw_fd()).collect::<Vec<_>>();
+        let keyed: Vec<(String, Vec<i32>)> = groups
+            .iter()
+            .filter_map(|g| Some((g.key.clone()?, raw(g))))
+            .collect();
+        let all: Vec<i32> = groups.iter().flat_map(raw).collect();
+        crate::upgrade::Upgrade::start(binary, args, &keyed, &all)
+    }
+
+    /// The new process serves: drain gently (its listeners keep the backlogs) and leave the
+    /// unix socket files to it.
+    fn hand_over(&self) {
+        self.handed_over
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in &self.wakeups {
+            w.request_gentle_shutdown();
+        }
+        self.let_go_of_sockets();
+    }
+
     /// The listening sockets close once the shards' copies do (a backlog no shard accepts
     /// from would hold connections until the process exits, instead of refusing them).
     fn let_go_of_sockets(&self) {
@@ -405,8 +491,12 @@ impl Running {
         Ok(each)
     }
 
-    /// Removes the unix socket files this server created (once its shards are gone).
+    /// Removes the unix socket files this server created (once its shards are gone), unless
+    /// an upgrade's new process serves them.
     fn remove_unix_sockets(&self) {
+        if self.handed_over.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         for l in &self.listening {
             if let Listen::Unix(path) = l {
                 let _ = std::fs::remove_file(path);
@@ -571,6 +661,12 @@ pub fn run_cli(
     for app in site.iter().flat_map(|s| s.apps.iter()) {
         pools.push(crate::app::Supervisor::start(app.clone())?);
     }
+    if crate::upgrade::is_upgrade() {
+        // The old process serves meanwhile: this one says it is ready only with its apps.
+        for pool in &pools {
+            pool.wait_ready()?;
+        }
+    }
     let served = match site {
         Some(site) => {
             // Checked here, where an error is one line, before any shard starts.
@@ -641,14 +737,22 @@ where
     let shutdown_timeout = cfg.shutdown_timeout;
     let print_stats = cfg.stats;
     let pid_file = cfg.pid_file.clone();
+    // Read now: an upgrade starts the file found at this path then, even once replaced.
+    let binary = match cfg.binary.clone() {
+        Some(b) => b,
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot tell which binary runs (for upgrades): {e}"))?,
+    };
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let mut running = Running::start_publishing(cfg, board.clone(), factory)?;
     let notifier = crate::sys::notify::Notifier::from_env();
     let mut watchdog = Watchdog::new(board.clone());
     // Written once every shard listens, so a pid in the file means a server that answers.
-    let _pid_file = match pid_file {
+    let pid_file = match pid_file {
         Some(path) => Some(PidFile::write(path)?),
         None => None,
     };
+    crate::upgrade::say_ready();
     for (i, l) in running.listening().iter().enumerate() {
         match i {
             0 => eprintln!(
@@ -673,19 +777,67 @@ where
     let tick = watchdog.interval.map_or(Duration::from_millis(500), |w| {
         (w / 2).min(Duration::from_millis(500))
     });
+    let mut upgrade: Option<crate::upgrade::Upgrade> = None;
     let sig = loop {
         if let Some(n) = &notifier {
             for msg in watchdog.turn(&running) {
                 n.send(&msg);
             }
         }
-        match signals::wait(tick) {
+        let wait = match upgrade {
+            Some(_) => tick.min(Duration::from_millis(50)),
+            None => tick,
+        };
+        match signals::wait(wait) {
             Some(libc::SIGUSR1) => {
                 running.reopen_log();
                 continue;
             }
+            Some(libc::SIGUSR2) if upgrade.is_some() => {
+                eprintln!("ringshard: SIGUSR2: an upgrade is already under way");
+                continue;
+            }
+            Some(libc::SIGUSR2) => {
+                match running.start_upgrade(&binary, &args) {
+                    Ok(u) => {
+                        eprintln!(
+                            "ringshard: SIGUSR2: upgrading: started {} (pid {}); serving until it is ready",
+                            binary.display(),
+                            u.pid()
+                        );
+                        if let Some(n) = &notifier {
+                            n.send("RELOADING=1\nSTATUS=upgrading");
+                        }
+                        upgrade = Some(u);
+                    }
+                    Err(e) => eprintln!("ringshard: SIGUSR2: cannot upgrade: {e}; still serving"),
+                }
+                continue;
+            }
             Some(sig) => break sig,
             None => {}
+        }
+        if let Some(u) = &mut upgrade {
+            match u.poll() {
+                crate::upgrade::Progress::Waiting => {}
+                crate::upgrade::Progress::Ready(pid) => {
+                    eprintln!(
+                        "ringshard: upgrade: pid {pid} serves; pid {} finishes requests in flight and exits",
+                        std::process::id()
+                    );
+                    break libc::SIGUSR2;
+                }
+                crate::upgrade::Progress::Failed(why) => {
+                    eprintln!("ringshard: upgrade failed: {why}; still serving");
+                    if let Some(n) = &notifier {
+                        n.send(&format!("READY=1\nMAINPID={}", std::process::id()));
+                    }
+                    if let Some(p) = &pid_file {
+                        let _ = p.rewrite(); // a new mtime: `ringshard upgrade` sees it failed
+                    }
+                    upgrade = None;
+                }
+            }
         }
         #[cfg(debug_assertions)]
         running.debug_panic_hook();
@@ -696,13 +848,19 @@ where
             return Err(why.into());
         }
     };
+    crate::lifecycle::DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+    if sig == libc::SIGUSR2 {
+        // The new process says READY=1 and MAINPID= itself; STOPPING=1 from here would tell
+        // systemd the service stops.
+        running.hand_over();
+        return Ok(drain(running, shutdown_timeout, print_stats));
+    }
     let name = if sig == libc::SIGINT {
         "SIGINT"
     } else {
         "SIGTERM"
     };
     eprintln!("ringshard: {name}: shutting down, finishing requests in flight (a second signal exits now)");
-    crate::lifecycle::DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(n) = &notifier {
         n.send("STOPPING=1\nSTATUS=draining");
     }
@@ -720,6 +878,13 @@ impl PidFile {
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| format!("--pid-file {}: {e}", path.display()))?;
         Ok(PidFile(path))
+    }
+}
+
+impl PidFile {
+    /// Writes the file again (the same pid, a new modification time).
+    fn rewrite(&self) -> Result<(), String> {
+        PidFile::write(self.0.clone()).map(std::mem::forget)
     }
 }
 

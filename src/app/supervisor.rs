@@ -88,6 +88,9 @@ fn register(name: &str, processes: usize) -> Arc<AppStatus> {
 pub struct Supervisor {
     thread: Option<std::thread::JoinHandle<()>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
+    name: String,
+    status: Arc<AppStatus>,
+    ready_timeout: Duration,
 }
 
 impl Supervisor {
@@ -106,14 +109,42 @@ impl Supervisor {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let status = register(&spec.name, spec.processes);
         let stop2 = stop.clone();
+        let (name, ready_timeout, status2) =
+            (spec.name.clone(), spec.ready_timeout, status.clone());
         let thread = std::thread::Builder::new()
             .name(format!("app-{}", spec.name))
-            .spawn(move || Pool::new(spec, status).run(&stop2))
+            .spawn(move || Pool::new(spec, status2).run(&stop2))
             .map_err(|e| format!("cannot start the app supervisor: {e}"))?;
         Ok(Supervisor {
             thread: Some(thread),
             stop,
+            name,
+            status,
+            ready_timeout,
         })
+    }
+
+    /// Waits until every process accepts connections (an upgrade's new process says it is
+    /// ready only then, so capacity does not drop); `Err` when the pool gave up or its ready
+    /// timeout passed first.
+    pub fn wait_ready(&self) -> Result<(), String> {
+        let deadline = Instant::now() + self.ready_timeout + Duration::from_secs(1);
+        loop {
+            if self.status.gave_up.load(Ordering::Relaxed) {
+                return Err(format!("app {}: its processes keep crashing", self.name));
+            }
+            if self.status.ready.iter().all(|r| r.load(Ordering::Relaxed)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "app {}: not every process accepted connections within {} s",
+                    self.name,
+                    self.ready_timeout.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the processes (SIGTERM, SIGKILL after the grace time) and waits for them.

@@ -9,13 +9,14 @@ const FIRST: i32 = 3;
 /// The descriptors passed to this process, each with its name (`LISTEN_FDNAMES`, else
 /// `fd N`); none when `LISTEN_FDS` is unset or `LISTEN_PID` names another process (the
 /// variables were meant for a parent). Each is checked to be a listening socket and marked
-/// close-on-exec, so the processes ringshard starts do not inherit them.
-pub fn listen_fds() -> Result<Vec<(i32, String)>, String> {
+/// close-on-exec, so the processes ringshard starts do not inherit them. `meant_for_parent`:
+/// the parent handed them over in an upgrade, with the variables it was given.
+pub fn listen_fds(meant_for_parent: bool) -> Result<Vec<(i32, String)>, String> {
     let Ok(count) = std::env::var("LISTEN_FDS") else {
         return Ok(Vec::new());
     };
     match std::env::var("LISTEN_PID").map(|p| p.parse::<u32>()) {
-        Ok(Ok(pid)) if pid == std::process::id() => {}
+        Ok(Ok(pid)) if pid == std::process::id() || meant_for_parent => {}
         _ => return Ok(Vec::new()),
     }
     let n: i32 = count

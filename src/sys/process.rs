@@ -1,4 +1,5 @@
-//! Child processes of an app pool: their own process group, and signals to it.
+//! Child processes: an app pool's (their own process group, and signals to it) and an
+//! upgrade's new server (the descriptors it inherits).
 #![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -27,4 +28,21 @@ pub fn kill_group(pid: u32, sig: i32) {
     }
     // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
     unsafe { libc::kill(-(pid as i32), sig) };
+}
+
+/// The child inherits descriptors `fds` at their numbers (their close-on-exec flag is cleared
+/// between fork and exec, in the child only).
+pub fn keep_descriptors(cmd: &mut Command, fds: Vec<std::os::fd::RawFd>) {
+    // SAFETY: fcntl(2) is async-signal-safe and touches no memory but the vector, which was
+    // allocated before the fork; it is the only thing done between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }

@@ -1,4 +1,5 @@
-//! SIGINT, SIGTERM and SIGUSR1 as values: blocked in every thread, received by the main thread.
+//! SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 as values: blocked in every thread, received by the
+//! main thread.
 #![allow(unsafe_code)] // talks to the kernel: every block carries a SAFETY comment
 use std::io;
 
@@ -14,8 +15,10 @@ fn set(signals: &[libc::c_int]) -> libc::sigset_t {
     set
 }
 
-/// The signals the server takes as values: shut down (SIGINT, SIGTERM), reopen the log (SIGUSR1).
-const SERVER_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1];
+/// The signals the server takes as values: shut down (SIGINT, SIGTERM), reopen the log
+/// (SIGUSR1), upgrade (SIGUSR2).
+const SERVER_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2];
 
 /// Blocks the server's signals in the calling thread and every thread it starts afterwards.
 pub fn block_shutdown_signals() -> io::Result<()> {

@@ -102,6 +102,34 @@ pub fn from_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Takes ownership of an inherited descriptor that must be a stream socket (the readiness
+/// socket of an upgrade).
+pub fn adopt_stream(fd: RawFd) -> io::Result<OwnedFd> {
+    let mut kind: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a live c_int with its length; fails cleanly on a bad fd.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    if kind != libc::SOCK_STREAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a stream socket"),
+        ));
+    }
+    // SAFETY: the descriptor was handed to this process to own; it is checked to be a socket.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: fcntl on a descriptor we own; it only sets a flag.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(owned)
+}
+
 /// The address a socket is bound to (to learn the port after binding port 0).
 pub fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
     let dup = fd.try_clone()?;
