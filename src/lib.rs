@@ -28,7 +28,7 @@ pub mod stats;
 mod sys;
 mod timer;
 mod token;
-mod upgrade;
+pub mod upgrade;
 mod uring;
 mod wake;
 

@@ -1,4 +1,4 @@
-//! The `ringshard` binary: `serve`, `load` and `probe`.
+//! The `ringshard` binary: `serve`, `check-config`, `upgrade`, `load` and `probe`.
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +29,16 @@ enum Command {
     Load(Box<ringshard::load::LoadArgs>),
     /// Report what this kernel lets ringshard use: io_uring, its features, the limits that matter.
     Probe(ringshard::probe::ProbeArgs),
+    /// Upgrade a running server without refusing a connection: SIGUSR2 to the pid in the file,
+    /// then wait until a new process serves (exit 0) or the upgrade failed (exit 1).
+    Upgrade {
+        /// The server's `--pid-file`.
+        #[arg(long, value_name = "FILE")]
+        pid_file: std::path::PathBuf,
+        /// How long to wait for the new process (e.g. 2m).
+        #[arg(long, default_value = "150s", value_parser = ringshard::config::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +58,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => ringshard::server::check_config(file),
         Command::Load(args) => ringshard::load::run(*args),
         Command::Probe(args) => ringshard::probe::run(args),
+        Command::Upgrade { pid_file, timeout } => ringshard::upgrade::run_cli(pid_file, timeout),
     };
     match result {
         Ok(code) => code,

@@ -810,7 +810,12 @@ where
                         }
                         upgrade = Some(u);
                     }
-                    Err(e) => eprintln!("ringshard: SIGUSR2: cannot upgrade: {e}; still serving"),
+                    Err(e) => {
+                        eprintln!("ringshard: SIGUSR2: cannot upgrade: {e}; still serving");
+                        if let Some(p) = &pid_file {
+                            let _ = p.rewrite(); // a new mtime: `ringshard upgrade` sees it failed
+                        }
+                    }
                 }
                 continue;
             }

@@ -216,6 +216,57 @@ impl Upgrade {
     }
 }
 
+/// `ringshard upgrade --pid-file FILE`: sends SIGUSR2 to the server the file names and waits
+/// until the file names the new process (done), or is written again by the old one (the
+/// upgrade failed: the old process goes on serving, and its log says why).
+pub fn run_cli(
+    pid_file: PathBuf,
+    timeout: Duration,
+) -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+    let read = || -> Result<(u32, std::time::SystemTime), String> {
+        let text = std::fs::read_to_string(&pid_file)
+            .map_err(|e| format!("--pid-file {}: {e}", pid_file.display()))?;
+        let pid = text.trim().parse::<u32>().map_err(|_| {
+            format!(
+                "--pid-file {}: {:?} is not a pid",
+                pid_file.display(),
+                text.trim()
+            )
+        })?;
+        let mtime = std::fs::metadata(&pid_file)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("--pid-file {}: {e}", pid_file.display()))?;
+        Ok((pid, mtime))
+    };
+    let (old, written) = read()?;
+    crate::sys::process::signal(old, libc::SIGUSR2)
+        .map_err(|e| format!("cannot signal pid {old} (from {}): {e}", pid_file.display()))?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        match read() {
+            Ok((pid, _)) if pid != old && crate::sys::process::signal(pid, 0).is_ok() => {
+                println!("upgraded: pid {pid} serves; pid {old} finishes its requests and exits");
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            Ok((_, mtime)) if mtime != written => {
+                eprintln!("ringshard upgrade: failed; pid {old} still serves (its log says why)");
+                return Ok(std::process::ExitCode::from(1));
+            }
+            _ if crate::sys::process::signal(old, 0).is_err() => {
+                eprintln!("ringshard upgrade: pid {old} exited and no new process took over");
+                return Ok(std::process::ExitCode::from(1));
+            }
+            _ => {}
+        }
+    }
+    eprintln!(
+        "ringshard upgrade: no new process within {} s; pid {old} still serves",
+        timeout.as_secs()
+    );
+    Ok(std::process::ExitCode::from(1))
+}
+
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }

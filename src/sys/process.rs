@@ -46,3 +46,13 @@ pub fn keep_descriptors(cmd: &mut Command, fds: Vec<std::os::fd::RawFd>) {
         });
     }
 }
+
+/// Sends `sig` to process `pid` (0: only checks that it exists and may be signalled).
+pub fn signal(pid: u32, sig: i32) -> std::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: kill(2) on one process; no memory is involved.
+    crate::sys::cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}

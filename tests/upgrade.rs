@@ -1,0 +1,217 @@
+//! Zero-downtime upgrade: `ringshard upgrade --pid-file` (SIGUSR2) starts a new process that
+//! takes over the very listening sockets (TCP, one per shard, and unix), says READY=1 with its
+//! MAINPID after RELOADING=1, and rewrites the pid file; the old process answers the next
+//! request of an idle keep-alive connection with `Connection: close` instead of closing it
+//! under its client, then exits 0 and leaves the unix socket file to the new one. A new binary
+//! that exits at once, or that is missing, leaves the old process serving. Both engines.
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A process the test did not spawn (the upgrade's new server): stopped when the test ends.
+struct Adopted(u32);
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a pid; it may be gone already, which is no error here.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+fn read_pid(file: &Path) -> u32 {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn upgrade_cli(pid_file: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ringshard"))
+        .args(["upgrade", "--timeout", "60s", "--pid-file"])
+        .arg(pid_file)
+        .output()
+        .unwrap()
+}
+
+/// GET /plaintext over the unix socket at `path`: the status line.
+fn unix_get(path: &Path) -> String {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.lines().next().unwrap_or("").to_string()
+}
+
+fn an_upgrade_hands_over_every_listener(engine: &[&str]) {
+    let dir = scratch_dir("upgrade", "hand-over", engine);
+    let (pid_file, unix, notify) = (dir.join("pid"), dir.join("s.sock"), dir.join("notify"));
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringshard"));
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--shards", "2", "--listen"])
+        .arg(format!("unix:{}", unix.display()))
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .args(engine)
+        .env("NOTIFY_SOCKET", &notify);
+    let mut srv = Server::spawn(cmd);
+    let old = srv.pid() as u32;
+    let mut idle = srv.connect();
+    idle.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(idle.resp().status, 200);
+
+    let out = upgrade_cli(&pid_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = read_pid(&pid_file);
+    let _new_guard = Adopted(new);
+    assert_ne!(new, old);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {new} serves")));
+
+    // systemd hears of the reload, then of the new main process.
+    let mut said: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    while said.iter().filter(|m| m.contains("READY=1")).count() < 2 {
+        let n = sock.recv(&mut buf).expect("no READY=1 after the upgrade");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.contains("RELOADING=1") || m.contains("READY=1") {
+            said.push(m);
+        }
+    }
+    assert!(said[0].contains(&format!("MAINPID={old}")), "{said:?}");
+    assert!(said[1].contains("RELOADING=1"), "{said:?}");
+    assert!(said[2].contains(&format!("MAINPID={new}")), "{said:?}");
+
+    // The old process, once it has seen the new one ready, answers the idle connection's
+    // next request, saying it closes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !srv.stderr().contains(&format!("upgrade: pid {new} serves")) {
+        assert!(Instant::now() < deadline, "{}", srv.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    idle.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = idle.resp();
+    assert_eq!(r.status, 200);
+    assert!(r.is_close(), "{}", r.head);
+    idle.expect_eof();
+    let status = srv
+        .wait_exit(Duration::from_secs(20))
+        .expect("the old process did not exit");
+    assert!(status.success(), "{status:?}");
+
+    // The same sockets, served by the new process only.
+    for _ in 0..20 {
+        let mut c = srv.connect();
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(c.resp().status, 200);
+    }
+    assert!(
+        unix.exists(),
+        "the old process removed the new one's unix socket"
+    );
+    assert_eq!(unix_get(&unix), "HTTP/1.1 200 OK");
+    assert!(alive(new));
+
+    // The new process upgrades in turn (its own pid file, its own sockets).
+    let out = upgrade_cli(&pid_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let third = read_pid(&pid_file);
+    let _third_guard = Adopted(third);
+    assert!(third != new && alive(third));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(new) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = srv.connect();
+    c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.resp().status, 200);
+    assert_eq!(unix_get(&unix), "HTTP/1.1 200 OK");
+    signal(third as i32, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(third) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!unix.exists(), "the last process left its unix socket file");
+}
+
+fn a_failed_upgrade_leaves_the_old_process_serving(engine: &[&str]) {
+    let dir = scratch_dir("upgrade", "failed", engine);
+    let pid_file = dir.join("pid");
+    let broken = dir.join("broken-ringshard");
+    std::fs::write(&broken, "#!/bin/sh\necho 'broken build' >&2\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringshard"));
+    cmd.arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--shards", "2", "--binary"])
+        .arg(&broken)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .args(engine);
+    let srv = Server::spawn(cmd);
+    let mut kept = srv.connect();
+    kept.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(kept.resp().status, 200);
+    let out = upgrade_cli(&pid_file);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still serves"));
+    assert_eq!(read_pid(&pid_file), srv.pid() as u32);
+    let log = srv.stderr();
+    assert!(
+        log.contains("upgrade failed: the new process") && log.contains("exit status: 3"),
+        "{log}"
+    );
+    // Still serving, on the open connection and on new ones, and /health says so.
+    kept.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = kept.resp();
+    assert_eq!(r.status, 200);
+    assert!(!r.is_close());
+    let mut c = srv.connect();
+    c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.resp().status, 200);
+    // A binary that is not there: the same.
+    std::fs::remove_file(&broken).unwrap();
+    let out = upgrade_cli(&pid_file);
+    assert_eq!(out.status.code(), Some(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !srv.stderr().contains("cannot upgrade: cannot start") {
+        assert!(Instant::now() < deadline, "{}", srv.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = srv.connect();
+    c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.resp().status, 200);
+}
+
+per_engine! {
+    an_upgrade_hands_over_every_listener,
+    a_failed_upgrade_leaves_the_old_process_serving,
+}
