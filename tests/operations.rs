@@ -2,7 +2,8 @@
 //! on (systemd is not PID 1 here: READY=1 with MAINPID once every shard listens, WATCHDOG=1
 //! pings while every shard's loop turns, STATUS= lines, STOPPING=1 when shutdown begins), /health
 //! answering 503 `draining` from then on, the pid file, and connections past --max-connections
-//! waiting until others close. Both engines.
+//! waiting until others close, new work shed (not reset) while descriptors run out, and a shard
+//! that panics replaced. Both engines.
 mod common;
 
 use std::os::unix::net::UnixDatagram;
@@ -219,7 +220,73 @@ fn a_shard_that_panics_is_replaced(engine: &[&str]) {
     );
 }
 
+/// Whether a response (or anything) has arrived on `c`, without waiting.
+fn answered(c: &Client) -> bool {
+    c.s.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    let got = matches!(c.s.peek(&mut b), Ok(n) if n > 0);
+    c.s.set_nonblocking(false).unwrap();
+    got
+}
+
+/// Out of descriptors (`ulimit -n 64`, hard and soft, so the server cannot raise it): of 100
+/// connections each with a request, those past what the limit allows wait in the backlog (none
+/// is reset); the served ones go on being served; once they close, every waiting one is
+/// answered.
+fn out_of_descriptors_the_server_sheds_new_work(engine: &[&str]) {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_ringshard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"])
+        .args(engine);
+    let srv = Server::spawn(cmd);
+    let conns: Vec<Client> = (0..100)
+        .map(|_| {
+            let mut c = srv.connect();
+            c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+            c
+        })
+        .collect();
+    // Those the server could take are answered; wait for their number to settle.
+    let mut served = 0;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = conns.iter().filter(|c| answered(c)).count();
+        if now == served && now > 0 {
+            break;
+        }
+        served = now;
+    }
+    let (mut first, mut waiting): (Vec<Client>, Vec<Client>) =
+        conns.into_iter().partition(|c| answered(c));
+    assert!(
+        first.len() >= 10 && waiting.len() >= 20,
+        "served {}, waiting {}: the limit did not bite",
+        first.len(),
+        waiting.len()
+    );
+    for c in &mut first {
+        assert_eq!(c.resp().status, 200);
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            c.resp().status,
+            200,
+            "a served connection stopped being served"
+        );
+    }
+    for c in &waiting {
+        assert!(!answered(c));
+    }
+    drop(first);
+    for c in &mut waiting {
+        let r = c.resp();
+        assert_eq!(r.status, 200);
+    }
+}
+
 per_engine! {
+    out_of_descriptors_the_server_sheds_new_work,
     a_shard_that_panics_is_replaced,
     connections_past_the_limit_are_served_when_others_close,
     notify_messages_arrive_in_order,
