@@ -467,19 +467,25 @@ fn with_body_fields(resp: Response, coding: Option<Coding>) -> Response {
     }
 }
 
-/// A plain-text answer with the status's reason.
+/// A plain-text answer with the status's reason (a 503 says when to try again).
 fn error(status: u16) -> Response {
     let reason = crate::http::response::reason(status).to_ascii_lowercase();
-    Response::text(status, format!("{reason}\n"))
+    let resp = Response::text(status, format!("{reason}\n"));
+    match status {
+        503 => resp.header("Retry-After", "1"),
+        _ => resp,
+    }
 }
 
-/// Opens `rel` beneath the root; a path the kernel refuses to resolve beneath it is a 403.
+/// Opens `rel` beneath the root; a path the kernel refuses to resolve beneath it is a 403, and
+/// a process out of descriptors or memory answers 503 (the file may well be there).
 async fn open(root: &OwnedFd, rel: &str) -> Result<OwnedFd, u16> {
     crate::io::open_beneath(root.as_raw_fd(), rel)
         .await
         .map_err(|e| match e.raw_os_error() {
             // EXDEV: the path would leave the root; ELOOP: a symlink the kernel refused.
             Some(libc::EXDEV | libc::ELOOP) => 403,
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => 503,
             _ => 404,
         })
 }

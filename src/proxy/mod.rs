@@ -158,6 +158,10 @@ impl Failure {
     fn response(&self, upstream: &str) -> Response {
         let (status, why) = match self {
             Failure::NoUpstream => (502, "no upstream to send the request to".to_string()),
+            Failure::Connect(e) if out_of_resources(e) => {
+                let why = format!("out of descriptors or memory, try again ({e})\n");
+                return Response::text(503, why).header("Retry-After", "1");
+            }
             Failure::Connect(e) => (502, format!("cannot connect to the upstream ({e})")),
             Failure::ConnectTimeout => (504, "upstream connect timeout".to_string()),
             Failure::Send(e) => (502, format!("the upstream did not take the request ({e})")),
@@ -188,6 +192,14 @@ impl Failure {
         };
         Response::text(status, body)
     }
+}
+
+/// This process could not make a socket: work is shed (503), the upstream is not at fault.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// A try's outcome that ends the request's tries: what came back, or a failure after which
@@ -289,6 +301,11 @@ async fn exchange(
             Some(c) => c,
             None => match connect(&up, opts).await {
                 Ok(c) => c,
+                Err(Failure::Connect(e)) if out_of_resources(&e) => {
+                    // This process's shortage, not the upstream's fault: shed the request.
+                    count(|c| c.failures.set(c.failures.get() + 1));
+                    return Failure::Connect(e).response(&up.name);
+                }
                 Err(f) => {
                     last = (f, up.name.clone());
                     if let Some(gate) = &route.gate {
