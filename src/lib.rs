@@ -25,6 +25,7 @@ pub mod server;
 mod session;
 mod shard_state;
 pub mod stats;
+mod steer;
 mod sys;
 mod timer;
 mod token;

@@ -26,6 +26,7 @@ pub struct Running {
     sockets: std::sync::Mutex<Vec<Group>>,
     /// The sockets went to a new process (an upgrade): the unix socket files stay.
     handed_over: std::sync::atomic::AtomicBool,
+    steering: Option<Arc<crate::steer::Steering>>,
     wakeups: Vec<Wakeup>,
     done: mpsc::Receiver<(usize, Ended)>,
     threads: Vec<Option<std::thread::JoinHandle<()>>>,
@@ -100,6 +101,20 @@ fn copies(groups: &[Group], i: usize, n: usize) -> Result<Vec<ListenFd>, String>
         out.extend(g.copies_for(i, n)?);
     }
     Ok(out)
+}
+
+/// What steers new connections away from full shards: each TCP address's group, with the shard
+/// that accepts from each of its sockets (in the order they joined the group).
+fn steering_for(groups: &[Group], shards: usize) -> crate::steer::Steering {
+    let tcp = groups
+        .iter()
+        .filter(|g| !g.shared && g.key.as_deref().is_some_and(|k| k.starts_with("tcp:")))
+        .filter_map(|g| {
+            let owners = (0..g.fds.len()).map(|j| j % shards).collect();
+            Some((g.fds[0].try_clone().ok()?, owners))
+        })
+        .collect();
+    crate::steer::Steering::new(tcp, shards)
 }
 
 /// Every listener's sockets, and what each listener is (with its real port): a TCP address is
@@ -224,11 +239,6 @@ impl Running {
     {
         let engine = choose_engine(cfg.engine)?;
         let log = open_log(&cfg)?;
-        let outputs_board = board.clone();
-        let outputs = crate::shard_state::Outputs {
-            board,
-            log: log.clone(),
-        };
         crate::panics::keep_backtraces();
         let shards = if cfg.inherited.len() > 1 {
             cfg.inherited.len()
@@ -236,6 +246,13 @@ impl Running {
             cfg.shards
         };
         let (fds, listening) = listeners(&cfg, shards)?;
+        let steering = (shards > 1).then(|| Arc::new(steering_for(&fds, shards)));
+        let outputs_board = board.clone();
+        let outputs = crate::shard_state::Outputs {
+            board,
+            log: log.clone(),
+            steering: steering.clone(),
+        };
         let addr = listening.iter().find_map(|l| match l {
             Listen::Tcp(a) => Some(*a),
             _ => None,
@@ -292,6 +309,7 @@ impl Running {
             listening,
             sockets: std::sync::Mutex::new(fds),
             handed_over: Default::default(),
+            steering,
             wakeups,
             done,
             threads,
@@ -455,6 +473,9 @@ impl Running {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        if let Some(s) = &self.steering {
+            s.let_go();
+        }
     }
 
     /// Waits for every shard to stop, up to `timeout`; returns each shard's counters, or how

@@ -30,6 +30,8 @@ fn timeouts(cfg: &ServeConfig) -> Timeouts {
 pub struct Outputs {
     pub board: Option<Arc<Board>>,
     pub log: Option<Arc<crate::access_log::LogFile>>,
+    /// Where a shard says it is full, or has room again.
+    pub steering: Option<Arc<crate::steer::Steering>>,
 }
 
 /// A shard's engine-independent state.
@@ -61,10 +63,14 @@ pub struct ShardState<H: Handler> {
     board: Option<Arc<Board>>,
     /// This shard's side of the access log, if there is one.
     pub log: Option<crate::access_log::ShardLog>,
+    steering: Option<Arc<crate::steer::Steering>>,
 }
 
 impl<H: Handler> ShardState<H> {
     pub fn new(id: usize, cfg: &ServeConfig, handler: H, wakeup: Wakeup, outputs: Outputs) -> Self {
+        if let Some(s) = &outputs.steering {
+            s.set_full(id, false); // a replaced shard's predecessor may have been full
+        }
         let log = outputs
             .log
             .map(|file| crate::access_log::ShardLog::new(file, cfg.access_log_format));
@@ -88,6 +94,7 @@ impl<H: Handler> ShardState<H> {
             stats: ShardStats::default(),
             board: outputs.board,
             log,
+            steering: outputs.steering,
         }
     }
 
@@ -117,10 +124,16 @@ impl<H: Handler> ShardState<H> {
         if max == 0 {
             return true;
         }
+        let was = self.at_capacity;
         if self.at_capacity && open <= max - (max / 10).max(1) {
             self.at_capacity = false;
         } else if open >= max {
             self.at_capacity = true;
+        }
+        if was != self.at_capacity {
+            if let Some(s) = &self.steering {
+                s.set_full(self.id, self.at_capacity);
+            }
         }
         !self.at_capacity
     }

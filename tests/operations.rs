@@ -220,6 +220,29 @@ fn a_shard_that_panics_is_replaced(engine: &[&str]) {
     );
 }
 
+/// Two shards at `--max-connections 4`: eight connections made one after another are all
+/// served, since once a shard is full new connections are steered to the one with room (the
+/// kernel's hash alone would send one of them, three times in four, to a full shard's backlog).
+fn new_connections_go_to_shards_with_room(engine: &[&str]) {
+    let srv = Server::start(engine, &["--shards", "2", "--max-connections", "4"]);
+    let mut open = Vec::new();
+    for i in 0..8 {
+        let mut c = srv.connect();
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+        match c.try_resp(false) {
+            Ok(r) => assert_eq!(r.status, 200),
+            Err(e) => panic!("connection {i} not served ({e}): it went to a full shard"),
+        }
+        open.push(c);
+    }
+    // Both full: the ninth waits; once a connection closes on each shard, it is served.
+    let mut ninth = srv.connect();
+    ninth.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+    ninth.expect_silence(Duration::from_millis(300));
+    open.truncate(2);
+    assert_eq!(ninth.resp().status, 200);
+}
+
 /// Whether a response (or anything) has arrived on `c`, without waiting.
 fn answered(c: &Client) -> bool {
     c.s.set_nonblocking(true).unwrap();
@@ -328,6 +351,7 @@ fn out_of_descriptors_the_server_sheds_new_work(engine: &[&str]) {
 }
 
 per_engine! {
+    new_connections_go_to_shards_with_room,
     out_of_descriptors_the_server_sheds_new_work,
     a_shard_that_panics_is_replaced,
     connections_past_the_limit_are_served_when_others_close,

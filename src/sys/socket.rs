@@ -102,6 +102,50 @@ pub fn from_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `SO_ATTACH_REUSEPORT_CBPF` and `SO_DETACH_REUSEPORT_BPF` (asm-generic/socket.h).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+const SO_DETACH_REUSEPORT_BPF: libc::c_int = 68;
+
+/// Attaches a classic BPF program to the `SO_REUSEPORT` group of `fd`: it picks the socket
+/// (by index in the group) that takes each new connection.
+pub fn attach_reuseport_program(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: the kernel copies the program out of `prog`, which points at `program`, alive
+    // for the call; setsockopt on a socket we own.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Takes the group's program away: the kernel's hash picks again. A group without one is fine.
+pub fn detach_reuseport_program(fd: &OwnedFd) -> io::Result<()> {
+    let none: libc::c_int = 0;
+    // SAFETY: setsockopt with a live c_int on a socket we own.
+    let r = cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_DETACH_REUSEPORT_BPF,
+            (&none as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    });
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r.map(drop),
+    }
+}
+
 /// Takes ownership of an inherited descriptor that must be a stream socket (the readiness
 /// socket of an upgrade).
 pub fn adopt_stream(fd: RawFd) -> io::Result<OwnedFd> {
