@@ -102,15 +102,15 @@ fn an_upgrade_hands_over_every_listener(engine: &[&str]) {
     assert!(said[2].contains(&format!("MAINPID={new}")), "{said:?}");
 
     // The old process, once it has seen the new one ready, answers the idle connection's
-    // next request, saying it closes.
+    // next request, saying it closes (and that it drains).
     let deadline = Instant::now() + Duration::from_secs(10);
     while !srv.stderr().contains(&format!("upgrade: pid {new} serves")) {
         assert!(Instant::now() < deadline, "{}", srv.stderr());
         std::thread::sleep(Duration::from_millis(20));
     }
-    idle.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+    idle.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = idle.resp();
-    assert_eq!(r.status, 200);
+    assert_eq!((r.status, r.text().as_str()), (503, "draining\n"));
     assert!(r.is_close(), "{}", r.head);
     idle.expect_eof();
     let status = srv
@@ -211,7 +211,93 @@ fn a_failed_upgrade_leaves_the_old_process_serving(engine: &[&str]) {
     assert_eq!(c.resp().status, 200);
 }
 
+/// Waits for pid `pid` to exit (it is not the test's child: polled).
+fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "pid {pid} did not exit");
+}
+
+/// A server socket-activated (a TCP socket as descriptor 3, as systemd passes it) and with a
+/// TCP listener of its own, upgraded twice while its configuration changes the shard count: 2,
+/// then 1 (one shard accepts from both sockets of the group: none is closed), then 3 (the third
+/// shard's socket joins the group). Every connection on either listener is served throughout.
+fn an_upgrade_keeps_activated_sockets_and_may_change_the_shard_count(engine: &[&str]) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = scratch_dir("upgrade", "shards", engine);
+    let (pid_file, config) = (dir.join("pid"), dir.join("site.toml"));
+    let write_config = |shards: usize| {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshards = {shards}\npid_file = \"{}\"\n\
+             [health]\npath = \"/health\"\n",
+            pid_file.display()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write_config(2);
+    let activated = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (fd, activated_addr) = (activated.as_raw_fd(), activated.local_addr().unwrap());
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_ringshard"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(engine)
+        .env("LISTEN_FDS", "1");
+    // SAFETY: between fork and exec only fcntl and dup2 run, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let high = libc::fcntl(fd, libc::F_DUPFD, 100);
+            if high < 0 || libc::dup2(high, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut srv = Server::spawn(cmd);
+    drop(activated);
+    let own_addr = srv.addr;
+    let served_everywhere = || {
+        for _ in 0..30 {
+            for addr in [own_addr, activated_addr] {
+                let mut c = Client::connect(addr);
+                c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+                assert_eq!(c.resp().status, 200, "on {addr}");
+            }
+        }
+    };
+    served_everywhere();
+    let mut guards = Vec::new();
+    let mut previous = srv.pid() as u32;
+    for shards in [1, 3] {
+        write_config(shards);
+        let out = upgrade_cli(&pid_file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let new = read_pid(&pid_file);
+        guards.push(Adopted(new));
+        match previous == srv.pid() as u32 {
+            true => assert!(srv.wait_exit(Duration::from_secs(20)).is_some()),
+            false => wait_gone(previous),
+        }
+        let log = srv.stderr();
+        assert!(log.contains(&format!("({shards} shards)")), "{log}");
+        served_everywhere();
+        previous = new;
+    }
+    signal(previous as i32, libc::SIGTERM);
+    wait_gone(previous);
+}
+
 per_engine! {
+    an_upgrade_keeps_activated_sockets_and_may_change_the_shard_count,
     an_upgrade_hands_over_every_listener,
     a_failed_upgrade_leaves_the_old_process_serving,
 }
