@@ -141,6 +141,8 @@ macro_rules! static_keys_pat {
 }
 
 /// The keys of a proxy route's options.
+const POOL_VALUES: &str = "expected \"auto\" (shared with fewer processes than shards), \"shared\" (every shard sends to every process) or \"per-shard\" (each shard to its own)";
+
 const PROXY_KEYS: &str = "balance, upstream_host, forwarded, trusted_proxies, connect_timeout, first_byte_timeout, read_timeout, idle_connections, idle_timeout, tries, request_buffer, response_buffer";
 macro_rules! proxy_keys_pat {
     () => {
@@ -585,6 +587,14 @@ impl Reader<'_> {
                     Ok(())
                 }
                 ("listen", _) => Err("expected \"unix\" (RINGSHARD_SOCKET) or \"port\" (PORT)".into()),
+                ("pool", DeValue::String(p)) => match p.as_ref() {
+                    "auto" => Ok(crate::app::Pool::Auto),
+                    "shared" => Ok(crate::app::Pool::Shared),
+                    "per-shard" => Ok(crate::app::Pool::PerShard),
+                    _ => Err(POOL_VALUES.into()),
+                }
+                .map(|pool| spec.gate.pool = pool),
+                ("pool", _) => Err(POOL_VALUES.into()),
                 ("ready_timeout", v) => duration(v).map(|d| spec.ready_timeout = d),
                 ("crash_window", v) => duration(v).map(|d| spec.crash_window = d),
                 ("grace", v) => duration(v).map(|d| spec.grace = d),
@@ -623,7 +633,7 @@ impl Reader<'_> {
                     }
                     _ => Err("expected a number of exits, at least 1".into()),
                 },
-                _ => Err("unknown key (command, processes, environment, directory, listen, ready_timeout, concurrency, queue, queue_timeout, request_timeout, max_requests, max_memory, max_crashes, crash_window, grace)".into()),
+                _ => Err("unknown key (command, processes, environment, directory, listen, pool, ready_timeout, concurrency, queue, queue_timeout, request_timeout, max_requests, max_memory, max_crashes, crash_window, grace)".into()),
             };
             if let Err(msg) = result {
                 self.error(vat, &key, &msg);
@@ -1174,10 +1184,11 @@ pub fn describe(cfg: &crate::config::ServeConfig, site: &Option<SiteSpec>) -> St
                     crate::app::Listen::Port => "PORT",
                 };
                 out.push_str(&format!(
-                    "app {}: `{}`, {} processes told {listen}, {} request(s) each at a time, queue {} for {:?}, request timeout {:?}, recycled after {} requests / {} bytes (0: never), {} crashes in {:?} give up\n",
+                    "app {}: `{}`, {} processes told {listen}, {} pool, {} request(s) each at a time, queue {} for {:?}, request timeout {:?}, recycled after {} requests / {} bytes (0: never), {} crashes in {:?} give up\n",
                     a.name,
                     a.command,
                     a.processes,
+                    a.gate.pool.name(),
                     a.gate.concurrency,
                     a.gate.queue,
                     a.gate.queue_timeout,

@@ -245,9 +245,19 @@ fn a_request_waits_for_a_starting_process(engine: &[&str]) {
 
 /// One process taking one request at a time, a queue of one: the third request gets 503 with
 /// Retry-After at once; a request waiting past the queue timeout gets 504; a client that leaves
-/// the queue leaves its place (its request never reaches the app).
+/// the queue leaves its place (its request never reaches the app). Per shard (the default with
+/// one shard) and with the books shared between shards.
 fn the_queue_is_bounded_timed_and_left_by_clients_who_go(engine: &[&str]) {
-    let (srv, log) = one_process(engine, "queue", "", "queue = 1\nqueue_timeout = \"1500ms\"");
+    queue_behaviour(engine, "queue", "");
+}
+
+fn a_shared_queue_is_bounded_timed_and_left_by_clients_who_go(engine: &[&str]) {
+    queue_behaviour(engine, "shared-queue", "pool = \"shared\"\n");
+}
+
+fn queue_behaviour(engine: &[&str], name: &str, pool: &str) {
+    let options = format!("{pool}queue = 1\nqueue_timeout = \"1500ms\"");
+    let (srv, log) = one_process(engine, name, "", &options);
     wait_for("the process ready", || ready_pids(&srv.stderr()).len() == 1);
     let mut busy = srv.connect();
     send_id(&mut busy, "/sleep?ms=1000", "busy");
@@ -295,6 +305,62 @@ fn the_queue_is_bounded_timed_and_left_by_clients_who_go(engine: &[&str]) {
         0,
         "a request whose client left reached the app"
     );
+}
+
+/// The most requests the app's log shows in progress at once (a request record opens one, its
+/// `sent` record closes it; one process writes them in order).
+fn most_at_once(log: &Path) -> usize {
+    let (mut now, mut most) = (0usize, 0usize);
+    for l in std::fs::read_to_string(log).unwrap().lines() {
+        if l.contains("\"event\": \"request\"") {
+            now += 1;
+            most = most.max(now);
+        } else if l.contains("\"event\": \"sent\"") {
+            now = now.saturating_sub(1);
+        }
+    }
+    most
+}
+
+/// One process behind two shards, taking one request at a time: with `pool = "auto"` (shared,
+/// since there are fewer processes than shards) it never has two requests at once, however the
+/// connections spread over the shards; per shard, each shard counts only its own, so it may
+/// have one per shard. Every request is answered.
+fn fewer_processes_than_shards_share_an_exact_limit(engine: &[&str]) {
+    for (pool, most) in [("auto", 1), ("per-shard", 2)] {
+        let dir = scratch_dir("app", &format!("exact-{pool}"), engine);
+        let log = dir.join("app.log");
+        let file = dir.join("site.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[server]\nshards = 2\n\n[app.web]\ncommand = 'exec python3 {} --unix \"$RINGSHARD_SOCKET\" --log {}'\nprocesses = 1\npool = \"{pool}\"\n\n[[route]]\nprefix = \"/\"\napp = \"web\"\n",
+                app_script(),
+                log.display()
+            ),
+        )
+        .unwrap();
+        let srv = Server::start(engine, &["--config", file.to_str().unwrap()]);
+        wait_for("the process ready", || ready_pids(&srv.stderr()).len() == 1);
+        let mut clients: Vec<Client> = (0..8)
+            .map(|i| {
+                let mut c = srv.connect();
+                send_id(&mut c, "/sleep?ms=100", &format!("{pool}-{i}"));
+                c
+            })
+            .collect();
+        for c in &mut clients {
+            assert_eq!(c.resp().status, 200);
+        }
+        let seen = most_at_once(&log);
+        assert!(
+            seen <= most,
+            "{pool}: {seen} requests at the process at once"
+        );
+        if pool == "auto" {
+            assert_eq!(seen, 1);
+        }
+    }
 }
 
 /// A process that keeps a request past the request timeout: 504 for that request, the process
@@ -371,6 +437,8 @@ fn a_process_is_recycled_by_memory(engine: &[&str]) {
 }
 
 per_engine! {
+    fewer_processes_than_shards_share_an_exact_limit,
+    a_shared_queue_is_bounded_timed_and_left_by_clients_who_go,
     a_process_is_recycled_by_request_count,
     a_process_is_recycled_by_memory,
     a_killed_process_is_replaced_with_its_children,

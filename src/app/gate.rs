@@ -1,15 +1,19 @@
-//! Admission to an app's processes, on one shard: a request takes a free slot of a ready process
-//! (each process takes `concurrency` requests at a time), or waits in a bounded queue, first come
-//! first served; 503 when the queue is full, 504 when it waited `queue_timeout`. A client that
-//! goes away leaves the queue (its future is dropped). Nothing here is shared with another
-//! shard: each shard sends to the processes it owns (see DESIGN.md, "The application pool").
-use std::cell::{Cell, RefCell};
+//! Admission to an app's processes: a request takes a free slot of a ready process (each process
+//! takes `concurrency` requests at a time), or waits in a bounded queue, first come first
+//! served; 503 when the queue is full, 504 when it waited `queue_timeout`. A client that goes
+//! away leaves the queue (its future is dropped). Per shard (`pool = "per-shard"`), each shard
+//! counts and queues for the processes it owns, and nothing is shared with another shard;
+//! shared (`pool = "shared"`), every shard counts in the app's one set of books (an atomic per
+//! process, taken by compare-and-swap) and waits in its one queue, and a slot given back on one
+//! shard wakes the request at the head on whichever shard it is (its waker pokes that shard's
+//! ring). See DESIGN.md, "The application pool".
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -26,6 +30,37 @@ pub struct GateSpec {
     /// A process that has taken this many requests takes no more (it is being recycled; its
     /// replacement takes them once it is ready); 0: no limit.
     pub max_requests: u64,
+    /// Whether every shard sends to every process, in one set of books, or each to its own.
+    pub pool: Pool,
+}
+
+/// `pool` of `[app.NAME]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    /// Shared when there are fewer processes than shards, per shard otherwise
+    /// (`scripts/app-balance.sh` measured why).
+    Auto,
+    Shared,
+    PerShard,
+}
+
+impl Pool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pool::Auto => "auto",
+            Pool::Shared => "shared",
+            Pool::PerShard => "per-shard",
+        }
+    }
+
+    /// Whether `processes` processes behind `shards` shards are shared.
+    pub fn shared(self, processes: usize, shards: usize) -> bool {
+        match self {
+            Pool::Auto => processes < shards,
+            Pool::Shared => true,
+            Pool::PerShard => false,
+        }
+    }
 }
 
 /// Why a request was not admitted.
@@ -41,7 +76,32 @@ pub enum Refused {
 const RECHECK: Duration = Duration::from_millis(20);
 
 struct Waiter {
-    waker: RefCell<Option<Waker>>,
+    waker: Mutex<Option<Waker>>,
+}
+
+/// Requests in flight per process, and the requests waiting: a shard's own, or the app's.
+pub struct Books {
+    busy: Vec<AtomicU32>,
+    queue: Mutex<VecDeque<Arc<Waiter>>>,
+}
+
+impl Default for Books {
+    fn default() -> Books {
+        Books::new(0)
+    }
+}
+
+impl Books {
+    pub fn new(processes: usize) -> Books {
+        Books {
+            busy: (0..processes).map(|_| AtomicU32::new(0)).collect(),
+            queue: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<Waiter>>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// One shard's admission to one app.
@@ -49,35 +109,41 @@ pub struct Gate {
     status: Arc<AppStatus>,
     /// The processes this shard sends to.
     owned: Vec<usize>,
-    /// Requests in flight per process (all of the app's indexes; only owned ones move).
-    busy: RefCell<Vec<u32>>,
+    books: Arc<Books>,
     next: Cell<usize>,
     spec: GateSpec,
     max_queue: usize,
-    queue: RefCell<VecDeque<Rc<Waiter>>>,
 }
 
 impl Gate {
-    /// The gate of shard `shard` of `shards`: it owns the processes `i` with `i % shards ==
-    /// shard` when there are at least as many processes as shards, else all of them.
+    /// The gate of shard `shard` of `shards`. Shared, it sends to every process and keeps the
+    /// app's books. Per shard, it owns the processes `i` with `i % shards == shard` when there
+    /// are at least as many processes as shards, else all of them (each shard then counts only
+    /// its own requests: a process may get one per shard at a time), and keeps its own books
+    /// (and a share of the queue).
     pub fn new(status: Arc<AppStatus>, spec: GateSpec, shard: usize, shards: usize) -> Gate {
         let n = status.processes();
-        let owned: Vec<usize> = if n >= shards {
-            (0..n).filter(|i| i % shards == shard).collect()
+        let (owned, books, max_queue): (Vec<usize>, _, _) = if spec.pool.shared(n, shards) {
+            ((0..n).collect(), status.books.clone(), spec.queue)
         } else {
-            (0..n).collect()
+            let owned = match n >= shards {
+                true => (0..n).filter(|i| i % shards == shard).collect(),
+                false => (0..n).collect(),
+            };
+            let queue = match spec.queue {
+                0 => 0,
+                q => q.div_ceil(shards).max(1),
+            };
+            (owned, Arc::new(Books::new(n)), queue)
         };
         Gate {
             status,
+            // Shards start their round-robin at different processes.
+            next: Cell::new(shard % owned.len().max(1)),
             owned,
-            busy: RefCell::new(vec![0; n]),
-            next: Cell::new(0),
+            books,
             spec,
-            max_queue: match spec.queue {
-                0 => 0,
-                q => q.div_ceil(shards).max(1),
-            },
-            queue: RefCell::new(VecDeque::new()),
+            max_queue,
         }
     }
 
@@ -85,20 +151,27 @@ impl Gate {
     fn try_take(&self, exclude: &[usize]) -> Option<usize> {
         let n = self.owned.len();
         let start = self.next.get();
-        let mut busy = self.busy.borrow_mut();
         for k in 0..n {
             let p = self.owned[(start + k) % n];
-            let spent = self.spec.max_requests > 0
-                && self.status.served[p].load(Ordering::Relaxed) + u64::from(busy[p])
-                    >= self.spec.max_requests;
-            if busy[p] < self.spec.concurrency
-                && self.status.is_ready(p)
-                && !spent
-                && !exclude.contains(&p)
-            {
-                busy[p] += 1;
-                self.next.set((start + k + 1) % n);
-                return Some(p);
+            if !self.status.is_ready(p) || exclude.contains(&p) {
+                continue;
+            }
+            let busy = &self.books.busy[p];
+            let mut b = busy.load(Ordering::Relaxed);
+            loop {
+                let spent = self.spec.max_requests > 0
+                    && self.status.served[p].load(Ordering::Relaxed) + u64::from(b)
+                        >= self.spec.max_requests;
+                if b >= self.spec.concurrency || spent {
+                    break;
+                }
+                match busy.compare_exchange_weak(b, b + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => {
+                        self.next.set((start + k + 1) % n);
+                        return Some(p);
+                    }
+                    Err(now) => b = now,
+                }
             }
         }
         None
@@ -106,18 +179,21 @@ impl Gate {
 
     /// Takes a slot of a process (not one of `exclude`), waiting in the queue if need be.
     pub async fn acquire(self: &Rc<Self>, exclude: &[usize]) -> Result<usize, Refused> {
-        if self.queue.borrow().is_empty() {
+        if self.books.queue().is_empty() {
             if let Some(p) = self.try_take(exclude) {
                 return Ok(p);
             }
         }
-        if self.queue.borrow().len() >= self.max_queue {
-            return Err(Refused::Full);
-        }
-        let me = Rc::new(Waiter {
-            waker: RefCell::new(None),
+        let me = Arc::new(Waiter {
+            waker: Mutex::new(None),
         });
-        self.queue.borrow_mut().push_back(me.clone());
+        {
+            let mut q = self.books.queue();
+            if q.len() >= self.max_queue {
+                return Err(Refused::Full);
+            }
+            q.push_back(me.clone());
+        }
         let queued = Queued {
             gate: self.clone(),
             me,
@@ -130,22 +206,23 @@ impl Gate {
 
     /// Gives back a slot of process `p`; the first request waiting is woken to take it.
     pub fn release(&self, p: usize) {
-        if let Some(b) = self.busy.borrow_mut().get_mut(p) {
-            *b = b.saturating_sub(1);
+        if let Some(b) = self.books.busy.get(p) {
+            let _ = b.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| v.checked_sub(1));
         }
         self.wake_head();
     }
 
     fn wake_head(&self) {
-        let head = self.queue.borrow().front().cloned();
-        if let Some(w) = head.and_then(|h| h.waker.borrow_mut().take()) {
+        let head = self.books.queue().front().cloned();
+        let waker = head.and_then(|h| h.waker.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(w) = waker {
             w.wake();
         }
     }
 
-    /// Requests waiting now.
+    /// Requests waiting now (the app's, with shared books).
     pub fn waiting(&self) -> usize {
-        self.queue.borrow().len()
+        self.books.queue().len()
     }
 }
 
@@ -195,7 +272,7 @@ impl Drop for Slot {
 /// A request's wait in the queue.
 struct Queued {
     gate: Rc<Gate>,
-    me: Rc<Waiter>,
+    me: Arc<Waiter>,
     exclude: Vec<usize>,
     deadline: Instant,
     /// While at the head: a short sleep, after which it looks for a process that became ready.
@@ -208,10 +285,10 @@ impl Future for Queued {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let at_head = self
             .gate
-            .queue
-            .borrow()
+            .books
+            .queue()
             .front()
-            .is_some_and(|h| Rc::ptr_eq(h, &self.me));
+            .is_some_and(|h| Arc::ptr_eq(h, &self.me));
         if at_head {
             if let Some(p) = self.gate.try_take(&self.exclude) {
                 self.leave();
@@ -223,7 +300,7 @@ impl Future for Queued {
             self.leave();
             return Poll::Ready(Err(Refused::Timeout));
         }
-        *self.me.waker.borrow_mut() = Some(cx.waker().clone());
+        *self.me.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
         // The head looks again now and then (a process may become ready without a release);
         // every waiter wakes at its deadline.
         let wake_at = if at_head {
@@ -244,8 +321,8 @@ impl Queued {
     /// Leaves the queue, if still in it; the next request at its head is woken.
     fn leave(&mut self) {
         self.recheck = None;
-        let mut q = self.gate.queue.borrow_mut();
-        let Some(i) = q.iter().position(|w| Rc::ptr_eq(w, &self.me)) else {
+        let mut q = self.gate.books.queue();
+        let Some(i) = q.iter().position(|w| Arc::ptr_eq(w, &self.me)) else {
             return;
         };
         q.remove(i);

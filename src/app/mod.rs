@@ -13,7 +13,7 @@ mod supervisor;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use gate::{Gate, GateSpec, Refused, Slot};
+pub use gate::{Gate, GateSpec, Pool, Refused, Slot};
 pub use supervisor::{status, AppStatus, Supervisor};
 
 /// How each process is told where to listen.
@@ -74,6 +74,7 @@ impl AppSpec {
                 queue: 100,
                 queue_timeout: Duration::from_secs(30),
                 max_requests: 0,
+                pool: Pool::Auto,
             },
             request_timeout: Duration::from_secs(60),
             max_requests: 0,

@@ -31,6 +31,8 @@ pub struct AppStatus {
     /// Processes a shard found stuck (no answer within the request timeout): the supervisor
     /// replaces them. Touched only on that failure.
     replace: Mutex<Vec<usize>>,
+    /// The books every shard's gate keeps with `pool = "shared"`.
+    pub(super) books: Arc<super::gate::Books>,
 }
 
 impl AppStatus {
@@ -75,6 +77,7 @@ fn register(name: &str, processes: usize) -> Arc<AppStatus> {
         active: (0..processes).map(|_| AtomicU8::new(0)).collect(),
         in_flight: (0..processes).map(|_| Default::default()).collect(),
         served: (0..processes).map(|_| AtomicU64::new(0)).collect(),
+        books: Arc::new(super::gate::Books::new(processes)),
         ..Default::default()
     });
     registry()
