@@ -668,6 +668,7 @@ pub fn run_cli(
     args: ServeArgs,
     argv: Vec<std::ffi::OsString>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    crate::upgrade::take_env()?;
     let (cfg, site) = crate::config_file::resolve(args, &argv)?;
     let builtin = cfg.builtin;
     let shards = if cfg.inherited.len() > 1 {
@@ -991,7 +992,7 @@ impl Watchdog {
 
 /// Stops the shards and waits for them to finish what is in flight: exit 0 when they did within
 /// the shutdown timeout, 1 when some were cut off; a second SIGINT or SIGTERM exits at once
-/// (130), SIGUSR1 still reopens the access log.
+/// (130), SIGUSR1 still reopens the access log, SIGUSR2 is ignored (no upgrade while draining).
 fn drain(running: Running, shutdown_timeout: Duration, print_stats: bool) -> ExitCode {
     running.shutdown();
     let log = running.log.clone();
@@ -1021,6 +1022,11 @@ fn drain(running: Running, shutdown_timeout: Duration, print_stats: bool) -> Exi
             if let Some(log) = &log {
                 let _ = log.reopen();
             }
+        } else if sig == Some(libc::SIGUSR2) {
+            eprintln!(
+                "ringshard: SIGUSR2 ignored: this process is draining (pid {})",
+                std::process::id()
+            );
         } else if sig.is_some() {
             eprintln!("ringshard: second signal: exiting now");
             std::process::exit(130);

@@ -25,6 +25,8 @@ pub const READY_WITHIN: Duration = Duration::from_secs(120);
 struct Handed {
     sockets: Vec<(String, Vec<OwnedFd>)>,
     ready: Option<UnixStream>,
+    /// An upgrade started this process.
+    upgraded: bool,
 }
 
 static HANDED: Mutex<Option<Handed>> = Mutex::new(None);
@@ -56,6 +58,7 @@ fn read_env() -> Result<Handed, String> {
             sockets.push((key, fds));
         }
     }
+    let upgraded = std::env::var_os(READY_VAR).is_some();
     let ready = match std::env::var(READY_VAR) {
         Ok(n) => {
             let n: RawFd = n
@@ -68,12 +71,26 @@ fn read_env() -> Result<Handed, String> {
         }
         Err(_) => None,
     };
-    Ok(Handed { sockets, ready })
+    Ok(Handed {
+        sockets,
+        ready,
+        upgraded,
+    })
+}
+
+/// Reads what an upgrading parent handed over, and takes its variables out of the environment:
+/// the app processes this one starts must not see them. Called while the process has one
+/// thread.
+pub fn take_env() -> Result<(), String> {
+    drop(handed()?);
+    std::env::remove_var(FDS_VAR);
+    std::env::remove_var(READY_VAR);
+    Ok(())
 }
 
 /// Whether this process was started by an upgrade.
 pub fn is_upgrade() -> bool {
-    std::env::var_os(READY_VAR).is_some()
+    handed().is_ok_and(|h| h.as_ref().is_some_and(|h| h.upgraded))
 }
 
 /// The sockets handed over for listener `key`, if any (taken: asked again, none).
