@@ -1,7 +1,9 @@
 //! End-to-end tests of `ringshard load` against small std::net servers with known behaviour,
 //! over loopback. Each run is bounded (a few seconds) and tolerances are generous where the
 //! behaviour allows, so a loaded 2-core machine does not make them flake.
-use std::collections::BTreeMap;
+mod common;
+
+use common::json::Json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -179,170 +181,7 @@ fn load_json(args: &[&str]) -> Json {
     if !r.stderr.is_empty() {
         eprintln!("stderr of {args:?}: {}", r.stderr);
     }
-    parse_json(&r.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", r.stdout))
-}
-
-// ---------------------------------------------------------------------------------------------
-// A small JSON reader, enough for the report
-
-#[derive(Debug, Clone)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(BTreeMap<String, Json>),
-}
-
-impl Json {
-    fn get(&self, path: &str) -> &Json {
-        let mut v = self;
-        for k in path.split('.') {
-            v = match v {
-                Json::Obj(m) => m.get(k).unwrap_or_else(|| panic!("no key {k} in {path}")),
-                _ => panic!("{path}: not an object"),
-            };
-        }
-        v
-    }
-    fn num(&self, path: &str) -> f64 {
-        match self.get(path) {
-            Json::Num(n) => *n,
-            o => panic!("{path} is {o:?}"),
-        }
-    }
-    fn u(&self, path: &str) -> u64 {
-        self.num(path) as u64
-    }
-}
-
-fn parse_json(s: &str) -> Result<Json, String> {
-    let b = s.trim().as_bytes();
-    let mut i = 0;
-    let v = value(b, &mut i)?;
-    if i != b.len() {
-        return Err(format!("trailing data at {i}"));
-    }
-    Ok(v)
-}
-
-fn ws(b: &[u8], i: &mut usize) {
-    while *i < b.len() && b[*i].is_ascii_whitespace() {
-        *i += 1;
-    }
-}
-
-fn value(b: &[u8], i: &mut usize) -> Result<Json, String> {
-    ws(b, i);
-    let lit = |i: &mut usize, w: &str, v: Json| {
-        if b[*i..].starts_with(w.as_bytes()) {
-            *i += w.len();
-            Ok(v)
-        } else {
-            Err(format!("bad literal at {i}"))
-        }
-    };
-    match b.get(*i) {
-        Some(b'{') => {
-            *i += 1;
-            let mut m = BTreeMap::new();
-            ws(b, i);
-            if b.get(*i) == Some(&b'}') {
-                *i += 1;
-                return Ok(Json::Obj(m));
-            }
-            loop {
-                ws(b, i);
-                let Json::Str(k) = value(b, i)? else {
-                    return Err("key".into());
-                };
-                ws(b, i);
-                if b.get(*i) != Some(&b':') {
-                    return Err(format!("expected : at {i}"));
-                }
-                *i += 1;
-                m.insert(k, value(b, i)?);
-                ws(b, i);
-                match b.get(*i) {
-                    Some(b',') => *i += 1,
-                    Some(b'}') => {
-                        *i += 1;
-                        return Ok(Json::Obj(m));
-                    }
-                    _ => return Err(format!("expected , or }} at {i}")),
-                }
-            }
-        }
-        Some(b'[') => {
-            *i += 1;
-            let mut a = Vec::new();
-            ws(b, i);
-            if b.get(*i) == Some(&b']') {
-                *i += 1;
-                return Ok(Json::Arr(a));
-            }
-            loop {
-                a.push(value(b, i)?);
-                ws(b, i);
-                match b.get(*i) {
-                    Some(b',') => *i += 1,
-                    Some(b']') => {
-                        *i += 1;
-                        return Ok(Json::Arr(a));
-                    }
-                    _ => return Err(format!("expected , or ] at {i}")),
-                }
-            }
-        }
-        Some(b'"') => {
-            *i += 1;
-            let mut s = String::new();
-            while let Some(&c) = b.get(*i) {
-                *i += 1;
-                match c {
-                    b'"' => return Ok(Json::Str(s)),
-                    b'\\' => {
-                        let e = *b.get(*i).ok_or("escape")?;
-                        *i += 1;
-                        match e {
-                            b'u' => {
-                                let h = std::str::from_utf8(&b[*i..*i + 4])
-                                    .map_err(|e| e.to_string())?;
-                                s.push(
-                                    char::from_u32(
-                                        u32::from_str_radix(h, 16).map_err(|e| e.to_string())?,
-                                    )
-                                    .unwrap_or('?'),
-                                );
-                                *i += 4;
-                            }
-                            b'n' => s.push('\n'),
-                            b't' => s.push('\t'),
-                            other => s.push(other as char),
-                        }
-                    }
-                    c => s.push(c as char),
-                }
-            }
-            Err("unterminated string".into())
-        }
-        Some(b't') => lit(i, "true", Json::Bool(true)),
-        Some(b'f') => lit(i, "false", Json::Bool(false)),
-        Some(b'n') => lit(i, "null", Json::Null),
-        Some(_) => {
-            let st = *i;
-            while *i < b.len() && (b[*i].is_ascii_digit() || b"+-.eE".contains(&b[*i])) {
-                *i += 1;
-            }
-            std::str::from_utf8(&b[st..*i])
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .map(Json::Num)
-                .ok_or_else(|| format!("bad number at {st}"))
-        }
-        None => Err("unexpected end".into()),
-    }
+    Json::try_parse(&r.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", r.stdout))
 }
 
 fn tmp_file(name: &str, content: &str) -> String {
@@ -356,7 +195,7 @@ fn tmp_file(name: &str, content: &str) -> String {
 
 #[test]
 fn the_json_reader_reads_json() {
-    let j = parse_json(r#"{"a": [1, true, null, "x\"y"], "b": {"c": -2.5e1}}"#).unwrap();
+    let j = Json::try_parse(r#"{"a": [1, true, null, "x\"y"], "b": {"c": -2.5e1}}"#).unwrap();
     match j.get("a") {
         Json::Arr(v) => {
             assert!(
@@ -365,8 +204,8 @@ fn the_json_reader_reads_json() {
         }
         o => panic!("{o:?}"),
     }
-    assert_eq!(j.num("b.c"), -25.0);
-    assert!(parse_json("{").is_err());
+    assert_eq!(j.num_at("b.c"), -25.0);
+    assert!(Json::try_parse("{").is_err());
 }
 
 #[test]
@@ -649,7 +488,7 @@ fn fixed_rate_is_achieved_within_5_percent() {
             threads,
             &s.url,
         ]);
-        let rate = j.num("rate");
+        let rate = j.num_at("rate");
         assert!(
             (rate - 2000.0).abs() <= 100.0,
             "{threads} thread(s): achieved {rate} req/s"
@@ -725,7 +564,7 @@ fn timeouts_are_counted() {
         &url,
     ]);
     assert_eq!(r.code, 1, "no request completed: {}", r.stderr);
-    let j = parse_json(&r.stdout).unwrap();
+    let j = Json::try_parse(&r.stdout).unwrap();
     assert!(j.u("errors.timeout") >= 2, "{}", r.stdout);
     assert_eq!(j.u("requests"), 0);
 }
@@ -976,7 +815,7 @@ fn ctrl_c_stops_the_run_and_still_reports() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "stderr: {stderr}");
-    let j = parse_json(&String::from_utf8_lossy(&out.stdout))
+    let j = Json::try_parse(&String::from_utf8_lossy(&out.stdout))
         .unwrap_or_else(|e| panic!("bad JSON ({e}); stderr: {stderr}"));
     assert!(j.u("requests") > 0);
     assert_eq!(

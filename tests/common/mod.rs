@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: spawn the binary, speak raw bytes, parse responses.
 #![allow(dead_code)]
 
+pub mod json;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
