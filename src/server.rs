@@ -668,6 +668,9 @@ pub fn run_cli(
     args: ServeArgs,
     argv: Vec<std::ffi::OsString>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // Before any thread starts (the apps' supervisors): a signal must never reach a thread
+    // that would take its default action.
+    signals::block_shutdown_signals()?;
     crate::upgrade::take_env()?;
     let (cfg, site) = crate::config_file::resolve(args, &argv)?;
     let builtin = cfg.builtin;
@@ -683,6 +686,12 @@ pub fn run_cli(
     for app in site.iter().flat_map(|s| s.apps.iter()) {
         pools.push(crate::app::Supervisor::start(app.clone())?);
     }
+    let app_start: Duration = site
+        .iter()
+        .flat_map(|s| s.apps.iter())
+        .map(|a| a.ready_timeout)
+        .sum();
+    crate::upgrade::allow_for_apps(app_start);
     if crate::upgrade::is_upgrade() {
         // The old process serves meanwhile: this one says it is ready only with its apps.
         for pool in &pools {
@@ -774,7 +783,6 @@ where
         Some(path) => Some(PidFile::write(path)?),
         None => None,
     };
-    crate::upgrade::say_ready();
     for (i, l) in running.listening().iter().enumerate() {
         match i {
             0 => eprintln!(
@@ -796,6 +804,8 @@ where
             running.threads.len()
         ));
     }
+    // After READY=1 and MAINPID=: the old process exits once it hears this.
+    crate::upgrade::say_ready();
     let tick = watchdog.interval.map_or(Duration::from_millis(500), |w| {
         (w / 2).min(Duration::from_millis(500))
     });
@@ -822,6 +832,10 @@ where
             Some(libc::SIGUSR2) => {
                 match running.start_upgrade(&binary, &args) {
                     Ok(u) => {
+                        // The new process steers the shared groups from now on.
+                        if let Some(s) = &running.steering {
+                            s.pause();
+                        }
                         eprintln!(
                             "ringshard: SIGUSR2: upgrading: started {} (pid {}); serving until it is ready",
                             binary.display(),
@@ -856,6 +870,9 @@ where
                 }
                 crate::upgrade::Progress::Failed(why) => {
                     eprintln!("ringshard: upgrade failed: {why}; still serving");
+                    if let Some(s) = &running.steering {
+                        s.resume();
+                    }
                     if let Some(n) = &notifier {
                         n.send(&format!("READY=1\nMAINPID={}", std::process::id()));
                     }
@@ -869,18 +886,33 @@ where
         #[cfg(debug_assertions)]
         running.debug_panic_hook();
         if let Err(why) = running.replace_dead() {
+            if let Some(mut u) = upgrade.take() {
+                u.abandon(); // not left serving beside a process that exits
+            }
             crate::lifecycle::DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
             running.shutdown();
             let _ = running.wait(Some(Duration::from_secs(1)));
             return Err(why.into());
         }
     };
+    if let (Some(u), true) = (&mut upgrade, sig != libc::SIGUSR2) {
+        // Stopping while a new process starts: it goes too, unless it is ready already (then
+        // it serves, and this one hands over as it would have).
+        match u.poll() {
+            crate::upgrade::Progress::Ready(_) => {
+                running.hand_over();
+                crate::lifecycle::DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(drain(running, shutdown_timeout, print_stats, true));
+            }
+            _ => u.abandon(),
+        }
+    }
     crate::lifecycle::DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
     if sig == libc::SIGUSR2 {
         // The new process says READY=1 and MAINPID= itself; STOPPING=1 from here would tell
         // systemd the service stops.
         running.hand_over();
-        return Ok(drain(running, shutdown_timeout, print_stats));
+        return Ok(drain(running, shutdown_timeout, print_stats, false));
     }
     let name = if sig == libc::SIGINT {
         "SIGINT"
@@ -891,7 +923,7 @@ where
     if let Some(n) = &notifier {
         n.send("STOPPING=1\nSTATUS=draining");
     }
-    Ok(drain(running, shutdown_timeout, print_stats))
+    Ok(drain(running, shutdown_timeout, print_stats, true))
 }
 
 /// `--pid-file`: the pid, written whole (a new file renamed over the old, so a reader never
@@ -992,8 +1024,14 @@ impl Watchdog {
 
 /// Stops the shards and waits for them to finish what is in flight: exit 0 when they did within
 /// the shutdown timeout, 1 when some were cut off; a second SIGINT or SIGTERM exits at once
-/// (130), SIGUSR1 still reopens the access log, SIGUSR2 is ignored (no upgrade while draining).
-fn drain(running: Running, shutdown_timeout: Duration, print_stats: bool) -> ExitCode {
+/// (130; `signalled`: whether a signal began the drain, else a first one is only noted),
+/// SIGUSR1 still reopens the access log, SIGUSR2 is ignored (no upgrade while draining).
+fn drain(
+    running: Running,
+    shutdown_timeout: Duration,
+    print_stats: bool,
+    mut signalled: bool,
+) -> ExitCode {
     running.shutdown();
     let log = running.log.clone();
     let (tx, rx) = mpsc::channel();
@@ -1027,6 +1065,13 @@ fn drain(running: Running, shutdown_timeout: Duration, print_stats: bool) -> Exi
                 "ringshard: SIGUSR2 ignored: this process is draining (pid {})",
                 std::process::id()
             );
+        } else if sig.is_some() && !signalled {
+            // A drain that no signal began (an upgrade's old process): this one is the first.
+            eprintln!(
+                "ringshard: already draining (pid {}); a second signal exits now",
+                std::process::id()
+            );
+            signalled = true;
         } else if sig.is_some() {
             eprintln!("ringshard: second signal: exiting now");
             std::process::exit(130);

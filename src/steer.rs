@@ -19,16 +19,40 @@ struct Inner {
     /// from each socket of the group, in the group's order.
     groups: Vec<(OwnedFd, Vec<usize>)>,
     full: Vec<bool>,
+    /// An upgrade's new process steers the groups (they are its too) until it fails.
+    paused: bool,
 }
 
 impl Steering {
+    /// Steering for `groups`, none of whose shards is full yet: a program a previous process
+    /// left on a group (it was handed over) is taken away.
     pub fn new(groups: Vec<(OwnedFd, Vec<usize>)>, shards: usize) -> Steering {
+        for (fd, _) in &groups {
+            let _ = crate::sys::socket::detach_reuseport_program(fd);
+        }
         Steering {
             inner: Mutex::new(Inner {
                 groups,
                 full: vec![false; shards],
+                paused: false,
             }),
         }
+    }
+
+    /// An upgrade starts: the program is taken away and this process steers no more.
+    pub fn pause(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.paused = true;
+        for (fd, _) in &inner.groups {
+            let _ = crate::sys::socket::detach_reuseport_program(fd);
+        }
+    }
+
+    /// The upgrade failed: this process steers again, from its shards' state now.
+    pub fn resume(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.paused = false;
+        inner.apply();
     }
 
     /// Shard `shard` became full (`true`) or has room again.
@@ -41,18 +65,8 @@ impl Steering {
             return;
         }
         *f = full;
-        let steer = inner.full.iter().any(|f| *f) && !inner.full.iter().all(|f| *f);
-        for (fd, owners) in &inner.groups {
-            let open: Vec<u32> = (0..owners.len() as u32)
-                .filter(|&i| !inner.full[owners[i as usize]])
-                .collect();
-            let result = match steer && !open.is_empty() {
-                true => crate::sys::socket::attach_reuseport_program(fd, &program(&open)),
-                false => crate::sys::socket::detach_reuseport_program(fd),
-            };
-            if let Err(e) = result {
-                eprintln!("ringshard: cannot steer new connections away from full shards: {e}");
-            }
+        if !inner.paused {
+            inner.apply();
         }
     }
 
@@ -63,6 +77,25 @@ impl Steering {
             .unwrap_or_else(|e| e.into_inner())
             .groups
             .clear();
+    }
+}
+
+impl Inner {
+    /// Attaches each group's program for the shards full now, or takes it away.
+    fn apply(&self) {
+        let steer = self.full.iter().any(|f| *f) && !self.full.iter().all(|f| *f);
+        for (fd, owners) in &self.groups {
+            let open: Vec<u32> = (0..owners.len() as u32)
+                .filter(|&i| !self.full[owners[i as usize]])
+                .collect();
+            let result = match steer && !open.is_empty() {
+                true => crate::sys::socket::attach_reuseport_program(fd, &program(&open)),
+                false => crate::sys::socket::detach_reuseport_program(fd),
+            };
+            if let Err(e) = result {
+                eprintln!("ringshard: cannot steer new connections away from full shards: {e}");
+            }
+        }
     }
 }
 

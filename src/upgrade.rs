@@ -18,8 +18,20 @@ use std::time::{Duration, Instant};
 const FDS_VAR: &str = "RINGSHARD_UPGRADE_FDS";
 const READY_VAR: &str = "RINGSHARD_UPGRADE_READY";
 
-/// How long the new process has to become ready (its apps included).
-pub const READY_WITHIN: Duration = Duration::from_secs(120);
+/// How long a new process has to become ready, in milliseconds: 120 s, or more when its apps
+/// may take longer to start (see [`allow_for_apps`]).
+static READY_WITHIN_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(120_000);
+
+/// The apps of this process take up to `start` to become ready: a new process is given that,
+/// and a minute more, before the upgrade is counted as failed.
+pub fn allow_for_apps(start: Duration) {
+    let ms = (start + Duration::from_secs(60)).as_millis() as u64;
+    READY_WITHIN_MS.fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn ready_within() -> Duration {
+    Duration::from_millis(READY_WITHIN_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 /// What a previous process handed to this one, read once from the environment.
 struct Handed {
@@ -172,6 +184,9 @@ impl Upgrade {
         if std::env::var_os("LISTEN_FDS").is_some() {
             cmd.env("LISTEN_PID", std::process::id().to_string());
         }
+        // systemd's watchdog names this process; the new one pings for itself once it is the
+        // main process (NotifyAccess=all takes its pings before).
+        cmd.env_remove("WATCHDOG_PID");
         let mut keep = all.to_vec();
         keep.push(theirs.as_raw_fd());
         crate::sys::process::keep_descriptors(&mut cmd, keep);
@@ -216,18 +231,18 @@ impl Upgrade {
             Ok(None) => {}
             Err(e) => return Progress::Failed(format!("cannot watch the new process: {e}")),
         }
-        if self.started.elapsed() > READY_WITHIN {
+        if self.started.elapsed() > ready_within() {
             self.abandon();
             return Progress::Failed(format!(
                 "the new process was not ready within {} s; stopped it",
-                READY_WITHIN.as_secs()
+                ready_within().as_secs()
             ));
         }
         Progress::Waiting
     }
 
-    /// Stops a new process that never became ready, and reaps it off this thread.
-    fn abandon(&mut self) {
+    /// Stops the new process (it never became ready, or this one stops first) and reaps it.
+    pub fn abandon(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -283,6 +283,9 @@ impl Future for Queued {
     type Output = Result<usize, Refused>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The waker first: a release on another shard between the look below and this store
+        // would otherwise find nobody to wake.
+        *self.me.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
         let at_head = self
             .gate
             .books
@@ -300,7 +303,6 @@ impl Future for Queued {
             self.leave();
             return Poll::Ready(Err(Refused::Timeout));
         }
-        *self.me.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
         // The head looks again now and then (a process may become ready without a release);
         // every waiter wakes at its deadline.
         let wake_at = if at_head {

@@ -267,6 +267,7 @@ impl<H: Handler> Shard<H> {
     /// end instead of waiting) and its listeners let go; the rest is leaked by the caller.
     pub fn stop_after_panic(&mut self) {
         self.core.conns.clear();
+        crate::io::driver().drop_tasks();
         self.listeners.clear();
     }
 

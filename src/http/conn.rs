@@ -503,6 +503,11 @@ impl Conn {
 
     /// The peer closed while a handler that gives up on such requests was still working on the
     /// answer: the connection can end now.
+    /// Drops the handler's task, if any, without answering (its shard died).
+    pub fn drop_task(&mut self) {
+        self.task = None;
+    }
+
     pub fn abandoned_by_peer(&self) -> bool {
         self.peer_done && self.abandon_on_eof && matches!(self.task, Some(Task::Later(..)))
     }

@@ -403,6 +403,11 @@ impl Driver {
     }
 
     /// Spawned tasks not finished.
+    /// A dead shard's tasks are dropped (see `spawn::Tasks::drop_all`).
+    pub fn drop_tasks(&self) {
+        self.tasks.drop_all();
+    }
+
     pub fn tasks(&self) -> usize {
         self.tasks.len()
     }

@@ -51,6 +51,19 @@ impl Tasks {
         drop(dropped); // outside the borrow: their drops reach the driver
     }
 
+    /// Drops every task (a dead shard's: what they hold, such as an app process's slot, is
+    /// given back; the buffers of their operations stay in the driver).
+    pub(super) fn drop_all(&self) {
+        let dropped: Vec<Task> = self
+            .tasks
+            .borrow_mut()
+            .drain()
+            .filter_map(|t| t.0)
+            .collect();
+        self.background.set(0);
+        drop(dropped); // outside the borrow: their drops reach the driver
+    }
+
     /// Tasks a draining shard waits for (not the background ones).
     pub(super) fn len(&self) -> usize {
         self.tasks.borrow().len() - self.background.get()

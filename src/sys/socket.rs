@@ -98,8 +98,19 @@ pub fn from_inherited(fd: RawFd) -> io::Result<OwnedFd> {
             format!("fd {fd} is not a listening socket"),
         ));
     }
+    // SAFETY: fcntl on a descriptor this process was given; it only sets a flag (the processes
+    // ringshard starts must not inherit a listening socket).
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     // SAFETY: the descriptor was handed to this process to own; it is checked to be a socket.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Closes a dead shard's connection socket, which only a leaked structure still names.
+pub fn close_abandoned(fd: RawFd) {
+    shutdown(fd);
+    // SAFETY: close(2) on a descriptor this process opened and nothing will use again (its
+    // connection is leaked with its shard); operations in flight hold their own references.
+    unsafe { libc::close(fd) };
 }
 
 /// `SO_ATTACH_REUSEPORT_CBPF` and `SO_DETACH_REUSEPORT_BPF` (asm-generic/socket.h).

@@ -340,20 +340,28 @@ impl<H: Handler> Shard<H> {
     /// still write stay allocated.
     pub fn stop_after_panic(&mut self) {
         self.abandoned = true;
-        for (_, c) in self.core.conns.iter() {
-            if let Sock::Fd(fd) = c.sock {
-                crate::sys::socket::shutdown(fd);
-            }
-        }
-        let cancel = token::encode(Op::Cancel, 0, 0);
+        let cancel = token::encode(Op::Cancel, u32::MAX, 0); // no connection's slot
         if let Err(e) = self.ring.cancel_everything(cancel, Duration::from_secs(1)) {
             eprintln!(
                 "ringshard: shard {}: cannot cancel the dead ring's operations: {e}",
                 self.core.shard.id
             );
         }
+        // Operations hold their own references to the files: closing is safe now, and frees
+        // the descriptors (a closed connection's number may be another's already: skipped).
+        for (_, c) in self.core.conns.iter_mut() {
+            c.session.http.drop_task(); // gives back what it held (an app slot, a queue place)
+            if let (Sock::Fd(fd), false) = (c.sock, c.closed) {
+                crate::sys::socket::close_abandoned(fd);
+                c.closed = true;
+            }
+        }
+        self.io.drop_tasks();
         if self.features.direct {
             self.ring.close_registered_files();
+        }
+        for l in &mut self.listeners {
+            l.fd = None; // the process keeps its own copy
         }
     }
 
