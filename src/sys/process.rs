@@ -29,9 +29,10 @@ pub fn own_group_dying_with_parent(cmd: &mut Command) {
 unsafe fn unblock_all_signals() -> std::io::Result<()> {
     // SAFETY: sigset_t is plain old data, emptied by sigemptyset before use.
     let mut none: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `none` is a live sigset_t; sigprocmask with no old-set output.
-    if unsafe { libc::sigemptyset(&mut none) } != 0
-        || unsafe { libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) } != 0
+    // SAFETY: `none` is a live sigset_t.
+    let emptied = unsafe { libc::sigemptyset(&mut none) } == 0;
+    // SAFETY: sigprocmask with a live, empty set and no old-set output.
+    if !emptied || unsafe { libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) } != 0
     {
         return Err(std::io::Error::last_os_error());
     }
