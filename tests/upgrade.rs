@@ -3,7 +3,8 @@
 //! MAINPID after RELOADING=1, and rewrites the pid file; the old process answers the next
 //! request of an idle keep-alive connection with `Connection: close` instead of closing it
 //! under its client, then exits 0 and leaves the unix socket file to the new one. A new binary
-//! that exits at once, or that is missing, leaves the old process serving. Both engines.
+//! that exits at once, or that is missing, leaves the old process serving; an app pool is
+//! started anew by the new process and stopped with the old. Both engines.
 mod common;
 
 use std::io::{Read, Write};
@@ -296,7 +297,104 @@ fn an_upgrade_keeps_activated_sockets_and_may_change_the_shard_count(engine: &[&
     wait_gone(previous);
 }
 
+/// The pids the log says became ready, in order.
+fn ready_pids(log: &str) -> Vec<u32> {
+    log.lines()
+        .filter(|l| l.starts_with("ringshard: app ") && l.contains("] ready ("))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
+        .collect()
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// An app pool across an upgrade: the new process starts its own app processes and says it is
+/// ready only once they accept; the old one's are stopped when it exits; requests are answered
+/// throughout; and the new process's apps stop on SIGTERM when it does (they do not inherit the
+/// server's blocked signals).
+fn an_upgrade_brings_its_own_app_processes(engine: &[&str]) {
+    let dir = scratch_dir("upgrade", "app", engine);
+    let (pid_file, config, log) = (dir.join("pid"), dir.join("site.toml"), dir.join("app.log"));
+    let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/proxy_app.py");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshards = 2\npid_file = \"{}\"\n\n\
+             [app.web]\ncommand = 'exec python3 {} --unix \"$RINGSHARD_SOCKET\" --log {}'\n\
+             processes = 2\ngrace = \"20s\"\n\n[[route]]\nprefix = \"/\"\napp = \"web\"\n",
+            pid_file.display(),
+            app.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut srv = Server::start_on(
+        "127.0.0.1:0",
+        engine,
+        &["--config", config.to_str().unwrap()],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready_pids(&srv.stderr()).len() < 2 {
+        assert!(Instant::now() < deadline, "{}", srv.stderr());
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let old_apps = ready_pids(&srv.stderr());
+    let mut c = srv.connect();
+    c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.resp().status, 200);
+    drop(c);
+
+    let out = upgrade_cli(&pid_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = read_pid(&pid_file);
+    let _guard = Adopted(new);
+    // Ready was said after the new apps accepted: both are in the log already.
+    let new_apps: Vec<u32> = ready_pids(&srv.stderr())
+        .into_iter()
+        .filter(|p| !old_apps.contains(p))
+        .collect();
+    assert_eq!(new_apps.len(), 2, "{}", srv.stderr());
+    for _ in 0..20 {
+        let mut c = srv.connect();
+        c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(c.resp().status, 200);
+    }
+    assert!(srv
+        .wait_exit(Duration::from_secs(20))
+        .is_some_and(|s| s.success()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old_apps.iter().any(|&p| running(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "the old process's apps outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(new_apps.iter().all(|&p| running(p)));
+    // SIGTERM to the new server: its apps get SIGTERM and go well before their 20 s grace.
+    let t0 = Instant::now();
+    signal(new as i32, libc::SIGTERM);
+    while new_apps.iter().any(|&p| running(p)) || alive(new) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the new process's apps did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 per_engine! {
+    an_upgrade_brings_its_own_app_processes,
     an_upgrade_keeps_activated_sockets_and_may_change_the_shard_count,
     an_upgrade_hands_over_every_listener,
     a_failed_upgrade_leaves_the_old_process_serving,
