@@ -63,6 +63,11 @@ impl<H: Handler, C: Link> Core<H, C> {
         (&mut self.conns, self.shard.env())
     }
 
+    /// Task (`slot`, `gen`) was woken by a message from another shard's ring.
+    pub fn woken_by_message(&mut self, slot: u32, gen: u32) {
+        self.woken.push((slot, gen));
+    }
+
     /// How long the shard may wait for I/O: until the nearest deadline (at least 1 ms), and at
     /// most 100 ms while accepting backs off; `None`: no deadline.
     pub fn wait_timeout(&self) -> Option<Duration> {
@@ -144,7 +149,8 @@ pub(crate) trait Engine {
     /// (a bounded number of rounds; what is left ends the next wait at once).
     fn run_woken(&mut self) {
         for _ in 0..4 {
-            if !self.core().shard.wakeup.pending() {
+            let core = self.core();
+            if !core.shard.wakeup.pending() && core.woken.is_empty() {
                 return;
             }
             self.run_woken_once();

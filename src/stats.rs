@@ -38,6 +38,9 @@ pub struct ShardStats {
     pub short_sends: u64,
     pub zc_sends: u64,
     pub accept_errors: u64,
+    /// Wakes of another shard's tasks sent as messages between rings, and those received.
+    pub wake_messages_sent: u64,
+    pub wake_messages_received: u64,
     pub recv_errors: u64,
     pub send_errors: u64,
     pub request_timeouts: u64,
@@ -79,6 +82,8 @@ impl ShardStats {
         self.short_sends += o.short_sends;
         self.zc_sends += o.zc_sends;
         self.accept_errors += o.accept_errors;
+        self.wake_messages_sent += o.wake_messages_sent;
+        self.wake_messages_received += o.wake_messages_received;
         self.recv_errors += o.recv_errors;
         self.send_errors += o.send_errors;
         self.request_timeouts += o.request_timeouts;
@@ -94,7 +99,7 @@ impl ShardStats {
 }
 
 /// Number of counters in [`ShardStats::fields`].
-pub const FIELDS: usize = 32;
+pub const FIELDS: usize = 34;
 
 impl ShardStats {
     /// Every counter as (Prometheus name, help, value), in a fixed order.
@@ -188,6 +193,16 @@ impl ShardStats {
                 "accept_errors_total",
                 "Accepts that failed.",
                 self.accept_errors,
+            ),
+            (
+                "wake_messages_sent_total",
+                "Wakes of another shard's tasks sent as messages to its ring (IORING_OP_MSG_RING).",
+                self.wake_messages_sent,
+            ),
+            (
+                "wake_messages_received_total",
+                "Wakes of this shard's tasks received as messages from another shard's ring.",
+                self.wake_messages_received,
             ),
             (
                 "recv_errors_total",

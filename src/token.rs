@@ -25,6 +25,10 @@ pub enum Op {
     Io = 11,
     /// The cancel of a route's operation (its completion says nothing the shard needs).
     IoCancel = 12,
+    /// A message from another shard's ring: task (slot, generation in the result) was woken.
+    Woken = 13,
+    /// A message this shard sent (by its index among those in flight).
+    Message = 14,
 }
 
 const GEN_MASK: u32 = (1 << 24) - 1;
@@ -49,6 +53,8 @@ pub fn decode(ud: u64) -> Option<(Op, u32, u32)> {
         10 => Op::Connect,
         11 => Op::Io,
         12 => Op::IoCancel,
+        13 => Op::Woken,
+        14 => Op::Message,
         _ => return None,
     };
     Some((op, ud as u32, (ud >> 32) as u32 & GEN_MASK))

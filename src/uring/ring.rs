@@ -515,6 +515,21 @@ impl Ring {
         self.timeout_armed = false;
     }
 
+    /// Sends the ring `ring_fd` a completion of its own (`IORING_OP_MSG_RING`, 5.18+) with
+    /// `data` and `result`; this ring's completion `ud` says whether it went.
+    pub fn message(&mut self, ring_fd: i32, data: u64, result: i32, ud: u64) {
+        let e = opcode::MsgRingData::new(types::Fd(ring_fd), result, data, None)
+            .build()
+            .user_data(ud);
+        self.push(e);
+    }
+
+    /// This ring's descriptor (where other shards send their messages).
+    pub fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.ring.as_raw_fd()
+    }
+
     /// Cancels every operation in flight (`IORING_ASYNC_CANCEL_ANY`, 5.19+) and waits up to
     /// `limit` for the kernel to confirm. The buffers those operations used stay allocated:
     /// the caller keeps them for the life of the process.

@@ -121,6 +121,10 @@ pub struct Shard<H: Handler> {
     load: ThreadLoad,
     /// The ring stopped answering: the shard must be leaked, not dropped (see `abandon`).
     abandoned: bool,
+    /// Wakes of other shards' tasks made this turn, and those sent as messages whose
+    /// completion has not come (each taken the ordinary way if it could not be sent).
+    outbox: Vec<crate::wake::Message>,
+    messages: slab::Slab<crate::wake::Message>,
 }
 
 /// Longest a wait lasts while waits batch: an idle shard then closes a load window and stops.
@@ -181,6 +185,8 @@ impl<H: Handler> Shard<H> {
             busy,
             load,
             abandoned: false,
+            outbox: Vec::new(),
+            messages: slab::Slab::new(),
             reap_max: if cfg.reap == 0 {
                 usize::MAX
             } else {
@@ -229,6 +235,7 @@ impl<H: Handler> Shard<H> {
     /// [`Shard::abandoned`] says so).
     pub fn run(&mut self) -> ShardStats {
         self.core.shard.wakeup.enter();
+        self.core.shard.wakeup.use_messages(self.ring.raw_fd());
         self.io.set_wakeup(self.core.shard.wakeup.clone());
         self.arm_wake();
         self.arm_accept();
@@ -281,6 +288,7 @@ impl<H: Handler> Shard<H> {
             self.core.shard.flush_log();
             self.io.expire();
             self.start_io();
+            self.send_messages();
             let stats = &self.core.shard.stats;
             self.gather = self.next_gather(stats.recvs - recvs, stats.sends - sends);
 
@@ -296,8 +304,37 @@ impl<H: Handler> Shard<H> {
                 break;
             }
         }
+        self.core.shard.wakeup.stop_messages();
         self.stop_wake();
         self.counters()
+    }
+
+    /// Sends this turn's wakes of other shards' tasks as messages to their rings.
+    fn send_messages(&mut self) {
+        crate::wake::take_outbox(&mut self.outbox);
+        for m in self.outbox.drain(..) {
+            let (fd, slot, gen) = (m.ring_fd, m.slot, m.gen);
+            let id = self.messages.insert(m) as u32;
+            self.core.shard.stats.wake_messages_sent += 1;
+            let data = token::encode(Op::Woken, slot, 0);
+            self.ring
+                .message(fd, data, gen as i32, token::encode(Op::Message, id, 0));
+        }
+    }
+
+    /// A message's completion: one that could not be sent is taken the ordinary way (and an
+    /// old kernel's refusal sends no more).
+    fn on_message_sent(&mut self, id: u32, result: i32) {
+        let Some(m) = self.messages.try_remove(id as usize) else {
+            return;
+        };
+        if result < 0 {
+            self.core.shard.stats.wake_messages_sent -= 1;
+            if result == -libc::EINVAL || result == -libc::EOPNOTSUPP {
+                crate::wake::no_messages_from_here();
+            }
+            m.to.wake_task(m.slot, m.gen);
+        }
     }
 
     /// How many completions the next wait gathers, after a turn that handled `recvs` receives
@@ -340,6 +377,7 @@ impl<H: Handler> Shard<H> {
     /// still write stay allocated.
     pub fn stop_after_panic(&mut self) {
         self.abandoned = true;
+        self.core.shard.wakeup.stop_messages();
         let cancel = token::encode(Op::Cancel, u32::MAX, 0); // no connection's slot
         if let Err(e) = self.ring.cancel_everything(cancel, Duration::from_secs(1)) {
             eprintln!(
@@ -401,6 +439,11 @@ impl<H: Handler> Shard<H> {
                     self.io.complete(slot, r);
                 }
             }
+            Op::Woken => {
+                self.core.shard.stats.wake_messages_received += 1;
+                self.core.woken_by_message(slot, cqe.result as u32)
+            }
+            Op::Message => self.on_message_sent(slot, cqe.result),
             Op::Cancel | Op::Close | Op::Connect | Op::IoCancel => {}
         }
     }
