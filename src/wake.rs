@@ -4,7 +4,9 @@
 //! waker records the connection's token and pokes the shard's eventfd, whose read the ring
 //! keeps armed, so a wake from any thread ends the shard's wait. A wake on the shard's own
 //! thread (a ring completion that finished a route's operation, one task waking another) only
-//! records the token: the loop looks at the list before it waits, so no system call is made.
+//! records the token: the loop looks at the list before it waits, so no system call is made. A
+//! wake made on another io_uring shard's thread goes to that thread's outbox, and its loop sends
+//! it as a message to the target's ring (`IORING_OP_MSG_RING`): no lock, no system call.
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
