@@ -9,12 +9,12 @@
 # at the end.
 #
 # usage: scripts/app-chaos.sh        environment: PROCS [4] CLIENTS [16] RUN_SECONDS [20]
-#   KILL_EVERY [2] SHARDS [2] RINGSHARD_BIN; NO_NGINX=1 leaves nginx out; SAVE_AS / NO_SAVE as
+#   KILL_EVERY [2] SHARDS [2] POOL [auto] RINGSHARD_BIN; NO_NGINX=1 leaves nginx out; SAVE_AS / NO_SAVE as
 #   the other scripts (default scripts/out/app-chaos-DATE.md)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-PROCS=${PROCS:-4} CLIENTS=${CLIENTS:-16} RUN_SECONDS=${RUN_SECONDS:-20} KILL_EVERY=${KILL_EVERY:-2} SHARDS=${SHARDS:-2}
+PROCS=${PROCS:-4} CLIENTS=${CLIENTS:-16} RUN_SECONDS=${RUN_SECONDS:-20} KILL_EVERY=${KILL_EVERY:-2} SHARDS=${SHARDS:-2} POOL=${POOL:-auto}
 RINGSHARD_BIN=${RINGSHARD_BIN:-$root/target/release/ringshard}
 app=$root/tests/proxy_app.py
 tmp=$(mktemp -d /tmp/app-chaos.XXXXXX)
@@ -70,13 +70,14 @@ shards = $SHARDS
 [app.web]
 command = 'exec python3 $app --unix "\$RINGSHARD_SOCKET" --log $log'
 processes = $PROCS
+pool = "$POOL"
 [[route]]
 prefix = "/"
 app = "web"
 CONF
   setsid "$RINGSHARD_BIN" serve --config "$tmp/app.toml" > "$tmp/ringshard.stderr" 2>&1 < /dev/null &
   pids_to_stop+=($!)
-  run "ringshard $SHARDS shards, app pool" 18730 "$log"
+  run "ringshard $SHARDS shards, app pool ($POOL)" 18730 "$log"
   kill -TERM -- "-${pids_to_stop[-1]}" 2>/dev/null || true
   sleep 1
   if [[ -z ${NO_NGINX:-} ]] && command -v nginx > /dev/null; then
@@ -108,4 +109,6 @@ CONF
 })
 echo "$report"
 out=${SAVE_AS:-$root/scripts/out/app-chaos-$(date -u +%Y-%m-%dT%H%MZ).md}
+base=${out%.md} n=1
+while [[ -z ${SAVE_AS:-} && -e $out ]]; do n=$((n + 1)); out=$base-$n.md; done
 [[ -n ${NO_SAVE:-} ]] || { mkdir -p "$(dirname "$out")"; echo "$report" > "$out"; echo "saved to $out" >&2; }
