@@ -105,6 +105,56 @@ pub fn from_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Takes the connections waiting in a listening socket's queue, without waiting for more (at
+/// most `max`). For a drain that hands the socket to another process: a wake-up the kernel gave
+/// this process's cancelled accept (io_uring's accepts wait exclusively: one waiter is woken per
+/// connection) would otherwise leave its connection waiting until the next one arrives. The
+/// socket is shared, and may be blocking: a receive timeout bounds each accept to 10 ms, and is
+/// put back afterwards.
+pub fn accept_waiting(listener: RawFd, max: usize) -> Vec<OwnedFd> {
+    let tv = |usec| libc::timeval {
+        tv_sec: 0,
+        tv_usec: usec,
+    };
+    let set = |t: libc::timeval| {
+        // SAFETY: setsockopt with a live timeval and its size, on a socket this process holds.
+        unsafe {
+            libc::setsockopt(
+                listener,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&t as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        }
+    };
+    if set(tv(10_000)) != 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    while out.len() < max {
+        // SAFETY: accept4(2) without an address output (both pointers null is allowed).
+        let fd = unsafe {
+            libc::accept4(
+                listener,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break; // EAGAIN after the timeout: nothing waits
+        }
+        // SAFETY: a fresh descriptor the kernel just gave us; nothing else owns it.
+        out.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    set(tv(0));
+    out
+}
+
 /// Closes a dead shard's connection socket, which only a leaked structure still names.
 pub fn close_abandoned(fd: RawFd) {
     shutdown(fd);

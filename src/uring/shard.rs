@@ -493,9 +493,24 @@ impl<H: Handler> Shard<H> {
         if !cqe.more() {
             l.armed = false;
             if self.core.shard.draining {
-                l.fd = None; // no accept refers to it any more: close it
+                // No accept refers to it any more: close it. In a gentle drain another process
+                // accepts from it too: what waits now is taken and served here first (see
+                // `sys::socket::accept_waiting`).
+                let fd = l.fd.take();
+                if let (Some(fd), false) = (fd, self.core.shard.closes_idle()) {
+                    use std::os::fd::{AsRawFd, IntoRawFd};
+                    for sock in crate::sys::socket::accept_waiting(fd.as_raw_fd(), 1024) {
+                        self.adopt(which, Sock::Fd(sock.into_raw_fd()));
+                    }
+                }
+                if cqe.result < 0 {
+                    return;
+                }
             }
         }
+        let Some(l) = self.listeners.get_mut(which as usize) else {
+            return;
+        };
         if cqe.result == -libc::EINVAL && l.multishot {
             // Multishot accept is decided from the kernel version (no probe can see it); a
             // kernel that refuses it gets single-shot accepts from now on.
@@ -542,6 +557,11 @@ impl<H: Handler> Shard<H> {
                 .cancel(token::encode(Op::Accept, which, 0), cancel);
             l.multishot = false;
         }
+        self.adopt(which, sock);
+    }
+
+    /// A connection accepted from listener `which` joins the shard.
+    fn adopt(&mut self, which: u32, sock: Sock) {
         let mut session = Session::new(self.core.shard.now);
         session.http.set_listener(which as usize);
         if let (true, Sock::Fd(fd)) = (self.core.shard.cfg.peers, sock) {
