@@ -8,7 +8,8 @@ Connections are kept alive: requests are read one after another until the peer c
 
 Each request read whole appends one JSON line to the log, flushed at once:
     {"event": "request", "conn": N, "id": X-Test-Id or null, "method", "path",
-     "headers": [[name, value], ...], "body_len", "body_sha256", "trailers": [[name, value], ...]}
+     "headers": [[name, value], ...], "body_len", "body_sha256", "trailers": [[name, value], ...],
+     "in_flight": requests this process has read and not begun to answer, this one included}
 `conn` numbers the connections (1, 2, ...), so a test can tell which requests shared one.
 Each response written whole appends {"event": "sent", "conn": N, "id": ...}.
 
@@ -40,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 LOG = None
 LOG_LOCK = threading.Lock()
+IN_FLIGHT = [0]  # requests read and not yet being answered, in this process
 CONN_IDS = itertools.count(1)
 CONN_LOCK = threading.Lock()
 PATTERN = bytes(range(251))
@@ -116,18 +118,33 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self):
         with CONN_LOCK:
             self.conn = next(CONN_IDS)
+        self.counted = False
         rfile = self.request.makefile("rb")
         try:
             while True:
                 req = read_request(rfile)
-                if req is None or not self.answer(*req):
+                if req is None:
+                    return
+                answered = self.answer(*req)
+                self.uncount()  # an endpoint that closes without a byte
+                if not answered:
                     return
         except (OSError, EOFError, ValueError):
             return
         finally:
+            self.uncount()
             rfile.close()
 
+    def uncount(self):
+        if self.counted:
+            with LOG_LOCK:
+                IN_FLIGHT[0] -= 1
+            self.counted = False
+
     def send(self, data):
+        # Counted out before the first byte goes: once the front can see an answer, this
+        # process no longer counts the request.
+        self.uncount()
         self.request.sendall(data)
 
     def answer(self, method, target, headers, body, trailers):
@@ -136,6 +153,10 @@ class Handler(socketserver.BaseRequestHandler):
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         path = url.path
         test_id = field(headers, "x-test-id")
+        with LOG_LOCK:
+            IN_FLIGHT[0] += 1
+            in_flight = IN_FLIGHT[0]
+        self.counted = True
         record = {
             "event": "request",
             "conn": self.conn,
@@ -146,6 +167,7 @@ class Handler(socketserver.BaseRequestHandler):
             "body_len": len(body),
             "body_sha256": hashlib.sha256(body).hexdigest(),
             "trailers": trailers,
+            "in_flight": in_flight,
         }
         log(record)
         is_head = method == "HEAD"
