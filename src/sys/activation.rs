@@ -49,17 +49,5 @@ pub fn listen_fds(meant_for_parent: bool) -> Result<Vec<(i32, String)>, String> 
 
 /// Whether `fd` is a socket that listens.
 fn listening(fd: i32) -> bool {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a live c_int with its length; fails cleanly on a bad fd.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && v != 0
+    super::socket::get_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).is_ok_and(|v| v != 0)
 }

@@ -7,6 +7,23 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::cvt;
 
+/// An integer socket option's value.
+pub fn get_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a live c_int with its length; fails cleanly on a bad fd.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
 fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: `value` is a live c_int and the length passed matches it.
     cvt(unsafe {
@@ -80,18 +97,7 @@ pub fn bind_unix(path: &std::path::Path, mode: u32, backlog: i32) -> io::Result<
 
 /// Takes over an inherited listening descriptor (a supervisor or an older ringshard passed it).
 pub fn from_inherited(fd: RawFd) -> io::Result<OwnedFd> {
-    let mut kind: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a live c_int with its length; fails cleanly on a bad fd.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut kind as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    })?;
+    let kind = get_int(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)?;
     if kind == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -210,18 +216,7 @@ pub fn detach_reuseport_program(fd: &OwnedFd) -> io::Result<()> {
 /// Takes ownership of an inherited descriptor that must be a stream socket (the readiness
 /// socket of an upgrade).
 pub fn adopt_stream(fd: RawFd) -> io::Result<OwnedFd> {
-    let mut kind: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into a live c_int with its length; fails cleanly on a bad fd.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    })?;
+    let kind = get_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?;
     if kind != libc::SOCK_STREAM {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -390,22 +385,9 @@ pub fn connect(fd: RawFd, addr: &SockAddr) -> i32 {
 
 /// A non-blocking connect's outcome once the socket is writable (`SO_ERROR`, negated).
 pub fn connect_result(fd: RawFd) -> i32 {
-    let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt(2) writes one c_int into `err`, whose size `len` gives.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut err as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        completion(-1)
-    } else {
-        -err
+    match get_int(fd, libc::SOL_SOCKET, libc::SO_ERROR) {
+        Ok(err) => -err,
+        Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
     }
 }
 
