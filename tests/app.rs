@@ -27,29 +27,8 @@ fn serve_app(engine: &[&str], command: &str, processes: &str) -> Server {
     )
 }
 
-/// The pids the log says became ready, in order.
-fn ready_pids(log: &str) -> Vec<i32> {
-    log.lines()
-        .filter(|l| l.starts_with("ringshard: app ") && l.contains("] ready ("))
-        .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
-        .collect()
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie is gone for this purpose: its state is Z.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|r| !r.trim_start().starts_with('Z'))
-    })
+fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    wait_until(what, LIMIT, ok);
 }
 
 fn get_status(srv: &Server, path: &str) -> (u16, String) {
@@ -194,13 +173,24 @@ fn one_process(
     prefix: &str,
     options: &str,
 ) -> (Server, std::path::PathBuf) {
+    one_process_on(engine, name, 1, prefix, options)
+}
+
+/// As [`one_process`], on `shards` shards.
+fn one_process_on(
+    engine: &[&str],
+    name: &str,
+    shards: usize,
+    prefix: &str,
+    options: &str,
+) -> (Server, std::path::PathBuf) {
     let dir = scratch_dir("app", name, engine);
     let log = dir.join("app.log");
     let file = dir.join("site.toml");
     std::fs::write(
         &file,
         format!(
-            "[server]\nshards = 1\n\n[app.web]\ncommand = '{prefix}exec python3 {} --unix \"$RINGSHARD_SOCKET\" --log {}'\nprocesses = 1\n{options}\n\n[[route]]\nprefix = \"/\"\napp = \"web\"\n",
+            "[server]\nshards = {shards}\n\n[app.web]\ncommand = '{prefix}exec python3 {} --unix \"$RINGSHARD_SOCKET\" --log {}'\nprocesses = 1\n{options}\n\n[[route]]\nprefix = \"/\"\napp = \"web\"\n",
             app_script(),
             log.display()
         ),
@@ -328,19 +318,8 @@ fn most_at_once(log: &Path) -> usize {
 /// of one in 32,768.)
 fn fewer_processes_than_shards_share_an_exact_limit(engine: &[&str]) {
     for (pool, most) in [("auto", 1), ("per-shard", 2)] {
-        let dir = scratch_dir("app", &format!("exact-{pool}"), engine);
-        let log = dir.join("app.log");
-        let file = dir.join("site.toml");
-        std::fs::write(
-            &file,
-            format!(
-                "[server]\nshards = 2\n\n[app.web]\ncommand = 'exec python3 {} --unix \"$RINGSHARD_SOCKET\" --log {}'\nprocesses = 1\npool = \"{pool}\"\n\n[[route]]\nprefix = \"/\"\napp = \"web\"\n",
-                app_script(),
-                log.display()
-            ),
-        )
-        .unwrap();
-        let srv = Server::start(engine, &["--config", file.to_str().unwrap()]);
+        let options = format!("pool = \"{pool}\"");
+        let (srv, log) = one_process_on(engine, &format!("exact-{pool}"), 2, "", &options);
         wait_for("the process ready", || ready_pids(&srv.stderr()).len() == 1);
         let mut clients: Vec<Client> = (0..16)
             .map(|i| {

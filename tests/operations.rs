@@ -12,6 +12,18 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// `n` keep-alive connections, each having had a request answered.
+fn served_connections(srv: &Server, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let mut c = srv.connect();
+            c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(c.resp().status, 200);
+            c
+        })
+        .collect()
+}
+
 fn next_message(sock: &UnixDatagram) -> Option<String> {
     let mut buf = [0u8; 4096];
     let n = sock.recv(&mut buf).ok()?;
@@ -111,14 +123,7 @@ fn the_pid_file_is_kept_current(engine: &[&str]) {
 /// them close (below the low-water mark) it is, and nothing was refused.
 fn connections_past_the_limit_are_served_when_others_close(engine: &[&str]) {
     let srv = Server::start(engine, &["--shards", "1", "--max-connections", "4"]);
-    let mut open: Vec<Client> = (0..4)
-        .map(|_| {
-            let mut c = srv.connect();
-            c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
-            assert_eq!(c.resp().status, 200);
-            c
-        })
-        .collect();
+    let mut open = served_connections(&srv, 4);
     let mut fifth = srv.connect(); // the handshake completes: it waits in the backlog
     fifth.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
     fifth.expect_silence(Duration::from_millis(500));
@@ -146,14 +151,7 @@ fn a_shard_that_panics_is_replaced(engine: &[&str]) {
     let mut srv = Server::spawn(cmd);
     // Keep-alive connections on both shards (the kernel hashes them; 20 all on one shard is
     // a chance of one in half a million).
-    let mut conns: Vec<Client> = (0..20)
-        .map(|_| {
-            let mut c = srv.connect();
-            c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
-            assert_eq!(c.resp().status, 200);
-            c
-        })
-        .collect();
+    let mut conns = served_connections(&srv, 20);
     std::fs::write(&trigger, "0").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !srv.stderr().contains("replaced: shard 0") {

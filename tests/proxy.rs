@@ -214,15 +214,6 @@ fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// Waits up to `within` for `ok`; panics with `what` if it never holds.
-fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Checks that the app got `body` whole.
 fn assert_body(rec: &Json, body: &[u8]) {
     assert_eq!(

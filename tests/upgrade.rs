@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -23,11 +23,6 @@ impl Drop for Adopted {
         // SAFETY: kill(2) on a pid; it may be gone already, which is no error here.
         unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
     }
-}
-
-fn alive(pid: u32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid as i32, 0) == 0 }
 }
 
 fn read_pid(file: &Path) -> u32 {
@@ -44,6 +39,39 @@ fn upgrade_cli(pid_file: &Path) -> std::process::Output {
         .arg(pid_file)
         .output()
         .unwrap()
+}
+
+/// `ringshard upgrade` that must succeed: the new pid (stopped when the guard goes) and what
+/// the command printed.
+fn upgrade_ok(pid_file: &Path) -> (u32, Adopted, String) {
+    let out = upgrade_cli(pid_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = read_pid(pid_file);
+    (
+        new,
+        Adopted(new),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Waits until the server's log says `what`.
+fn wait_log(srv: &Server, what: &str) {
+    wait_until(what, Duration::from_secs(10), || {
+        srv.stderr().contains(what)
+    });
+}
+
+/// Waits for process `pid` to exit (it is not the test's child: polled).
+fn wait_gone(pid: u32) {
+    wait_until(
+        &format!("pid {pid} to exit"),
+        Duration::from_secs(20),
+        || !alive(pid as i32),
+    );
 }
 
 /// GET /plaintext over the unix socket at `path`: the status line.
@@ -77,16 +105,9 @@ fn an_upgrade_hands_over_every_listener(engine: &[&str]) {
     idle.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(idle.resp().status, 200);
 
-    let out = upgrade_cli(&pid_file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let new = read_pid(&pid_file);
-    let _new_guard = Adopted(new);
+    let (new, _new_guard, said) = upgrade_ok(&pid_file);
     assert_ne!(new, old);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("pid {new} serves")));
+    assert!(said.contains(&format!("pid {new} serves")), "{said}");
 
     // systemd hears of the reload, then of the new main process.
     let mut said: Vec<String> = Vec::new();
@@ -104,11 +125,7 @@ fn an_upgrade_hands_over_every_listener(engine: &[&str]) {
 
     // The old process, once it has seen the new one ready, answers the idle connection's
     // next request, saying it closes (and that it drains).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !srv.stderr().contains(&format!("upgrade: pid {new} serves")) {
-        assert!(Instant::now() < deadline, "{}", srv.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_log(&srv, &format!("upgrade: pid {new} serves"));
     idle.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     let r = idle.resp();
     assert_eq!((r.status, r.text().as_str()), (503, "draining\n"));
@@ -130,31 +147,18 @@ fn an_upgrade_hands_over_every_listener(engine: &[&str]) {
         "the old process removed the new one's unix socket"
     );
     assert_eq!(unix_get(&unix), "HTTP/1.1 200 OK");
-    assert!(alive(new));
+    assert!(alive(new as i32));
 
     // The new process upgrades in turn (its own pid file, its own sockets).
-    let out = upgrade_cli(&pid_file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let third = read_pid(&pid_file);
-    let _third_guard = Adopted(third);
-    assert!(third != new && alive(third));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while alive(new) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (third, _third_guard, _) = upgrade_ok(&pid_file);
+    assert!(third != new && alive(third as i32));
+    wait_gone(new);
     let mut c = srv.connect();
     c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.resp().status, 200);
     assert_eq!(unix_get(&unix), "HTTP/1.1 200 OK");
     signal(third as i32, libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while alive(third) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(third);
     assert!(!unix.exists(), "the last process left its unix socket file");
 }
 
@@ -202,23 +206,10 @@ fn a_failed_upgrade_leaves_the_old_process_serving(engine: &[&str]) {
     std::fs::remove_file(&broken).unwrap();
     let out = upgrade_cli(&pid_file);
     assert_eq!(out.status.code(), Some(1));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !srv.stderr().contains("cannot upgrade: cannot start") {
-        assert!(Instant::now() < deadline, "{}", srv.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_log(&srv, "cannot upgrade: cannot start");
     let mut c = srv.connect();
     c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.resp().status, 200);
-}
-
-/// Waits for pid `pid` to exit (it is not the test's child: polled).
-fn wait_gone(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!alive(pid), "pid {pid} did not exit");
 }
 
 /// A server socket-activated (a TCP socket as descriptor 3, as systemd passes it) and with a
@@ -276,14 +267,8 @@ fn an_upgrade_keeps_activated_sockets_and_may_change_the_shard_count(engine: &[&
     let mut previous = srv.pid() as u32;
     for shards in [1, 3] {
         write_config(shards);
-        let out = upgrade_cli(&pid_file);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let new = read_pid(&pid_file);
-        guards.push(Adopted(new));
+        let (new, guard, _) = upgrade_ok(&pid_file);
+        guards.push(guard);
         match previous == srv.pid() as u32 {
             true => assert!(srv.wait_exit(Duration::from_secs(20)).is_some()),
             false => wait_gone(previous),
@@ -295,23 +280,6 @@ fn an_upgrade_keeps_activated_sockets_and_may_change_the_shard_count(engine: &[&
     }
     signal(previous as i32, libc::SIGTERM);
     wait_gone(previous);
-}
-
-/// The pids the log says became ready, in order.
-fn ready_pids(log: &str) -> Vec<u32> {
-    log.lines()
-        .filter(|l| l.starts_with("ringshard: app ") && l.contains("] ready ("))
-        .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
-        .collect()
-}
-
-/// Whether `pid` runs (a zombie does not).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|r| !r.trim_start().starts_with('Z'))
-    })
 }
 
 /// An app pool across an upgrade: the new process starts its own app processes and says it is
@@ -339,27 +307,18 @@ fn an_upgrade_brings_its_own_app_processes(engine: &[&str]) {
         engine,
         &["--config", config.to_str().unwrap()],
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ready_pids(&srv.stderr()).len() < 2 {
-        assert!(Instant::now() < deadline, "{}", srv.stderr());
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_until("two app processes ready", Duration::from_secs(20), || {
+        ready_pids(&srv.stderr()).len() == 2
+    });
     let old_apps = ready_pids(&srv.stderr());
     let mut c = srv.connect();
     c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.resp().status, 200);
     drop(c);
 
-    let out = upgrade_cli(&pid_file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let new = read_pid(&pid_file);
-    let _guard = Adopted(new);
+    let (new, _guard, _) = upgrade_ok(&pid_file);
     // Ready was said after the new apps accepted: both are in the log already.
-    let new_apps: Vec<u32> = ready_pids(&srv.stderr())
+    let new_apps: Vec<i32> = ready_pids(&srv.stderr())
         .into_iter()
         .filter(|p| !old_apps.contains(p))
         .collect();
@@ -372,25 +331,19 @@ fn an_upgrade_brings_its_own_app_processes(engine: &[&str]) {
     assert!(srv
         .wait_exit(Duration::from_secs(20))
         .is_some_and(|s| s.success()));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while old_apps.iter().any(|&p| running(p)) {
-        assert!(
-            Instant::now() < deadline,
-            "the old process's apps outlived it"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(new_apps.iter().all(|&p| running(p)));
+    wait_until(
+        "the old process's apps to go with it",
+        Duration::from_secs(10),
+        || !old_apps.iter().any(|&p| alive(p)),
+    );
+    assert!(new_apps.iter().all(|&p| alive(p)));
     // SIGTERM to the new server: its apps get SIGTERM and go well before their 20 s grace.
-    let t0 = Instant::now();
     signal(new as i32, libc::SIGTERM);
-    while new_apps.iter().any(|&p| running(p)) || alive(new) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the new process's apps did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_until(
+        "the new process's apps to stop on SIGTERM",
+        Duration::from_secs(10),
+        || !new_apps.iter().any(|&p| alive(p)) && !alive(new as i32),
+    );
 }
 
 per_engine! {

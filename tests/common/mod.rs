@@ -719,3 +719,29 @@ pub fn scratch_dir(suite: &str, name: &str, engine: &[&str]) -> std::path::PathB
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Waits up to `within` for `ok`; panics with `what` if it never holds.
+pub fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` runs (a zombie does not); for any process, child or not.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// The pids of app processes a server's log says became ready, in order.
+pub fn ready_pids(log: &str) -> Vec<i32> {
+    log.lines()
+        .filter(|l| l.starts_with("ringshard: app ") && l.contains("] ready ("))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
+        .collect()
+}
