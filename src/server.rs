@@ -455,15 +455,14 @@ impl Running {
         crate::upgrade::Upgrade::start(binary, args, &keyed, &all)
     }
 
-    /// The new process serves: drain gently (its listeners keep the backlogs) and leave the
-    /// unix socket files to it.
+    /// The new process serves: the drain that follows is gentle (its listeners keep the
+    /// backlogs) and leaves the unix socket files to it.
     fn hand_over(&self) {
         self.handed_over
             .store(true, std::sync::atomic::Ordering::Relaxed);
         for w in &self.wakeups {
-            w.request_gentle_shutdown();
+            w.drain_gently();
         }
-        self.let_go_of_sockets();
     }
 
     /// The listening sockets close once the shards' copies do (a backlog no shard accepts

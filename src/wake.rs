@@ -177,12 +177,12 @@ impl Wakeup {
         self.0.efd.notify();
     }
 
-    /// Asks the shard to drain as an upgrade's old process does: idle keep-alive connections
-    /// stay open until their next request (answered with `Connection: close`) or their idle
-    /// timeout, instead of being closed under a client that may be sending.
-    pub fn request_gentle_shutdown(&self) {
+    /// Makes the drain a shutdown will ask for gentle, as an upgrade's old process drains:
+    /// idle keep-alive connections stay open until their next request (answered with
+    /// `Connection: close`) or their idle timeout, instead of being closed under a client that
+    /// may be sending.
+    pub fn drain_gently(&self) {
         self.0.gentle.store(true, Ordering::Release);
-        self.request_shutdown();
     }
 
     pub fn shutdown_requested(&self) -> bool {
