@@ -887,7 +887,7 @@ mod tests {
 
     #[test]
     fn every_error_names_its_line_and_key() {
-        let text = "[server]\nshards = \"two\"\nport = 8\n[limits]\nmax_headers = 10\n[bogus]\nx = 1\n[[route]]\nprefix = \"files\"\nstatic = \"/nonexistent/dir\"\n[[route]]\nprefix = \"/\"\n[[route]]\nprefix = \"/app/\"\nproxy = \"http://127.0.0.1:9/app\"\n[[route]]\nprefix = \"/api/\"\nproxy = [\"unix:/run/app.sock\"]\ntries = 0\ntrusted_proxies = [\"10.0.0.0/33\"]\nbalance = \"random\"\n[[route]]\nprefix = \"/s/\"\nbuiltin = true\nread_timeout = \"1s\"\n[[route]]\nprefix = \"/z/\"\napp = \"nope\"\n[app.bad]\nprocesses = 0\n";
+        let text = "[server]\nshards = \"two\"\nport = 8\n[limits]\nmax_headers = 10\n[bogus]\nx = 1\n[[route]]\nprefix = \"files\"\nstatic = \"/nonexistent/dir\"\n[[route]]\nprefix = \"/\"\n[[route]]\nprefix = \"/app/\"\nproxy = \"http://127.0.0.1:9/app\"\n[[route]]\nprefix = \"/api/\"\nproxy = [\"unix:/run/app.sock\"]\ntries = 0\ntrusted_proxies = [\"10.0.0.0/33\"]\nbalance = \"random\"\n[[route]]\nprefix = \"/s/\"\nbuiltin = true\nread_timeout = \"1s\"\n[[route]]\nprefix = \"/z/\"\napp = \"nope\"\n[app.bad]\nprocesses = 0\npool = \"global\"\n";
         let check = |flag: &str, v: Option<&str>| {
             if flag == "--max-headers" && v == Some("10") {
                 Err("must be at least 11".to_string())
@@ -911,6 +911,7 @@ mod tests {
             "bad.toml:25: route[4].read_timeout: applies to proxy routes only",
             "bad.toml: route /z/: app = \"nope\", but there is no [app.nope] section",
             "bad.toml:30: app.bad.processes: expected 1 to 1024 processes",
+            "bad.toml:31: app.bad.pool: expected \"auto\" (shared with fewer processes than shards), \"shared\" (every shard sends to every process) or \"per-shard\" (each shard to its own)",
             "bad.toml:29: app.bad: no command",
         ];
         for w in want {

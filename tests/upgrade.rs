@@ -352,3 +352,24 @@ per_engine! {
     an_upgrade_hands_over_every_listener,
     a_failed_upgrade_leaves_the_old_process_serving,
 }
+
+/// `ringshard upgrade` with a pid file that is missing, or holds no pid: one line naming it,
+/// exit 2, and no signal sent anywhere.
+#[test]
+fn upgrade_refuses_a_bad_pid_file() {
+    let dir = scratch_dir("upgrade", "bad-pid", &[]);
+    let missing = dir.join("missing.pid");
+    let out = upgrade_cli(&missing);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("--pid-file {}", missing.display())),
+        "{err}"
+    );
+    let garbage = dir.join("garbage.pid");
+    std::fs::write(&garbage, "not-a-pid\n").unwrap();
+    let out = upgrade_cli(&garbage);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"not-a-pid\" is not a pid"), "{err}");
+}
